@@ -1,0 +1,39 @@
+# Two commands: `make run` and `make test`. Both bootstrap .venv from a fresh clone.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+BENCH ?=
+
+.PHONY: run test bench lint format check-migrations venv clean
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || { base=$$(scripts/find-python) && echo "creating $(VENV) with $$base" && $$base -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m tradingsite.stack run
+
+test: $(STAMP)
+	DJANGO_SETTINGS_MODULE=tradingsite.settings.test $(PY) -m tradingsite.stack exec --redis-db 1 -- \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	DJANGO_SETTINGS_MODULE=tradingsite.settings.test $(PY) -m tradingsite.stack exec --redis-db 2 -- \
+		$(PY) -m bench $(BENCH)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache

@@ -1,0 +1,37 @@
+"""Test settings: the real stack (PostgreSQL, Redis, Celery), fast hashing, in-memory email."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from .base import *  # noqa: F403
+from .base import REST_FRAMEWORK, env
+
+DEBUG = False
+SECRET_KEY = env("SECRET_KEY") or "test-secret-key-not-for-production-" + "x" * 20
+ENCRYPTION_KEYS = [
+    base64.b64encode(b"k" * 32).decode(),
+    base64.b64encode(b"o" * 32).decode(),
+]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+DEFAULT_FROM_EMAIL = "engine@localhost"
+# Each xdist worker gets its own key space in the shared Redis.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("REDIS_URL"),
+        "KEY_PREFIX": f"test-{_worker}",
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [env("REDIS_URL")], "prefix": f"test-{_worker}:asgi"},
+    }
+}
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "1000/min", "anon": "1000/min"}}
+ACCOUNT_RATE_LIMITS = {"login_failed": "5/5m/key"}
+WHITENOISE_USE_FINDERS = True
