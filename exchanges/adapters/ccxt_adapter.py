@@ -1,0 +1,651 @@
+"""The one module of the project that imports ccxt.
+
+``CcxtAdapter`` offers the synchronous ``ExchangeAdapter`` interface on top of ``ccxt.async_support``:
+
+* one asyncio event loop per thread, and one ccxt instance per (config, credentials) and thread, reused
+  across calls so that markets are loaded once and HTTP connections are kept alive; ``close()`` closes
+  this adapter's instance, ``close_thread_clients()`` every instance of the calling thread;
+* every call passes the config's circuit breaker (``exchanges.circuit``) and books its request weight
+  in the shared Redis budget (``exchanges.ratelimit``) first, and corrects the budget from the
+  exchange's used-weight header afterwards;
+* ccxt errors become ``exchanges.exceptions`` (see ``_translate``); reads are retried a few times on
+  temporary errors with a short backoff, order placement never is (an unknown outcome is reported as
+  ``UnknownOutcomeError`` and resolved by ``place_order_safely``);
+* amounts are Decimal everywhere; they are rounded and checked with ``exchanges.precision`` before an
+  order is sent, and converted to float only in the final call into ccxt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import aiohttp
+import ccxt.async_support as ccxt
+
+from exchanges.circuit import CircuitBreaker
+from exchanges.exceptions import (
+    AuthenticationFailedError,
+    CircuitOpenError,
+    DuplicateClientOrderIdError,
+    ExchangeError,
+    InsufficientFundsError,
+    InvalidOrderError,
+    OrderNotFoundError,
+    PermanentExchangeError,
+    RateLimitedError,
+    SymbolNotFoundError,
+    TemporaryExchangeError,
+    UnknownOutcomeError,
+)
+from exchanges.precision import CountingMode, MarketRules, MarketRulesError, market_rules_from_ccxt_market
+from exchanges.ratelimit import WeightBudget, limits_for
+
+from .base import ExchangeAdapter
+from .orders import prepare_order
+from .types import Balance, OrderFill, OrderRequest, OrderState, Ticker
+
+T = TypeVar("T")
+
+READ_BACKOFF_S: tuple[float, ...] = (0.25, 1.0)  # waits before the 2nd and 3rd attempt of a read
+MAX_RATE_LIMIT_RETRY_WAIT_S = 2.0
+DEFAULT_TIMEOUT_MS = 10_000
+BINANCE_FAMILY = frozenset({"binance", "binanceus"})
+# Keep the Binance client on spot: no futures market downloads, no sapi currency/margin calls.
+BINANCE_SPOT_OPTIONS: dict[str, Any] = {
+    "defaultType": "spot",
+    "fetchMarkets": {"types": ["spot"]},
+    "fetchCurrencies": False,
+    "fetchMargins": False,
+    "warnOnFetchOpenOrdersWithoutSymbol": False,
+}
+_URL_QUERY = re.compile(r"(https?://[^\s?\"']+)\?[^\s\"']*")
+
+
+def supported_exchange_ids() -> frozenset[str]:
+    """Every exchange id ccxt knows (``binance``, ``bybit``, ``okx``, ...)."""
+    return frozenset(ccxt.exchanges)
+
+
+# ------------------------------------------------------------------------------ loop and client cache
+
+
+@dataclass
+class _ThreadState:
+    loop: asyncio.AbstractEventLoop
+    clients: dict[str, Any] = field(default_factory=dict)
+
+
+_local = threading.local()
+
+
+def _thread_state() -> _ThreadState:
+    state: _ThreadState | None = getattr(_local, "state", None)
+    if state is None or state.loop.is_closed():
+        state = _ThreadState(loop=asyncio.new_event_loop())
+        _local.state = state
+    return state
+
+
+def _run[T](awaitable: Awaitable[T]) -> T:
+    """Run a coroutine on this thread's loop (sync callers only)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()
+        raise RuntimeError(
+            "ExchangeAdapter methods are synchronous: call them from a worker thread "
+            "(e.g. asgiref.sync.sync_to_async), not from inside a running event loop"
+        )
+    return _thread_state().loop.run_until_complete(awaitable)
+
+
+def close_thread_clients() -> int:
+    """Close every ccxt instance of the calling thread and its loop; returns how many were closed."""
+    state: _ThreadState | None = getattr(_local, "state", None)
+    if state is None or state.loop.is_closed():
+        return 0
+    clients = list(state.clients.values())
+    state.clients.clear()
+    for client in clients:
+        try:
+            state.loop.run_until_complete(client.close())
+        except Exception:  # a broken connection must not stop the others from closing
+            pass
+    state.loop.run_until_complete(state.loop.shutdown_asyncgens())
+    state.loop.close()
+    _local.state = None
+    return len(clients)
+
+
+# Scripts and tests that never call close() still shut their sessions down cleanly.
+atexit.register(close_thread_clients)
+
+
+# ---------------------------------------------------------------------------------- conversions
+
+
+def _dec(value: Any) -> Decimal | None:
+    """ccxt numbers (floats, or strings) to Decimal through their shortest repr; ``None`` stays."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool):
+        return None
+    try:
+        result = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return result if result.is_finite() else None
+
+
+def _ts(milliseconds: Any) -> datetime | None:
+    if milliseconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(int(milliseconds) / 1000, tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _since_ms(since: int | datetime | None) -> int | None:
+    if since is None:
+        return None
+    if isinstance(since, datetime):
+        return int(since.timestamp() * 1000)
+    return int(since)
+
+
+_STATUS = {
+    "closed": "filled",
+    "canceled": "canceled",
+    "cancelled": "canceled",
+    "expired": "expired",
+    "rejected": "rejected",
+}
+
+
+def _status(raw: dict[str, Any], filled: Decimal) -> str:
+    status = raw.get("status")
+    if status in (None, "open"):
+        return "partially_filled" if filled > 0 else "open"
+    return _STATUS.get(str(status), "open")
+
+
+def _fee_of(item: Mapping[str, Any]) -> tuple[Decimal, str | None]:
+    fee = item.get("fee") or {}
+    cost = _dec(fee.get("cost")) or Decimal(0)
+    return cost, fee.get("currency")
+
+
+def _fill(trade: Mapping[str, Any]) -> OrderFill:
+    fee, fee_asset = _fee_of(trade)
+    return OrderFill(
+        trade_id=str(trade.get("id") or ""),
+        price=_dec(trade.get("price")) or Decimal(0),
+        quantity=_dec(trade.get("amount")) or Decimal(0),
+        fee=fee,
+        fee_asset=fee_asset,
+        timestamp=_ts(trade.get("timestamp")),
+        exchange_order_id=str(trade["order"]) if trade.get("order") is not None else None,
+    )
+
+
+def order_state_from_ccxt(raw: Mapping[str, Any], request: OrderRequest | None = None) -> OrderState:
+    """A ccxt unified order as our ``OrderState`` (missing fields taken from the request that made it)."""
+    filled = _dec(raw.get("filled")) or Decimal(0)
+    quantity = _dec(raw.get("amount")) or (request.quantity if request else Decimal(0))
+    fills = tuple(_fill(trade) for trade in raw.get("trades") or [])
+    fee, fee_asset = Decimal(0), None
+    if fills:
+        assets = {fill.fee_asset for fill in fills if fill.fee}
+        fee_asset = next(iter(assets)) if len(assets) == 1 else None
+        fee = sum((fill.fee for fill in fills), Decimal(0)) if len(assets) <= 1 else Decimal(0)
+    elif raw.get("fee"):
+        fee, fee_asset = _fee_of(raw)
+    average = _dec(raw.get("average"))
+    cost = _dec(raw.get("cost"))
+    if average is None and cost and filled > 0:
+        average = cost / filled
+    order_type = str(raw.get("type") or (request.type if request else "limit")).lower()
+    return OrderState(
+        exchange_order_id=str(raw.get("id") or ""),
+        client_order_id=raw.get("clientOrderId") or (request.client_order_id if request else None),
+        symbol=str(raw.get("symbol") or (request.symbol if request else "")),
+        side=str(raw.get("side") or (request.side if request else "buy")).lower(),  # type: ignore[arg-type]
+        type="market" if order_type == "market" else "limit",
+        status=_status(dict(raw), filled),  # type: ignore[arg-type]
+        price=_dec(raw.get("price")) or (request.price if request else None),
+        quantity=quantity,
+        filled_quantity=filled,
+        average_price=average,
+        fee=fee,
+        fee_asset=fee_asset,
+        fills=fills,
+        timestamp=_ts(raw.get("timestamp")),
+    )
+
+
+# ------------------------------------------------------------------------------------- the adapter
+
+
+class CcxtAdapter(ExchangeAdapter):
+    """One exchange account (or its public data, without credentials) through ccxt."""
+
+    def __init__(
+        self,
+        *,
+        exchange_name: str,
+        ccxt_id: str,
+        credentials: Any = None,
+        sandbox: bool = False,
+        config_overrides: Mapping[str, Any] | None = None,
+        circuit_name: str | None = None,
+        account_label: str = "public",
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        rules_exchange_name: str | None = None,
+        max_budget_wait_s: float = 5.0,
+    ) -> None:
+        if ccxt_id not in ccxt.exchanges:
+            raise PermanentExchangeError(f"ccxt has no exchange {ccxt_id!r}", exchange=exchange_name)
+        self.exchange_name = exchange_name
+        self.ccxt_id = ccxt_id
+        self.sandbox = sandbox
+        self._credentials = credentials
+        self._overrides = dict(config_overrides or {})
+        self._timeout_ms = timeout_ms
+        self._rules_exchange_name = rules_exchange_name or exchange_name
+        self._account_label = account_label
+        self._max_budget_wait_s = max_budget_wait_s
+        self._circuit = CircuitBreaker(
+            circuit_name or f"public:{exchange_name}", label=f"{exchange_name} ({account_label})"
+        )
+        self._budget: WeightBudget | None = None
+        self._client_key = self._make_client_key()
+
+    def __repr__(self) -> str:
+        key = getattr(self._credentials, "api_key", "") or ""
+        masked = ("****" + key[-4:]) if len(key) > 8 else ("****" if key else "none")
+        sandbox = " sandbox" if self.sandbox else ""
+        return f"<CcxtAdapter {self.exchange_name} via {self.ccxt_id}{sandbox} key={masked}>"
+
+    @property
+    def rules_exchange_name(self) -> str:
+        return self._rules_exchange_name
+
+    @property
+    def circuit(self) -> CircuitBreaker:
+        return self._circuit
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def _make_client_key(self) -> str:
+        creds = self._credentials
+        material = json.dumps(
+            [
+                self.ccxt_id,
+                self.sandbox,
+                self._timeout_ms,
+                self._overrides,
+                getattr(creds, "api_key", None),
+                getattr(creds, "api_secret", None),
+                getattr(creds, "password", None),
+            ],
+            sort_keys=True,
+            default=str,
+        )
+        return f"{self._circuit.name}:{hashlib.sha256(material.encode()).hexdigest()[:24]}"
+
+    def _client(self) -> Any:
+        state = _thread_state()
+        client = state.clients.get(self._client_key)
+        if client is not None:
+            return client
+        config: dict[str, Any] = {"enableRateLimit": True, "timeout": self._timeout_ms}
+        options: dict[str, Any] = {"warnOnFetchOpenOrdersWithoutSymbol": False}
+        if self.ccxt_id in BINANCE_FAMILY:
+            options.update(BINANCE_SPOT_OPTIONS)
+        for key, value in self._overrides.items():
+            if key == "options":
+                options.update(value)
+            else:
+                config[key] = value
+        config["options"] = options
+        config["asyncio_loop"] = state.loop
+        creds = self._credentials
+        if creds is not None:
+            config["apiKey"] = creds.api_key
+            config["secret"] = creds.api_secret
+            if creds.password:
+                config["password"] = creds.password
+        client = getattr(ccxt, self.ccxt_id)(config)
+        if self.sandbox:
+            try:
+                client.set_sandbox_mode(True)
+            except ccxt.NotSupported:
+                raise PermanentExchangeError(
+                    f"{self.ccxt_id} has no testnet (sandbox) in ccxt; use paper or live mode",
+                    exchange=self.exchange_name,
+                ) from None
+        state.clients[self._client_key] = client
+        return client
+
+    def _host(self, client: Any) -> str:
+        api = client.urls.get("api")
+        url = api if isinstance(api, str) else None
+        if isinstance(api, Mapping):
+            url = api.get("public") or next((v for v in api.values() if isinstance(v, str)), None)
+        return urlparse(url).netloc if url else self.ccxt_id
+
+    def _budget_for(self, client: Any) -> WeightBudget:
+        if self._budget is None:
+            self._budget = WeightBudget(
+                exchange_name=self.exchange_name,
+                host=self._host(client),
+                account=self._account_label,
+                limits=limits_for(self.ccxt_id),
+                max_wait_s=self._max_budget_wait_s,
+            )
+        return self._budget
+
+    @property
+    def budget(self) -> WeightBudget:
+        return self._budget_for(self._client())
+
+    def _secrets(self) -> list[str]:
+        creds = self._credentials
+        values = [getattr(creds, name, None) for name in ("api_key", "api_secret", "password")]
+        return [value for value in values if value and len(value) >= 4]
+
+    def _safe_message(self, exc: BaseException) -> str:
+        from accounts.logs import scrub
+
+        text = str(exc) or type(exc).__name__
+        text = _URL_QUERY.sub(r"\1", text)  # signed query strings carry signatures and timestamps
+        for secret in self._secrets():
+            text = text.replace(secret, "[redacted]")
+        text = str(scrub(text))
+        if len(text) > 500:
+            text = text[:500] + "..."
+        return text
+
+    def _retry_after(self, client: Any, message: str) -> float:
+        headers = getattr(client, "last_response_headers", None) or {}
+        for key, value in headers.items():
+            if key.lower() == "retry-after":
+                try:
+                    return max(0.0, float(value))
+                except ValueError:
+                    break
+        if " 418 " in f" {message} ":
+            return 120.0
+        now = time.time()
+        return max(1.0, math.ceil(now / 60) * 60 - now)
+
+    def _translate(
+        self, exc: BaseException, client: Any, *, operation: str, placing: bool, client_order_id: str
+    ) -> ExchangeError | None:
+        if isinstance(exc, ExchangeError):
+            return exc
+        message = self._safe_message(exc)
+        where = {"exchange": self.exchange_name, "operation": operation}
+        network_cause = isinstance(exc.__cause__, aiohttp.ClientError | asyncio.TimeoutError | OSError)
+        if not isinstance(exc, ccxt.BaseError):
+            if isinstance(exc, aiohttp.ClientError | asyncio.TimeoutError | OSError):
+                network_cause = True
+            else:
+                return None
+        if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+            return RateLimitedError(message, retry_after=self._retry_after(client, message), **where)
+        if isinstance(exc, ccxt.AuthenticationError):
+            return AuthenticationFailedError(message, **where)
+        if isinstance(exc, ccxt.InsufficientFunds):
+            return InsufficientFundsError(message, **where)
+        if isinstance(exc, ccxt.OrderNotFound):
+            return OrderNotFoundError(message, **where)
+        if isinstance(exc, ccxt.DuplicateOrderId) or "duplicate order" in message.lower():
+            return DuplicateClientOrderIdError(message, **where)
+        if isinstance(exc, ccxt.BadSymbol):
+            return SymbolNotFoundError(message, **where)
+        if isinstance(exc, ccxt.InvalidOrder):
+            return InvalidOrderError(message, **where)
+        if isinstance(exc, ccxt.InvalidNonce):
+            # rejected for our clock or nonce before anything happened: not an unknown outcome
+            return TemporaryExchangeError(message, **where)
+        if isinstance(exc, ccxt.OperationFailed) or network_cause:
+            if placing:
+                return UnknownOutcomeError(
+                    f"{message} (placing {client_order_id}: the order may or may not exist)",
+                    client_order_id=client_order_id,
+                    **where,
+                )
+            return TemporaryExchangeError(message, **where)
+        if placing and isinstance(exc, ccxt.BadRequest | ccxt.OperationRejected):
+            return InvalidOrderError(message, **where)
+        return PermanentExchangeError(message, **where)
+
+    async def _invoke(self, client: Any, fn: Callable[[Any], Awaitable[T]], *, needs_markets: bool) -> T:
+        if needs_markets and not client.markets:
+            await client.load_markets()
+        return await fn(client)
+
+    def _call(
+        self,
+        operation: str,
+        fn: Callable[[Any], Awaitable[T]],
+        *,
+        count: int = 1,
+        placing: bool = False,
+        client_order_id: str = "",
+        needs_markets: bool = True,
+    ) -> T:
+        attempts = 1 if placing else 1 + len(READ_BACKOFF_S)
+        for attempt in range(attempts):
+            self._circuit.before_call()
+            client = self._client()
+            budget = self._budget_for(client)
+            if needs_markets and not client.markets:
+                budget.reserve("markets")  # ccxt loads them implicitly before the first call
+            budget.reserve(operation, count=count, orders=1 if placing else 0)
+            try:
+                result = _run(self._invoke(client, fn, needs_markets=needs_markets))
+            except Exception as exc:
+                error = self._translate(
+                    exc, client, operation=operation, placing=placing, client_order_id=client_order_id
+                )
+                if error is None:
+                    raise
+                budget.observe_headers(getattr(client, "last_response_headers", None))
+                if isinstance(error, RateLimitedError):
+                    budget.block(error.retry_after)
+                elif isinstance(error, TemporaryExchangeError | UnknownOutcomeError):
+                    self._circuit.record_failure()
+                else:
+                    self._circuit.record_success()  # the exchange answered; it is up
+                if attempt + 1 < attempts and isinstance(error, TemporaryExchangeError):
+                    wait = error.retry_after if isinstance(error, RateLimitedError) else READ_BACKOFF_S[attempt]
+                    if wait <= MAX_RATE_LIMIT_RETRY_WAIT_S:
+                        self.sleep(wait)
+                        continue
+                raise error from None
+            budget.observe_headers(getattr(client, "last_response_headers", None))
+            self._circuit.record_success()
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --------------------------------------------------------------------------- market rules
+
+    def refresh_market_rules(self) -> int:
+        from exchanges import services
+
+        async def load(client: Any) -> tuple[dict[str, Any], Any]:
+            markets = await client.load_markets(reload=True)
+            return markets, client.precisionMode
+
+        markets, precision_mode = self._call("markets", load, needs_markets=False)
+        try:
+            counting = CountingMode.from_ccxt(int(precision_mode))
+        except (KeyError, TypeError, ValueError):
+            counting = CountingMode.TICK_SIZE
+        rules: list[MarketRules] = []
+        for market in markets.values():
+            if market.get("spot") is False:
+                continue
+            try:
+                rules.append(market_rules_from_ccxt_market(market, precision_mode=counting))
+            except (MarketRulesError, ValueError, KeyError):
+                continue  # a market ccxt cannot describe with fixed ticks is not tradable by us
+        return services.market_rules_store(exchange_name=self.rules_exchange_name, rules=rules)
+
+    # ------------------------------------------------------------------------------ market data
+
+    def ping(self) -> None:
+        self._call("time", lambda client: client.fetch_time(), needs_markets=False)
+
+    def fetch_ticker(self, symbol: str) -> Ticker:
+        rules = self.resolve_symbol(symbol)
+        raw = self._call("ticker", lambda client: client.fetch_ticker(rules.symbol))
+        return Ticker(
+            symbol=rules.symbol,
+            last=_dec(raw.get("last")) or _dec(raw.get("close")),
+            bid=_dec(raw.get("bid")),
+            ask=_dec(raw.get("ask")),
+            timestamp=_ts(raw.get("timestamp")),
+        )
+
+    def fetch_ohlcv(
+        self, symbol: str, timeframe: str, since: int | datetime | None = None, limit: int | None = None
+    ) -> list[tuple]:
+        rules = self.resolve_symbol(symbol)
+        since_ms = _since_ms(since)
+        rows = self._call("ohlcv", lambda client: client.fetch_ohlcv(rules.symbol, timeframe, since_ms, limit))
+        return [
+            (int(row[0]), _dec(row[1]), _dec(row[2]), _dec(row[3]), _dec(row[4]), _dec(row[5]) or Decimal(0))
+            for row in rows
+        ]
+
+    # ---------------------------------------------------------------------------------- account
+
+    def fetch_balance(self) -> dict[str, Balance]:
+        raw = self._call("balance", lambda client: client.fetch_balance())
+        result: dict[str, Balance] = {}
+        totals = raw.get("total") or {}
+        for asset in totals:
+            free = _dec((raw.get("free") or {}).get(asset)) or Decimal(0)
+            used = _dec((raw.get("used") or {}).get(asset)) or Decimal(0)
+            total = _dec(totals.get(asset)) or free + used
+            if free or used or total:
+                result[asset] = Balance(asset=asset, free=free, used=used, total=total)
+        return result
+
+    def create_order(self, req: OrderRequest) -> OrderState:
+        rules = self.resolve_symbol(req.symbol)
+        price, quantity = prepare_order(req, rules, exchange=self.exchange_name)
+        params = {"clientOrderId": req.client_order_id}  # ccxt sends it as Binance's newClientOrderId
+        send_price = float(price) if price is not None else None
+
+        async def place(client: Any) -> dict[str, Any]:
+            return await client.create_order(rules.symbol, req.type, req.side, float(quantity), send_price, params)
+
+        raw = self._call("create_order", place, placing=True, client_order_id=req.client_order_id)
+        normalized = OrderRequest(
+            symbol=rules.symbol,
+            side=req.side,
+            type=req.type,
+            quantity=quantity,
+            price=price,
+            client_order_id=req.client_order_id,
+        )
+        return order_state_from_ccxt(raw, normalized)
+
+    def _lookup_params(self, exchange_order_id: str | None, client_order_id: str | None) -> dict[str, Any]:
+        if not exchange_order_id and not client_order_id:
+            raise ValueError("give exchange_order_id or client_order_id")
+        return {} if exchange_order_id else {"clientOrderId": client_order_id}
+
+    def fetch_order(
+        self, symbol: str, *, exchange_order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        rules = self.resolve_symbol(symbol)
+        params = self._lookup_params(exchange_order_id, client_order_id)
+        raw = self._call(
+            "fetch_order", lambda client: client.fetch_order(exchange_order_id, rules.symbol, dict(params))
+        )
+        return order_state_from_ccxt(raw)
+
+    def cancel_order(
+        self, symbol: str, *, exchange_order_id: str | None = None, client_order_id: str | None = None
+    ) -> OrderState:
+        rules = self.resolve_symbol(symbol)
+        params = self._lookup_params(exchange_order_id, client_order_id)
+        try:
+            raw = self._call(
+                "cancel_order", lambda client: client.cancel_order(exchange_order_id, rules.symbol, dict(params))
+            )
+        except (OrderNotFoundError, PermanentExchangeError) as exc:
+            if not isinstance(exc, OrderNotFoundError) and "unknown order" not in str(exc).lower():
+                raise
+            # Binance answers -2011 for orders that already finished: report them as they are.
+            return self.fetch_order(rules.symbol, exchange_order_id=exchange_order_id, client_order_id=client_order_id)
+        state = order_state_from_ccxt(raw)
+        if not state.client_order_id and client_order_id:
+            state = dataclasses.replace(state, client_order_id=client_order_id)
+        return state
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        if symbol is None:
+            raw = self._call("open_orders_all", lambda client: client.fetch_open_orders())
+        else:
+            rules = self.resolve_symbol(symbol)
+            raw = self._call("open_orders_symbol", lambda client: client.fetch_open_orders(rules.symbol))
+        return [order_state_from_ccxt(item) for item in raw]
+
+    def fetch_my_trades(self, symbol: str, since: int | datetime | None = None) -> list[OrderFill]:
+        rules = self.resolve_symbol(symbol)
+        since_ms = _since_ms(since)
+        raw = self._call("my_trades", lambda client: client.fetch_my_trades(rules.symbol, since_ms))
+        return [_fill(trade) for trade in raw]
+
+    def validate(self) -> tuple[bool, str]:
+        if self._credentials is None:
+            return False, "No API key is stored for this exchange."
+        try:
+            balances = self.fetch_balance()
+        except AuthenticationFailedError as exc:
+            return False, f"The exchange rejected the API key pair: {exc}"
+        except CircuitOpenError as exc:
+            return False, f"Not checked: {exc}"
+        except TemporaryExchangeError as exc:
+            return False, f"Could not reach {self.exchange_name}: {exc}"
+        except ExchangeError as exc:
+            return False, f"{self.exchange_name} refused the check: {exc}"
+        mode = " (testnet)" if self.sandbox else ""
+        return True, f"Authenticated on {self.exchange_name}{mode}; {len(balances)} asset(s) with a balance."
+
+    def close(self) -> None:
+        state: _ThreadState | None = getattr(_local, "state", None)
+        if state is None or state.loop.is_closed():
+            return
+        client = state.clients.pop(self._client_key, None)
+        if client is not None:
+            try:
+                state.loop.run_until_complete(client.close())
+            except Exception:
+                pass
