@@ -78,3 +78,42 @@ def celery_worker(transactional_db, celery_worker_app):  # type: ignore[no-untyp
         celery_worker_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
     ) as worker:
         yield worker
+
+
+# --------------------------------------------------------------------------------- exchange simulator
+
+
+@pytest.fixture(scope="session")
+def simulator():  # type: ignore[no-untyped-def]
+    """One Binance-compatible simulator process per test session (per xdist worker), on a free port.
+
+    Serves ../shared/data/exchange/binance_exchangeInfo_subset.json when present, else the built-in set.
+    """
+    from exchanges.simulator.testing import SimulatorProcess
+
+    info = SHARED_DATA / "exchange" / "binance_exchangeInfo_subset.json"
+    with SimulatorProcess(exchange_info=info if info.is_file() else None) as sim:
+        yield sim
+
+
+SIMULATOR_START_PRICES = {"BTCUSDT": "65000", "ETHUSDT": "3500", "SOLUSDT": "150"}
+
+
+@pytest.fixture
+def simulator_account(simulator, settings, trader):  # type: ignore[no-untyped-def]
+    """A fresh simulator account (10000 USDT, 1 BTC, 10 ETH) and the trader's `simulator` config for it.
+
+    `settings.SIMULATOR_URL` points at the session's simulator; prices start at SIMULATOR_START_PRICES;
+    faults are cleared afterwards. Returns `exchanges.tests.support.SimulatorAccount` (config, keys,
+    simulator, `adapter()`).
+    """
+    from exchanges.tests.support import make_simulator_account
+
+    settings.SIMULATOR_URL = simulator.url
+    settings.EXCHANGE_TIMEOUT_MS = 1500  # timeout faults hold the response for 30 s: give up quickly
+    for symbol, price in SIMULATOR_START_PRICES.items():
+        simulator.set_price(symbol, price)
+    account = make_simulator_account(simulator, user=trader)
+    yield account
+    account.close()
+    simulator.clear_faults()
