@@ -21,15 +21,21 @@ SECRET_KEY_PATTERN = re.compile(r"(key|secret|password|passwd|token|passphrase|s
 SECRET_VALUE_PATTERNS = [
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWT
     re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]{16,}"),
-    re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9+/_=-]{32,}(?![A-Za-z0-9])"),
+    re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9+_=-]{32,}(?![A-Za-z0-9])"),
 ]
+# Ids are not secrets: UUIDs and 64-hex digests (idempotency keys) stay readable in logs.
+_NOT_SECRET = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 REDACTED = "[redacted]"
 _SAFE_KEYS = {"client_order_id", "idempotency_key", "key_version", "api_key_masked"}
 
 
+def _redact(match: re.Match[str]) -> str:
+    return match.group(0) if _NOT_SECRET.fullmatch(match.group(0)) else REDACTED
+
+
 def _scrub_text(text: str) -> str:
     for pattern in SECRET_VALUE_PATTERNS:
-        text = pattern.sub(REDACTED, text)
+        text = pattern.sub(_redact, text)
     return text
 
 

@@ -239,3 +239,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
 }
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
+
+WEBHOOK_MAX_BODY_BYTES = 64 * 1024
+WEBHOOK_RATE_LIMIT_PER_MINUTE = int(env("WEBHOOK_RATE_LIMIT_PER_MINUTE", "300") or 300)
+# Order placement: temporary errors are retried with backoff, this many times, before the order waits for
+# reconciliation.
+ORDER_SUBMIT_MAX_RETRIES = 8

@@ -6,7 +6,7 @@ import base64
 import os
 
 from .base import *  # noqa: F403
-from .base import REST_FRAMEWORK, env
+from .base import DATABASES, REST_FRAMEWORK, env
 
 DEBUG = False
 SECRET_KEY = env("SECRET_KEY") or "test-secret-key-not-for-production-" + "x" * 20
@@ -35,3 +35,4 @@ CHANNEL_LAYERS = {
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "1000/min", "anon": "1000/min"}}
 ACCOUNT_RATE_LIMITS = {"login_failed": "5/5m/key"}
 WHITENOISE_USE_FINDERS = True
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # webhook pool threads must not keep test connections open

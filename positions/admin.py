@@ -1,0 +1,200 @@
+"""Ops console for signals, groups, pyramids, orders and fills. Ledgers are read-only; actions call services."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from .choices import GroupStatus
+from .models import DCAOrder, EngineConfig, ExitOrder, Fill, GroupEvent, PositionGroup, Pyramid, WebhookSignal
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+class PyramidInline(ReadOnlyInline):
+    model = Pyramid
+    fields = ["index", "entry_price", "capital_usd", "entry_order_type", "created_at", "submitted_at"]
+    readonly_fields = fields
+
+
+class DCAOrderInline(ReadOnlyInline):
+    model = DCAOrder
+    fk_name = "group"
+    fields = [
+        "pyramid_level",
+        "dca_level",
+        "order_type",
+        "price",
+        "quantity",
+        "filled_quantity",
+        "filled_price",
+        "status",
+        "client_order_id",
+        "exchange_order_id",
+    ]
+    readonly_fields = fields
+
+
+class ExitOrderInline(ReadOnlyInline):
+    model = ExitOrder
+    fk_name = "group"
+    fields = [
+        "purpose",
+        "order_type",
+        "price",
+        "quantity",
+        "filled_quantity",
+        "filled_price",
+        "status",
+        "client_order_id",
+        "slippage_percent",
+    ]
+    readonly_fields = fields
+
+
+class FillInline(ReadOnlyInline):
+    model = Fill
+    fields = ["executed_at", "side", "price", "quantity", "fee", "fee_asset", "trade_id"]
+    readonly_fields = fields
+
+
+class EventInline(ReadOnlyInline):
+    model = GroupEvent
+    fields = ["at", "kind", "message"]
+    readonly_fields = fields
+
+
+@admin.register(PositionGroup)
+class PositionGroupAdmin(admin.ModelAdmin):
+    list_display = [
+        "symbol",
+        "timeframe",
+        "side",
+        "status",
+        "user",
+        "pyramid_count",
+        "filled_quantity",
+        "avg_entry_price",
+        "realized_pnl",
+        "created_at",
+    ]
+    list_filter = ["status", "side", "timeframe", "tp_mode", "exchange_config__exchange_name"]
+    search_fields = ["symbol", "user__email", "id"]
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in PositionGroup._meta.fields if f.name not in ("risk_blocked", "risk_skip_once")]
+    inlines = [PyramidInline, DCAOrderInline, ExitOrderInline, FillInline, EventInline]
+    actions = ["close_at_market", "block_from_risk", "unblock_from_risk"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.action(description="Close at market (cancel open orders, sell what is held)")
+    def close_at_market(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        from .tasks import close_group
+
+        count = 0
+        for group in queryset.exclude(status__in=[GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED]):
+            close_group.delay(str(group.pk), "manual")
+            count += 1
+        self.message_user(request, f"Close requested for {count} group(s).", messages.SUCCESS)
+
+    @admin.action(description="Block from the risk engine")
+    def block_from_risk(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        from .services.flags import group_set_risk_flags
+
+        for group in queryset:
+            group_set_risk_flags(group_id=group.pk, blocked=True, actor=request.user)
+
+    @admin.action(description="Unblock from the risk engine")
+    def unblock_from_risk(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        from .services.flags import group_set_risk_flags
+
+        for group in queryset:
+            group_set_risk_flags(group_id=group.pk, blocked=False, actor=request.user)
+
+
+class LedgerAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(DCAOrder)
+class DCAOrderAdmin(LedgerAdmin):
+    list_display = [
+        "symbol",
+        "pyramid_level",
+        "dca_level",
+        "order_type",
+        "price",
+        "quantity",
+        "filled_quantity",
+        "status",
+        "client_order_id",
+        "created_at",
+    ]
+    list_filter = ["status", "order_type", "exchange_config__exchange_name"]
+    search_fields = ["client_order_id", "exchange_order_id", "symbol", "group__id"]
+
+
+@admin.register(ExitOrder)
+class ExitOrderAdmin(LedgerAdmin):
+    list_display = [
+        "symbol",
+        "purpose",
+        "order_type",
+        "price",
+        "quantity",
+        "filled_quantity",
+        "status",
+        "client_order_id",
+        "created_at",
+    ]
+    list_filter = ["status", "purpose"]
+    search_fields = ["client_order_id", "exchange_order_id", "symbol", "group__id"]
+
+
+@admin.register(Fill)
+class FillAdmin(LedgerAdmin):
+    list_display = ["executed_at", "group", "side", "price", "quantity", "fee", "fee_asset", "trade_id"]
+    list_filter = ["side"]
+    search_fields = ["trade_id", "group__symbol"]
+
+
+@admin.register(WebhookSignal)
+class WebhookSignalAdmin(LedgerAdmin):
+    list_display = [
+        "received_at",
+        "user",
+        "symbol",
+        "action",
+        "classification",
+        "status",
+        "http_status",
+        "reason",
+        "ack_ms",
+    ]
+    list_filter = ["status", "classification", "http_status", "source"]
+    search_fields = ["symbol", "trade_id", "user__email", "reason"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(EngineConfig)
+class EngineConfigAdmin(admin.ModelAdmin):
+    list_display = ["user", "updated_at"]
+    search_fields = ["user__email"]
+    readonly_fields = ["user", "updated_at"]

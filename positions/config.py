@@ -1,0 +1,177 @@
+"""The engine config: grid (positions.grid) plus TP, stops, trailing, slippage, pool and risk settings.
+
+One flat JSON object per user (`EngineConfig.data`), with optional `overrides` per symbol or
+symbol+timeframe (`"BTC/USDT"`, `"BTC/USDT:1h"`) holding partial objects. `parse_engine_config`
+validates strictly and names every bad field; `effective_config` merges defaults, the user's values
+and the matching overrides.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .grid import GRID_CONFIG_KEYS, GridConfig, GridConfigError, default_grid_config, parse_grid_config
+
+# Non-grid keys with their defaults. Numbers are kept as strings so Decimal is exact.
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "stop_loss_percent": None,  # stop at avg_entry × (1 − x/100); None = off
+    "trailing_enabled": False,
+    "trailing_activation_percent": "5",
+    "trailing_stop_percent": "3",
+    "max_slippage_percent": "1",
+    "slippage_action": "warn",  # warn | reject
+    "use_signal_size": False,
+    "max_open_groups": 10,
+    "queue_max_size": None,
+    "risk_enabled": True,
+    "loss_threshold_percent": "-5",
+    "post_full_wait_minutes": 60,
+    "age_threshold_minutes": None,
+    "max_winners_to_combine": 3,
+    "min_close_notional": "20",
+    "risk_eligibility": "all_filled",  # all_pyramids | all_submitted | all_filled
+}
+ENGINE_KEYS = set(ENGINE_DEFAULTS) | set(GRID_CONFIG_KEYS) | {"overrides"}
+CHOICES = {
+    "slippage_action": ("warn", "reject"),
+    "risk_eligibility": ("all_pyramids", "all_submitted", "all_filled"),
+}
+BOOLEANS = ("trailing_enabled", "use_signal_size", "risk_enabled")
+POSITIVE_PERCENTS = ("trailing_activation_percent", "trailing_stop_percent", "max_slippage_percent")
+WHOLE = {"max_open_groups": (1, 1000), "post_full_wait_minutes": (0, 100000), "max_winners_to_combine": (1, 20)}
+
+
+class ConfigError(ValueError):
+    """Invalid engine config; `errors` maps dotted field names to reasons."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {', '.join(v)}" for k, v in errors.items()))
+
+
+def default_engine_config() -> dict[str, Any]:
+    return {**default_grid_config(), **copy.deepcopy(ENGINE_DEFAULTS), "overrides": {}}
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def _check_engine_keys(data: Mapping[str, Any], errors: dict[str, list[str]], prefix: str = "") -> None:
+    def add(key: str, reason: str) -> None:
+        errors.setdefault(prefix + key, []).append(reason)
+
+    for key in BOOLEANS:
+        if key in data and not isinstance(data[key], bool):
+            add(key, "must be true or false")
+    for key, allowed in CHOICES.items():
+        if key in data and data[key] not in allowed:
+            add(key, f"must be one of {', '.join(allowed)}")
+    for key in POSITIVE_PERCENTS:
+        if key in data:
+            number = _decimal(data[key])
+            if number is None or number <= 0 or number >= 100:
+                add(key, "must be a number between 0 and 100 (exclusive)")
+    if data.get("stop_loss_percent") is not None:
+        number = _decimal(data["stop_loss_percent"])
+        if number is None or number <= 0 or number >= 100:
+            add("stop_loss_percent", "must be a number between 0 and 100 (exclusive), or null for no stop")
+    if "loss_threshold_percent" in data:
+        number = _decimal(data["loss_threshold_percent"])
+        if number is None or number >= 0 or number <= -100:
+            add("loss_threshold_percent", "must be a negative percentage above -100")
+    if "min_close_notional" in data:
+        number = _decimal(data["min_close_notional"])
+        if number is None or number <= 0:
+            add("min_close_notional", "must be a positive number")
+    for key, (low, high) in WHOLE.items():
+        if key in data and (
+            isinstance(data[key], bool) or not isinstance(data[key], int) or not low <= data[key] <= high
+        ):
+            add(key, f"must be a whole number from {low} to {high}")
+    for key in ("queue_max_size", "age_threshold_minutes"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            add(key, "must be a whole number ≥ 0, or null")
+
+
+def parse_engine_config(data: Any) -> tuple[dict[str, Any], GridConfig]:
+    """Validate a whole config (missing keys take defaults); returns the stored form and its grid."""
+    if not isinstance(data, Mapping):
+        raise ConfigError({"config": ["must be a JSON object"]})
+    errors: dict[str, list[str]] = {}
+    for key in data:
+        if key not in ENGINE_KEYS:
+            errors.setdefault(str(key), []).append("unknown field")
+    merged = {**default_engine_config(), **{k: v for k, v in data.items() if k in ENGINE_KEYS}}
+    if "generator" in data and "levels" not in data:
+        merged.pop("levels", None)
+    if "levels" in data and "generator" not in data:
+        merged.pop("generator", None)
+    _check_engine_keys(merged, errors)
+    grid: GridConfig | None = None
+    try:
+        grid = parse_grid_config({k: v for k, v in merged.items() if k in GRID_CONFIG_KEYS and v is not None})
+    except GridConfigError as exc:
+        for key, reasons in exc.errors.items():
+            errors.setdefault(key, []).extend(reasons)
+    overrides = merged.get("overrides") or {}
+    if not isinstance(overrides, Mapping):
+        errors.setdefault("overrides", []).append("must be an object keyed by SYMBOL or SYMBOL:TIMEFRAME")
+    else:
+        for scope, partial in overrides.items():
+            if not isinstance(partial, Mapping):
+                errors.setdefault(f"overrides.{scope}", []).append("must be an object")
+                continue
+            for key in partial:
+                if key not in ENGINE_KEYS or key == "overrides":
+                    errors.setdefault(f"overrides.{scope}.{key}", []).append("unknown field")
+            try:
+                _, _ = _merge_and_parse(merged, partial)
+            except ConfigError as exc:
+                for key, reasons in exc.errors.items():
+                    errors.setdefault(f"overrides.{scope}.{key}", []).extend(reasons)
+    if errors:
+        raise ConfigError(errors)
+    assert grid is not None
+    return merged, grid
+
+
+def _merge_and_parse(base: Mapping[str, Any], partial: Mapping[str, Any]) -> tuple[dict[str, Any], GridConfig]:
+    merged = {**base, **partial}
+    if "generator" in partial:
+        merged.pop("levels", None)
+    if "levels" in partial:
+        merged.pop("generator", None)
+    merged.pop("overrides", None)
+    errors: dict[str, list[str]] = {}
+    _check_engine_keys(merged, errors)
+    try:
+        grid = parse_grid_config({k: v for k, v in merged.items() if k in GRID_CONFIG_KEYS and v is not None})
+    except GridConfigError as exc:
+        errors.update(exc.errors)
+        raise ConfigError(errors) from exc
+    if errors:
+        raise ConfigError(errors)
+    return merged, grid
+
+
+def effective_config(
+    stored: Mapping[str, Any] | None, *, symbol: str, timeframe: str
+) -> tuple[dict[str, Any], GridConfig]:
+    """The config for a new group: stored values, then the symbol and symbol:timeframe overrides."""
+    base = {**default_engine_config(), **(stored or {})}
+    overrides = base.get("overrides") or {}
+    partial: dict[str, Any] = {}
+    for scope in (symbol, f"{symbol}:{timeframe}"):
+        partial.update(overrides.get(scope) or {})
+    return _merge_and_parse(base, partial)

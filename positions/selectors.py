@@ -1,0 +1,82 @@
+"""Reads for positions: only the caller's own data unless they are a manager or admin."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from .choices import FINAL_GROUP_STATUSES
+from .models import DCAOrder, PositionGroup, Pyramid
+
+
+def group_list(*, viewer: Any, status: str | None = None, symbol: str | None = None) -> QuerySet[PositionGroup]:
+    qs = PositionGroup.objects.select_related("exchange_config")
+    if not viewer.sees_everything:
+        qs = qs.filter(user=viewer)
+    if status == "open":
+        qs = qs.exclude(status__in=FINAL_GROUP_STATUSES)
+    elif status:
+        qs = qs.filter(status=status)
+    if symbol:
+        qs = qs.filter(symbol__iexact=symbol.replace("-", "/"))
+    return qs.order_by("-created_at")
+
+
+def group_detail(*, viewer: Any, group_id: Any) -> PositionGroup | None:
+    qs = group_list(viewer=viewer).prefetch_related(
+        Prefetch(
+            "pyramids",
+            queryset=Pyramid.objects.prefetch_related(
+                Prefetch("orders", queryset=DCAOrder.objects.order_by("dca_level"))
+            ),
+        ),
+        "exit_orders",
+        "fills",
+        "events",
+    )
+    return qs.filter(pk=group_id).first()
+
+
+def group_pnl(*, group: PositionGroup, price: Decimal | None) -> dict[str, Any]:
+    """Realized and unrealized PnL in quote and %, fees included (exit fees not yet paid are not guessed)."""
+    realized = group.realized_pnl
+    unrealized = None
+    unrealized_pct = None
+    if price is not None and group.filled_quantity > 0 and group.avg_entry_price:
+        unrealized = (price - group.avg_entry_price) * group.filled_quantity
+        unrealized_pct = (price / group.avg_entry_price - 1) * 100
+    invested = group.total_cost + (group.avg_entry_price or Decimal("0")) * group.sold_quantity
+    realized_pct = (realized / invested * 100) if invested and group.sold_quantity else None
+
+    def s(v: Decimal | None) -> str | None:
+        return None if v is None else f"{v.quantize(Decimal('1e-8')).normalize():f}"
+
+    return {
+        "price": s(price),
+        "realized": s(realized),
+        "realized_percent": s(realized_pct),
+        "unrealized": s(unrealized),
+        "unrealized_percent": s(unrealized_pct),
+        "total": s(realized + (unrealized or Decimal("0"))),
+    }
+
+
+def _price_key(config_id: Any, symbol: str) -> str:
+    return f"positions:last:{config_id}:{symbol}"
+
+
+def last_price_remember(*, config_id: Any, symbol: str, price: Decimal) -> None:
+    """Kept by the exit checks (every 15 s) so that reads never call an exchange."""
+    from django.core.cache import cache
+
+    cache.set(_price_key(config_id, symbol), str(price), 300)
+
+
+def last_prices(*, groups: list[PositionGroup]) -> dict[str, Decimal]:
+    from django.core.cache import cache
+
+    keys = {_price_key(g.exchange_config_id, g.symbol): g.symbol for g in groups}
+    found = cache.get_many(list(keys))
+    return {keys[k]: Decimal(v) for k, v in found.items()}

@@ -1,0 +1,206 @@
+"""Closing a group: cancel what rests, sell what is held at market, book PnL, free the slot.
+
+`group_close` decides (first trigger wins: under the group's row lock only one caller moves it to
+`closing`); `group_close_continue` does the work and can be re-run safely after any crash or error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+
+from accounts.logs import log_info, log_warning
+from exchanges.client_ids import client_order_id_for
+from exchanges.exceptions import ExchangeError
+from exchanges.services import adapter_for
+
+from ..choices import (
+    FINAL_ORDER_STATUSES,
+    ExitPurpose,
+    GroupStatus,
+    OrderStatus,
+    OrderType,
+)
+from ..models import DCAOrder, ExitOrder, PositionGroup
+from . import orders
+from .state import group_event, group_transition
+
+CLOSE_PURPOSES = (
+    ExitPurpose.EXIT_SIGNAL,
+    ExitPurpose.MANUAL,
+    ExitPurpose.STOP_LOSS,
+    ExitPurpose.TRAILING_STOP,
+    ExitPurpose.TAKE_PROFIT_AGGREGATE,
+    ExitPurpose.RISK,
+)
+ZERO = Decimal("0")
+
+
+class CloseRefused(Exception):  # noqa: N818
+    """The group cannot be closed (already closing or closed)."""
+
+
+def group_close(*, group_id: Any, purpose: str, actor: Any = None, reason: str = "") -> bool:
+    """Start closing a group. Returns False when another trigger got there first."""
+    with transaction.atomic():
+        group = PositionGroup.objects.select_for_update().get(pk=group_id)
+        if group.status in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED):
+            return False
+        group.close_reason = purpose
+        group.save(update_fields=["close_reason", "updated_at"])
+        group_transition(
+            group_id=group.pk,
+            to=GroupStatus.CLOSING,
+            locked=group,
+            actor=actor,
+            reason=reason or ExitPurpose(purpose).label,
+        )
+        from riskengine.services import queue_remove
+
+        queue_remove(
+            user=group.user,
+            exchange_config=group.exchange_config,
+            symbol=group.symbol,
+            timeframe=group.timeframe,
+            side=group.side,
+        )
+    group_close_continue(group_id=group_id)
+    return True
+
+
+def group_close_continue(*, group_id: Any) -> str:
+    """Idempotent: cancel resting orders, sell the rest at market, close when nothing is left."""
+    group = PositionGroup.objects.select_related("exchange_config", "user").get(pk=group_id)
+    if group.status != GroupStatus.CLOSING:
+        return f"group is {group.status}"
+    adapter = adapter_for(group.exchange_config)
+    close_order = _close_order(group)
+    # 1. Cancel every unsettled entry leg and TP (the close order itself excepted).
+    blocked = False
+    for model in (DCAOrder, ExitOrder):
+        for order in model.objects.filter(group=group).exclude(status__in=FINAL_ORDER_STATUSES):
+            if close_order is not None and order.pk == close_order.pk:
+                continue
+            if orders.order_cancel(order_id=order.pk, adapter=adapter) == orders.RETRY:
+                blocked = True
+    if blocked:
+        return "waiting for cancels"
+    group.refresh_from_db()
+    # 2. Sell what is held (one market order; re-used when this runs again).
+    if close_order is None and group.filled_quantity > 0:
+        close_order = _create_close_order(group, adapter)
+    if close_order is not None and close_order.status not in FINAL_ORDER_STATUSES:
+        outcome = orders.order_submit(order_id=close_order.pk, adapter=adapter)
+        if outcome in (orders.RETRY, orders.UNKNOWN):
+            return "close order not confirmed yet"
+        close_order.refresh_from_db()
+        if close_order.status not in FINAL_ORDER_STATUSES:
+            orders.order_sync(order_id=close_order.pk, adapter=adapter)
+            close_order.refresh_from_db()
+        if close_order.status == OrderStatus.REJECTED:
+            log_warning(
+                "TRADING",
+                f"{group.symbol}: close order rejected: {close_order.last_error}",
+                user=group.user,
+                details={"group_id": str(group.pk)},
+            )
+            return "close order rejected"
+        if close_order.status != OrderStatus.FILLED:
+            return "close order resting"
+        _record_slippage(group, close_order)
+    return _finish(group_id)
+
+
+def _close_order(group: PositionGroup) -> ExitOrder | None:
+    return (
+        ExitOrder.objects.filter(group=group, purpose__in=CLOSE_PURPOSES, order_type=OrderType.MARKET)
+        .exclude(status__in=[OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.FAILED])
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def _create_close_order(group: PositionGroup, adapter: Any) -> ExitOrder | None:
+    from exchanges.precision import round_qty_down, validate_order
+
+    rules = adapter.market_rules(group.symbol)
+    quantity = round_qty_down(group.filled_quantity, rules)
+    try:
+        reference = adapter.fetch_ticker(group.symbol).last
+    except ExchangeError:
+        reference = group.avg_entry_price or ZERO
+    if quantity <= 0 or validate_order(reference or ZERO, quantity, rules):
+        group_event(
+            group,
+            "dust",
+            f"{group.filled_quantity} {group.symbol.split('/')[0]} left is below the exchange minimum; nothing to sell",
+        )
+        return None
+    order_id = uuid.uuid4()
+    with transaction.atomic():
+        locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
+        existing = _close_order(locked)
+        if existing is not None:
+            return existing
+        return ExitOrder.objects.create(
+            id=order_id,
+            group=locked,
+            exchange_config_id=locked.exchange_config_id,
+            symbol=locked.symbol,
+            side="sell",
+            order_type=OrderType.MARKET,
+            price=None,
+            quantity=quantity,
+            client_order_id=client_order_id_for(order_id),
+            purpose=locked.close_reason or ExitPurpose.MANUAL,
+            reference_price=reference,
+        )
+
+
+def _record_slippage(group: PositionGroup, order: ExitOrder) -> None:
+    if not order.reference_price or not order.filled_price:
+        return
+    slippage = (order.reference_price - order.filled_price) / order.reference_price * 100
+    ExitOrder.objects.filter(pk=order.pk).update(slippage_percent=slippage.quantize(Decimal("1e-8")))
+    limit = Decimal(str(group.config.get("max_slippage_percent") or "1"))
+    if slippage > limit:
+        log_warning(
+            "TRADING",
+            f"{group.symbol}: exit slipped {slippage:.3f}% (limit {limit}%)",
+            user=group.user,
+            details={
+                "group_id": str(group.pk),
+                "reference": str(order.reference_price),
+                "filled": str(order.filled_price),
+            },
+        )
+
+
+def _finish(group_id: Any) -> str:
+    with transaction.atomic():
+        group = PositionGroup.objects.select_for_update().get(pk=group_id)
+        if group.status != GroupStatus.CLOSING:
+            return f"group is {group.status}"
+        for model in (DCAOrder, ExitOrder):
+            if model.objects.filter(group=group).exclude(status__in=FINAL_ORDER_STATUSES).exists():
+                return "orders still open"
+        from .positions import group_recompute
+
+        group_recompute(group=group)
+        group_transition(
+            group_id=group.pk,
+            to=GroupStatus.CLOSED,
+            locked=group,
+            reason=f"realized PnL {group.realized_pnl.normalize():f}",
+        )
+        log_info(
+            "TRADING",
+            f"{group.symbol} closed ({group.close_reason}); realized PnL "
+            f"{group.realized_pnl.quantize(Decimal('0.00000001'))}",
+            user=group.user,
+            details={"group_id": str(group.pk)},
+        )
+    return "closed"

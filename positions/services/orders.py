@@ -1,0 +1,299 @@
+"""Crash-safe order placement and order state bookkeeping.
+
+The rules (SPEC §6, STYLE §3):
+- an order row with its deterministic client order id is committed before any exchange call;
+- `submit_attempts` is incremented and committed before each send, so after a crash a row that
+  may have reached the exchange is looked up by client id first, never blindly resent;
+- an unknown outcome (timeout or 5xx on placement) is resolved by the adapter's resolver; what is
+  still unknown stays `unknown` for the next retry or for reconciliation;
+- only temporary errors are retried; permanent ones reject the order with the exchange's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.logs import log_error, log_warning
+from exchanges.adapters.types import OrderRequest, OrderState
+from exchanges.exceptions import (
+    CircuitOpenError,
+    ExchangeError,
+    OrderNotFoundError,
+    PermanentExchangeError,
+    TemporaryExchangeError,
+    UnknownOutcomeError,
+)
+from exchanges.services import adapter_for
+
+from ..choices import (
+    FINAL_ORDER_STATUSES,
+    RESTING_ORDER_STATUSES,
+    GroupStatus,
+    OrderStatus,
+)
+from ..events import publish_order
+from ..models import DCAOrder, ExitOrder, Fill, PositionGroup
+
+logger = logging.getLogger(__name__)
+
+STATE_MAP = {
+    "open": OrderStatus.OPEN,
+    "partially_filled": OrderStatus.PARTIALLY_FILLED,
+    "filled": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "expired": OrderStatus.CANCELED,
+    "rejected": OrderStatus.REJECTED,
+}
+
+# Submit outcomes.
+PLACED, SETTLED, RETRY, UNKNOWN, REJECTED = "placed", "settled", "retry", "unknown", "rejected"
+
+Order = DCAOrder | ExitOrder
+
+
+def order_model(order_id: Any) -> type[DCAOrder] | type[ExitOrder]:
+    return DCAOrder if DCAOrder.objects.filter(pk=order_id).exists() else ExitOrder
+
+
+def order_request(order: Order) -> OrderRequest:
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        type=order.order_type,
+        quantity=order.quantity,
+        price=order.price,
+        client_order_id=order.client_order_id,
+    )
+
+
+def order_submit(*, order_id: Any, adapter: Any = None) -> str:
+    """Send one committed order intent (or find it on the exchange if it may already be there)."""
+    model = order_model(order_id)
+    with transaction.atomic():
+        order = model.objects.select_for_update().select_related("exchange_config").get(pk=order_id)
+        if order.status not in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
+            return SETTLED
+        may_exist = order.submit_attempts > 0 or order.status == OrderStatus.UNKNOWN
+        order.submit_attempts += 1
+        order.submitted_at = timezone.now()
+        order.save(update_fields=["submit_attempts", "submitted_at", "updated_at"])
+    adapter = adapter or adapter_for(order.exchange_config)
+    try:
+        state: OrderState | None = None
+        if may_exist:
+            try:
+                state = adapter.fetch_order(order.symbol, client_order_id=order.client_order_id)
+            except OrderNotFoundError:
+                state = None  # confirmed absent: sending with the same id is safe
+        if state is None:
+            state = adapter.place_order_safely(order_request(order))
+    except UnknownOutcomeError as exc:
+        _mark(model, order_id, status=OrderStatus.UNKNOWN, error=str(exc))
+        log_warning(
+            "ORDER",
+            f"Order {order.client_order_id} outcome unknown; will look it up",
+            user=_user_of(order),
+            details={"client_order_id": order.client_order_id},
+        )
+        return UNKNOWN
+    except (TemporaryExchangeError, CircuitOpenError) as exc:
+        _mark(model, order_id, error=str(exc))
+        return RETRY
+    except PermanentExchangeError as exc:
+        _mark(model, order_id, status=OrderStatus.REJECTED, error=str(exc))
+        log_error(
+            "ORDER",
+            f"Order {order.client_order_id} rejected: {exc}",
+            user=_user_of(order),
+            details={"client_order_id": order.client_order_id, "symbol": order.symbol},
+        )
+        return REJECTED
+    order_apply_state(order_id=order_id, state=state)
+    return PLACED
+
+
+def _user_of(order: Order) -> Any:
+    return order.exchange_config.user if hasattr(order, "exchange_config") else None
+
+
+def _mark(model: type, order_id: Any, *, status: str | None = None, error: str = "") -> None:
+    with transaction.atomic():
+        order = model.objects.select_for_update().select_related("group").get(pk=order_id)
+        fields = ["last_error", "updated_at"]
+        order.last_error = error[:2000]
+        if status is not None and order.status not in FINAL_ORDER_STATUSES:
+            order.status = status
+            fields.append("status")
+            if status in (OrderStatus.CANCELED,):
+                order.canceled_at = timezone.now()
+                fields.append("canceled_at")
+        order.save(update_fields=fields)
+        publish_order(order)
+
+
+def order_apply_state(*, order_id: Any, state: OrderState) -> Order:
+    """Record what the exchange says about an order: ids, status, fills (once each), group totals."""
+    model = order_model(order_id)
+    with transaction.atomic():
+        order = model.objects.select_for_update().select_related("group").get(pk=order_id)
+        group = PositionGroup.objects.select_for_update().get(pk=order.group_id)
+        new_status = STATE_MAP.get(state.status, OrderStatus.OPEN)
+        fields = {"updated_at"}
+        if state.exchange_order_id and order.exchange_order_id != state.exchange_order_id:
+            order.exchange_order_id = str(state.exchange_order_id)
+            fields.add("exchange_order_id")
+        if order.acknowledged_at is None:
+            order.acknowledged_at = timezone.now()
+            fields.add("acknowledged_at")
+        new_fills = _record_fills(order, group, state)
+        filled = max(order.filled_quantity, state.filled_quantity or Decimal("0"))
+        if filled != order.filled_quantity:
+            order.filled_quantity = filled
+            fields.add("filled_quantity")
+        if state.average_price:
+            order.filled_price = state.average_price
+            fields.add("filled_price")
+        if state.fee is not None and state.fee != order.fee:
+            order.fee, order.fee_asset = state.fee, state.fee_asset or order.fee_asset
+            fields |= {"fee", "fee_asset"}
+        # Statuses never go backwards (a late 'open' answer must not undo a fill we have seen).
+        moves = order.status not in FINAL_ORDER_STATUSES or new_status == OrderStatus.FILLED
+        if moves and new_status != order.status:
+            order.status = new_status
+            fields.add("status")
+            if new_status == OrderStatus.FILLED:
+                order.filled_at = timezone.now()
+                fields.add("filled_at")
+            if new_status == OrderStatus.CANCELED:
+                order.canceled_at = timezone.now()
+                fields.add("canceled_at")
+        order.save(update_fields=sorted(fields))
+        publish_order(order)
+        if new_fills or "status" in fields:
+            from .positions import group_recompute
+
+            group_recompute(group=group)
+            if new_fills:
+                from .takeprofit import on_fills
+
+                on_fills(order=order, group=group, fills=new_fills)
+    return order
+
+
+def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list[Fill]:
+    created: list[Fill] = []
+    known = Decimal("0")
+    fills = list(state.fills)
+    for fill in fills:
+        known += fill.quantity
+    kwargs = {"dca_order": order} if isinstance(order, DCAOrder) else {"exit_order": order}
+    for fill in fills:
+        created += _create_fill(
+            group,
+            kwargs,
+            trade_id=str(fill.trade_id),
+            side=order.side,
+            price=fill.price,
+            quantity=fill.quantity,
+            fee=fill.fee or Decimal("0"),
+            fee_asset=fill.fee_asset or "",
+            executed_at=fill.timestamp or timezone.now(),
+        )
+    # Exchanges that report only totals: book the difference as one synthetic fill.
+    recorded = sum((f.quantity for f in Fill.objects.filter(**kwargs)), Decimal("0"))
+    total = state.filled_quantity or Decimal("0")
+    if total > recorded and (state.average_price or order.price):
+        missing = total - recorded
+        fee = Decimal("0")
+        if state.fee and total:
+            already_fee = sum((f.fee for f in Fill.objects.filter(**kwargs)), Decimal("0"))
+            fee = max(Decimal("0"), state.fee - already_fee)
+        created += _create_fill(
+            group,
+            kwargs,
+            trade_id=f"{order.client_order_id}:{total.normalize()}",
+            side=order.side,
+            price=state.average_price or order.price,
+            quantity=missing,
+            fee=fee,
+            fee_asset=state.fee_asset or "",
+            executed_at=timezone.now(),
+        )
+    return created
+
+
+def _create_fill(group: PositionGroup, owner: dict[str, Any], **values: Any) -> list[Fill]:
+    try:
+        with transaction.atomic():
+            return [Fill.objects.create(group=group, **owner, **values)]
+    except IntegrityError:
+        return []  # this trade is already in the ledger
+
+
+def order_cancel(*, order_id: Any, adapter: Any = None) -> str:
+    """Cancel an order wherever it is: never sent → locally; maybe sent → look up, then cancel."""
+    model = order_model(order_id)
+    with transaction.atomic():
+        order = model.objects.select_for_update().select_related("exchange_config").get(pk=order_id)
+        if order.status in FINAL_ORDER_STATUSES:
+            return SETTLED
+        if order.status == OrderStatus.PENDING and order.submit_attempts == 0:
+            order.status, order.canceled_at = OrderStatus.CANCELED, timezone.now()
+            order.save(update_fields=["status", "canceled_at", "updated_at"])
+            publish_order(order)
+            return SETTLED
+    adapter = adapter or adapter_for(order.exchange_config)
+    try:
+        if order.status in (OrderStatus.PENDING, OrderStatus.UNKNOWN) or not order.exchange_order_id:
+            try:
+                state = adapter.fetch_order(order.symbol, client_order_id=order.client_order_id)
+            except OrderNotFoundError:
+                _mark(model, order_id, status=OrderStatus.CANCELED, error="never reached the exchange")
+                return SETTLED
+            order_apply_state(order_id=order_id, state=state)
+            if STATE_MAP.get(state.status) not in RESTING_ORDER_STATUSES:
+                return SETTLED
+        try:
+            state = adapter.cancel_order(
+                order.symbol, exchange_order_id=order.exchange_order_id or None, client_order_id=order.client_order_id
+            )
+        except OrderNotFoundError:
+            # Filled or cancelled meanwhile: the lookup says which.
+            state = adapter.fetch_order(order.symbol, client_order_id=order.client_order_id)
+    except ExchangeError as exc:
+        _mark(model, order_id, error=f"cancel failed: {exc}")
+        return RETRY
+    order_apply_state(order_id=order_id, state=state)
+    return SETTLED
+
+
+def order_sync(*, order_id: Any, adapter: Any = None) -> str:
+    """Refresh one order from the exchange (used for orders that left the open list)."""
+    model = order_model(order_id)
+    order = model.objects.select_related("exchange_config").get(pk=order_id)
+    if order.status in FINAL_ORDER_STATUSES:
+        return SETTLED
+    if order.status == OrderStatus.PENDING and order.submit_attempts == 0:
+        return SETTLED
+    adapter = adapter or adapter_for(order.exchange_config)
+    try:
+        state = adapter.fetch_order(order.symbol, client_order_id=order.client_order_id)
+    except OrderNotFoundError:
+        if order.status == OrderStatus.UNKNOWN or order.status == OrderStatus.PENDING:
+            return order_submit(order_id=order_id, adapter=adapter)
+        _mark(model, order_id, error="not found on the exchange")
+        return RETRY
+    except ExchangeError as exc:
+        _mark(model, order_id, error=str(exc))
+        return RETRY
+    order_apply_state(order_id=order_id, state=state)
+    return PLACED
+
+
+def group_is_open_for_orders(group: PositionGroup) -> bool:
+    return group.status not in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED)

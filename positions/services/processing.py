@@ -1,0 +1,179 @@
+"""Turning accepted signals into orders: a pyramid's grid, and exits (celery calls these)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.logs import log_error, log_info
+from exchanges.client_ids import client_order_id_for
+from exchanges.exceptions import ExchangeError, PermanentExchangeError
+from exchanges.services import adapter_for
+
+from ..choices import ExitPurpose, GroupStatus, OrderStatus, OrderType, ProcessingStatus, SignalClassification
+from ..config import effective_config
+from ..grid import GridError, compute_grid
+from ..models import DCAOrder, PositionGroup, Pyramid, WebhookSignal
+from . import orders
+from .state import group_event, group_transition
+
+
+class RetryLaterError(Exception):
+    """Something temporary (exchange down, rules not loaded): the task retries with backoff."""
+
+
+def signal_process(*, signal_id: Any) -> str:
+    signal = WebhookSignal.objects.select_related("group").get(pk=signal_id)
+    if signal.processing_status != ProcessingStatus.PENDING:
+        return "already processed"
+    if signal.classification == SignalClassification.EXIT and signal.group_id:
+        from .exits import group_close
+
+        group_close(group_id=signal.group_id, purpose=ExitPurpose.EXIT_SIGNAL)
+        outcome = "exit started"
+    else:
+        pyramid = Pyramid.objects.filter(signal=signal).select_related("group").first()
+        outcome = "nothing to do" if pyramid is None else pyramid_submit(pyramid_id=pyramid.pk)
+    WebhookSignal.objects.filter(pk=signal_id).update(
+        processing_status=ProcessingStatus.DONE, processed_at=timezone.now()
+    )
+    return outcome
+
+
+def _fail_group(group: PositionGroup, reason: str) -> None:
+    log_error("TRADING", f"{group.symbol}: {reason}", user=group.user, details={"group_id": str(group.pk)})
+    group_transition(group_id=group.pk, to=GroupStatus.FAILED, reason=reason)
+
+
+def pyramid_orders_create(*, pyramid: Pyramid) -> list[DCAOrder]:
+    """Compute the pyramid's grid and commit one order intent per leg (once, even when retried)."""
+    group = pyramid.group
+    adapter = adapter_for(group.exchange_config)
+    try:
+        rules = adapter.market_rules(group.symbol)
+    except PermanentExchangeError as exc:
+        raise GridError("no_market_rules", f"no market rules for {group.symbol}: {exc}") from exc
+    except ExchangeError as exc:
+        raise RetryLaterError(str(exc)) from exc
+    _, grid = effective_config(group.config, symbol=group.symbol, timeframe=group.timeframe)
+    grid = dataclasses.replace(
+        grid, pyramid_capitals={**dict(grid.pyramid_capitals), pyramid.index: pyramid.capital_usd}
+    )
+    legs = compute_grid(config=grid, pyramid_index=pyramid.index, entry_price=pyramid.entry_price, rules=rules)
+    with transaction.atomic():
+        PositionGroup.objects.select_for_update().get(pk=group.pk)
+        existing = list(pyramid.orders.all())
+        if existing:
+            return existing
+        if not group.exchange_symbol:
+            PositionGroup.objects.filter(pk=group.pk).update(exchange_symbol=rules.exchange_symbol)
+        created = []
+        for leg in legs:
+            order_id = uuid.uuid4()
+            market = leg.level == 0 and pyramid.entry_order_type == OrderType.MARKET
+            created.append(
+                DCAOrder.objects.create(
+                    id=order_id,
+                    group=group,
+                    exchange_config_id=group.exchange_config_id,
+                    pyramid=pyramid,
+                    symbol=group.symbol,
+                    side="buy",
+                    order_type=OrderType.MARKET if market else OrderType.LIMIT,
+                    price=None if market else leg.price,
+                    quantity=leg.quantity,
+                    client_order_id=client_order_id_for(order_id),
+                    pyramid_level=pyramid.index,
+                    dca_level=leg.level,
+                    expected_price=leg.price,
+                    tp_percent=leg.tp_percent,
+                    tp_price=leg.tp_price,
+                )
+            )
+        group_event(
+            group,
+            "grid",
+            f"Pyramid {pyramid.index}: {len(created)} legs from {pyramid.entry_price}",
+            {
+                "legs": [
+                    {"level": o.dca_level, "price": str(o.expected_price), "quantity": str(o.quantity)} for o in created
+                ]
+            },
+        )
+    return created
+
+
+def pyramid_submit(*, pyramid_id: Any) -> str:
+    """Place every unsent leg of a pyramid; returns a summary. Raises RetryLaterError for temporary trouble."""
+    pyramid = Pyramid.objects.select_related("group", "group__exchange_config", "group__user").get(pk=pyramid_id)
+    group = pyramid.group
+    if group.status in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED):
+        return f"group is {group.status}"
+    try:
+        legs = pyramid_orders_create(pyramid=pyramid)
+    except GridError as exc:
+        if pyramid.index == 0:
+            _fail_group(group, exc.reason)
+        else:
+            log_error(
+                "TRADING",
+                f"Pyramid {pyramid.index} of {group.symbol} rejected: {exc.reason}",
+                user=group.user,
+                details={"group_id": str(group.pk)},
+            )
+            group_event(group, "pyramid_rejected", exc.reason)
+        return f"rejected: {exc.reason}"
+    adapter = adapter_for(group.exchange_config)
+    outcomes: dict[str, str] = {}
+    for leg in sorted(legs, key=lambda o: o.dca_level):
+        outcomes[str(leg.pk)] = orders.order_submit(order_id=leg.pk, adapter=adapter)
+        if leg.dca_level == 0 and outcomes[str(leg.pk)] == orders.REJECTED:
+            return _entry_rejected(pyramid, legs)
+    pending = [o for o in outcomes.values() if o in (orders.RETRY, orders.UNKNOWN)]
+    placed = [o for o in outcomes.values() if o in (orders.PLACED, orders.SETTLED)]
+    with transaction.atomic():
+        locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
+        if placed and locked.status == GroupStatus.WAITING:
+            group_transition(group_id=group.pk, to=GroupStatus.LIVE, locked=locked)
+        if not pending:
+            Pyramid.objects.filter(pk=pyramid.pk, submitted_at__isnull=True).update(submitted_at=timezone.now())
+    if pending:
+        raise RetryLaterError(f"{len(pending)} of {len(legs)} orders not confirmed yet")
+    log_info(
+        "ORDER",
+        f"{group.symbol} pyramid {pyramid.index}: {len(placed)} orders placed",
+        user=group.user,
+        details={"group_id": str(group.pk)},
+    )
+    return f"{len(placed)} orders placed"
+
+
+def _entry_rejected(pyramid: Pyramid, legs: list[DCAOrder]) -> str:
+    """The entry order was refused: cancel the rest of this pyramid; a first pyramid fails the group."""
+    for leg in legs:
+        if leg.dca_level != 0:
+            orders.order_cancel(order_id=leg.pk)
+    entry = DCAOrder.objects.get(pk=legs[0].pk) if legs else None
+    reason = f"entry order rejected: {entry.last_error if entry else 'unknown'}"
+    group = PositionGroup.objects.get(pk=pyramid.group_id)
+    if pyramid.index == 0 and group.filled_quantity == 0:
+        _fail_group(group, reason)
+    else:
+        group_event(group, "pyramid_rejected", reason)
+    return reason
+
+
+def pending_orders_resubmit(*, group_id: Any) -> dict[str, int]:
+    """Retry every order intent of a group that is not confirmed on the exchange yet."""
+    counts = {"placed": 0, "still_pending": 0}
+    group = PositionGroup.objects.get(pk=group_id)
+    adapter = adapter_for(group.exchange_config)
+    for model in (DCAOrder,):
+        for order in model.objects.filter(group_id=group_id, status__in=[OrderStatus.PENDING, OrderStatus.UNKNOWN]):
+            outcome = orders.order_submit(order_id=order.pk, adapter=adapter)
+            counts["placed" if outcome in (orders.PLACED, orders.SETTLED) else "still_pending"] += 1
+    return counts

@@ -1,0 +1,86 @@
+"""The one place a group's status changes (SPEC §3.1): allowed transitions, row lock, audit, event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.logs import audit
+
+from ..choices import GroupStatus as S
+from ..events import publish_group
+from ..models import GroupEvent, PositionGroup
+
+ALLOWED_TRANSITIONS: dict[str, set[str]] = {
+    S.WAITING: {S.LIVE, S.PARTIALLY_FILLED, S.ACTIVE, S.CLOSING, S.CLOSED, S.FAILED},
+    S.LIVE: {S.PARTIALLY_FILLED, S.ACTIVE, S.CLOSING, S.CLOSED, S.FAILED},
+    S.PARTIALLY_FILLED: {S.LIVE, S.ACTIVE, S.CLOSING, S.FAILED},
+    S.ACTIVE: {S.PARTIALLY_FILLED, S.CLOSING, S.FAILED},
+    S.CLOSING: {S.CLOSED, S.FAILED},
+    S.CLOSED: set(),
+    S.FAILED: set(),
+}
+
+
+class TransitionError(Exception):
+    """The requested status change is not allowed from the group's current status."""
+
+
+def group_event(group: PositionGroup, kind: str, message: str, details: dict[str, Any] | None = None) -> None:
+    GroupEvent.objects.create(group=group, kind=kind, message=message, details=details or {})
+
+
+def group_transition(
+    *,
+    group_id: Any,
+    to: str,
+    reason: str = "",
+    actor: Any = None,
+    details: dict[str, Any] | None = None,
+    locked: PositionGroup | None = None,
+) -> PositionGroup:
+    """Move a group to `to` under a row lock; a no-op when it is already there."""
+    with transaction.atomic():
+        group = locked or PositionGroup.objects.select_for_update().get(pk=group_id)
+        current = group.status
+        if current == to:
+            return group
+        if to not in ALLOWED_TRANSITIONS[current]:
+            raise TransitionError(f"group {group.pk}: {current} → {to} is not allowed")
+        now = timezone.now()
+        group.status = to
+        fields = ["status", "updated_at"]
+        if to == S.LIVE and group.live_at is None:
+            group.live_at = now
+            fields.append("live_at")
+        if to == S.ACTIVE:
+            group.filled_at = now
+            fields.append("filled_at")
+        if to in (S.CLOSED, S.FAILED):
+            group.closed_at = now
+            fields.append("closed_at")
+        if to == S.FAILED:
+            group.failure_reason = reason[:2000]
+            fields.append("failure_reason")
+        group.save(update_fields=fields)
+        audit(
+            user=actor,
+            action="group_transition",
+            resource="position_group",
+            resource_id=group.pk,
+            details={"from": current, "to": to, "reason": reason, **(details or {})},
+        )
+        group_event(group, "status", f"{current} → {to}" + (f": {reason}" if reason else ""))
+        publish_group(group)
+        if to in (S.CLOSED, S.FAILED):
+            _on_slot_freed(group)
+    return group
+
+
+def _on_slot_freed(group: PositionGroup) -> None:
+    """A closed group frees its pool slot at once: let the queue promote after commit."""
+    from riskengine.services import queue_promote_after_commit
+
+    queue_promote_after_commit(user_id=group.user_id)

@@ -1,0 +1,50 @@
+"""Celery tasks: load by id, call a service. Temporary trouble retries with backoff."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .services import exits, orders, processing
+
+
+@shared_task(name="positions.process_signal", bind=True, max_retries=12, acks_late=True)
+def process_signal(self, signal_id: str) -> str:  # type: ignore[no-untyped-def]
+    try:
+        return processing.signal_process(signal_id=signal_id)
+    except processing.RetryLaterError as exc:
+        raise self.retry(exc=exc, countdown=min(60, 0.5 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="positions.submit_order", bind=True, max_retries=12, acks_late=True)
+def submit_order(self, order_id: str) -> str:  # type: ignore[no-untyped-def]
+    outcome = orders.order_submit(order_id=order_id)
+    if outcome in (orders.RETRY, orders.UNKNOWN):
+        raise self.retry(countdown=min(60, 0.5 * 2**self.request.retries))
+    return outcome
+
+
+@shared_task(name="positions.close_group", bind=True, max_retries=20, acks_late=True)
+def close_group(self, group_id: str, purpose: str = "manual") -> str:  # type: ignore[no-untyped-def]
+    started = exits.group_close(group_id=group_id, purpose=purpose)
+    return "closing" if started else exits.group_close_continue(group_id=group_id)
+
+
+@shared_task(name="positions.monitor_fills")
+def monitor_fills() -> dict:
+    from .services.monitor import monitor_fills as run
+
+    return run().as_dict()
+
+
+@shared_task(name="positions.check_exits")
+def check_exits() -> dict:
+    from .services.monitor import check_exits as run
+
+    return run()
+
+
+@shared_task(name="positions.reconcile")
+def reconcile() -> dict:
+    from .services.reconcile import reconcile as run
+
+    return run().as_dict()

@@ -1,0 +1,75 @@
+"""Fixtures for positions tests: a trader with a simulator exchange config and cached market rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+BUILT_IN = Path(__file__).resolve().parents[2] / "exchanges" / "simulator" / "default_exchange_info.json"
+
+
+def load_rules(exchange_name: str, path: Path = BUILT_IN) -> None:
+    """Cache market rules from a Binance exchangeInfo file, the way a refresh stores them."""
+    from exchanges.precision import market_rules_from_binance_symbol
+    from exchanges.services import market_rules_store
+
+    rules = [market_rules_from_binance_symbol(item) for item in json.loads(path.read_text())["symbols"]]
+    market_rules_store(exchange_name=exchange_name, rules=rules, prune=False)
+
+
+@pytest.fixture
+def sim_config(trader):  # type: ignore[no-untyped-def]
+    """An enabled `simulator` exchange config with the built-in market rules cached (no network)."""
+    from exchanges.models import ExchangeConfig
+
+    config = ExchangeConfig(user=trader, exchange_name="simulator", mode="testnet", is_enabled=True)
+    config.set_credentials(api_key="demo-key-0001", api_secret="demo-secret-0001-xxxxxxxxxxxxxxxx", password=None)
+    config.save()
+    load_rules("simulator")
+    return config
+
+
+def alert(secret: str, **overrides):  # type: ignore[no-untyped-def]
+    """A rendered TradingView alert in our format (CONTRACT §3.1)."""
+    tv = {
+        "exchange": "SIMULATOR",
+        "symbol": "BTCUSDT",
+        "timeframe": "60",
+        "action": "buy",
+        "market_position": "long",
+        "market_position_size": "0.01",
+        "prev_market_position": "flat",
+        "prev_market_position_size": "0",
+        "entry_price": "65000",
+        "close_price": "65000",
+        "order_size": "0.01",
+    }
+    tv.update(overrides.pop("tv", {}))
+    body = {
+        "secret": secret,
+        "source": "tradingview",
+        "timestamp": "2026-11-20T10:00:05Z",
+        "tv": tv,
+        "strategy_info": {"trade_id": "T-1", "alert_name": "grid", "alert_message": ""},
+        "execution_intent": {
+            "type": "signal",
+            "side": "buy",
+            "strategy": "grid",
+            "position_size_type": "quote",
+            "precision_mode": "auto",
+        },
+        "risk": {"stop_loss": None, "take_profit": None, "max_slippage_percent": 0.2},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key] = {**body[key], **value}
+        else:
+            body[key] = value
+    return body
+
+
+def post(client, user, body, content_type="application/json"):  # type: ignore[no-untyped-def]
+    raw = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.generic("POST", f"/api/webhook/{user.pk}", raw, content_type=content_type)

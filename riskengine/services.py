@@ -1,0 +1,145 @@
+"""Execution pool and waiting queue (SPEC §3.5). Other apps call these functions, never the models."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from accounts.logs import audit, log_info
+from positions.choices import OPEN_GROUP_STATUSES
+
+from .models import QueuedSignal
+
+
+def pool_used(*, user: Any) -> int:
+    """Groups holding a slot: every group that is not closed or failed (pyramids take no extra slot)."""
+    from positions.models import PositionGroup
+
+    return PositionGroup.objects.filter(user=user, status__in=OPEN_GROUP_STATUSES).count()
+
+
+def pool_has_room(*, user: Any, max_open_groups: int) -> bool:
+    return pool_used(user=user) < max_open_groups
+
+
+def queue_upsert(
+    *,
+    signal: Any,
+    exchange_config: Any,
+    symbol: str,
+    timeframe: str,
+    side: str,
+    entry_price: Decimal,
+    max_size: int | None,
+) -> tuple[QueuedSignal | None, str]:
+    """Queue a new-group signal; a newer one for the same identity replaces it (new price, count + 1)."""
+    identity = {
+        "user": signal.user,
+        "exchange_config": exchange_config,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "side": side,
+    }
+    existing = QueuedSignal.objects.select_for_update().filter(**identity).first()
+    if existing is not None:
+        existing.signal = signal
+        existing.entry_price = entry_price
+        existing.replacement_count = F("replacement_count") + 1
+        existing.save(update_fields=["signal", "entry_price", "replacement_count", "updated_at"])
+        existing.refresh_from_db()
+        _publish(signal.user_id)
+        return existing, f"replaced the queued signal (replacement {existing.replacement_count})"
+    if max_size is not None and QueuedSignal.objects.filter(user=signal.user).count() >= max_size:
+        return None, f"the waiting queue is full ({max_size})"
+    queued = QueuedSignal.objects.create(signal=signal, entry_price=entry_price, **identity)
+    _publish(signal.user_id)
+    return queued, "execution pool is full; queued"
+
+
+def queue_remove(*, user: Any, exchange_config: Any, symbol: str, timeframe: str, side: str) -> bool:
+    deleted, _ = QueuedSignal.objects.filter(
+        user=user, exchange_config=exchange_config, symbol=symbol, timeframe=timeframe, side=side
+    ).delete()
+    if deleted:
+        _publish(user.pk)
+    return bool(deleted)
+
+
+def _publish(user_id: Any) -> None:
+    from positions.events import publish
+
+    publish(user_id, "queue.updated", {"count": QueuedSignal.objects.filter(user_id=user_id).count()})
+
+
+def queue_promote_after_commit(*, user_id: Any) -> None:
+    from .tasks import promote_queue
+
+    key = str(user_id)
+    transaction.on_commit(lambda: promote_queue.delay(key))
+
+
+def _priority(entries: list[QueuedSignal], prices: dict[str, Decimal]) -> list[QueuedSignal]:
+    """Deepest loss first (price below the queued entry), then most replaced, then oldest."""
+
+    def loss(entry: QueuedSignal) -> Decimal:
+        price = prices.get(entry.symbol)
+        if price is None or not entry.entry_price:
+            return Decimal("0")
+        return (entry.entry_price - price) / entry.entry_price * 100
+
+    return sorted(entries, key=lambda e: (-loss(e), -e.replacement_count, e.queued_at))
+
+
+def queue_ordered(*, user: Any, prices: dict[str, Decimal] | None = None) -> list[QueuedSignal]:
+    entries = list(QueuedSignal.objects.filter(user=user).select_related("signal", "exchange_config"))
+    return _priority(entries, prices or {})
+
+
+def queue_promote(
+    *,
+    user_id: Any,
+    prices: dict[str, Decimal] | None = None,
+    force: bool = False,
+    entry_id: Any = None,
+    actor: Any = None,
+) -> list[str]:
+    """Open groups for queued signals while the pool has room (or once, ignoring the cap, with force)."""
+    from accounts.models import User
+    from positions.models import EngineConfig
+    from positions.services.intake import promote_signal
+
+    promoted: list[str] = []
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=user_id)
+        stored = EngineConfig.objects.filter(user=user).values_list("data", flat=True).first() or {}
+        max_open = int(stored.get("max_open_groups", 10))
+        entries = queue_ordered(user=user, prices=prices)
+        if entry_id is not None:
+            entries = [e for e in entries if str(e.pk) == str(entry_id)]
+        for entry in entries:
+            if not force and not pool_has_room(user=user, max_open_groups=max_open):
+                break
+            group = promote_signal(entry=entry)
+            entry.delete()
+            promoted.append(str(group.pk))
+            audit(
+                user=actor,
+                action="queue_promote",
+                resource="queued_signal",
+                resource_id=entry.pk,
+                details={"group_id": str(group.pk), "forced": force},
+            )
+            log_info(
+                "RISK",
+                f"Promoted queued {entry.symbol} {entry.timeframe} into a group",
+                user=user,
+                details={"group_id": str(group.pk)},
+            )
+            if force:
+                break
+        if promoted:
+            _publish(user.pk)
+    return promoted
