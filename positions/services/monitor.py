@@ -146,6 +146,8 @@ def check_exits(*, prices: dict[tuple[str, str], Decimal] | None = None) -> dict
 
         last_price_remember(config_id=group.exchange_config_id, symbol=group.symbol, price=price)
         counts["checked"] += 1
+        if group.tp_mode == TpMode.PYRAMID_AGGREGATE:
+            pyramid_take_profits(group_id=group.pk, price=price)
         purpose = exit_trigger(group_id=group.pk, price=price)
         if purpose and group_close(group_id=group.pk, purpose=purpose):
             counts["closing"] += 1
@@ -202,6 +204,74 @@ def _trail(group: PositionGroup, price: Decimal, config: dict[str, Any]) -> str 
     if group.trailing_stop_price is not None and price <= group.trailing_stop_price:
         return ExitPurpose.TRAILING_STOP
     return None
+
+
+def _pyramid_average(pyramid_id: Any, base: str) -> tuple[Decimal, Decimal] | None:
+    """(net quantity held, average cost incl. fees) of one pyramid's filled entry legs."""
+    from ..models import Fill
+
+    quantity = cost = Decimal("0")
+    quote_fee_assets = set()
+    for fill in Fill.objects.filter(dca_order__pyramid_id=pyramid_id, side="buy"):
+        fee_base = fill.fee if fill.fee_asset == base else Decimal("0")
+        quantity += fill.quantity - fee_base
+        cost += fill.price * fill.quantity + (fill.fee if fill.fee_asset and fill.fee_asset != base else 0)
+        quote_fee_assets.add(fill.fee_asset)
+    if quantity <= 0:
+        return None
+    return quantity, cost / quantity
+
+
+def pyramid_take_profits(*, group_id: Any, price: Decimal) -> int:
+    """`pyramid_aggregate`: each pyramid sells its own filled quantity once price reaches its average + tp%."""
+    import uuid
+
+    from exchanges.client_ids import client_order_id_for
+    from exchanges.precision import round_qty_down, validate_order
+
+    from ..choices import OrderType
+    from ..models import Pyramid
+    from .market import rules_for
+
+    group = PositionGroup.objects.select_related("exchange_config").get(pk=group_id)
+    rules = rules_for(group)
+    if rules is None:
+        return 0
+    base = group.symbol.split("/")[0]
+    tp_percent = Decimal(str((group.config or {}).get("tp_aggregate_percent") or "1.5"))
+    sent = 0
+    for pyramid in Pyramid.objects.filter(group=group).exclude(tp_orders__purpose=ExitPurpose.TAKE_PROFIT_PYRAMID):
+        held = _pyramid_average(pyramid.pk, base)
+        if held is None or price < held[1] * (1 + tp_percent / 100):
+            continue
+        for leg in pyramid.orders.exclude(status__in=orders.FINAL_ORDER_STATUSES):
+            orders.order_cancel(order_id=leg.pk)
+        held = _pyramid_average(pyramid.pk, base)  # a leg may have filled while being cancelled
+        quantity = round_qty_down(held[0], rules) if held else Decimal("0")
+        if quantity <= 0 or validate_order(price, quantity, rules):
+            continue
+        order_id = uuid.uuid4()
+        with transaction.atomic():
+            locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
+            if locked.status not in (GroupStatus.PARTIALLY_FILLED, GroupStatus.ACTIVE):
+                return sent
+            ExitOrder.objects.create(
+                id=order_id,
+                group=locked,
+                exchange_config_id=locked.exchange_config_id,
+                symbol=locked.symbol,
+                side="sell",
+                order_type=OrderType.MARKET,
+                price=None,
+                quantity=min(quantity, locked.filled_quantity),
+                client_order_id=client_order_id_for(order_id),
+                purpose=ExitPurpose.TAKE_PROFIT_PYRAMID,
+                pyramid=pyramid,
+                reference_price=price,
+            )
+        orders.order_submit(order_id=order_id)
+        sent += 1
+    return sent
 
 
 def _close_emptied_groups() -> None:
