@@ -27,15 +27,34 @@ Model
 * ``newClientOrderId`` must be unique among the account's open orders on any symbol (Binance only
   checks per symbol; being stricter catches client id reuse on our side early).
 
+Faults
+------
+:class:`FaultInjector` holds ordered :class:`FaultRule` objects; each request of the Binance API
+consults the rules in order and the first one that *fires* applies to it. A rule fires:
+
+* by count (the default): on each of the next ``count`` matching requests (``count`` defaults to 1),
+  then it is removed;
+* by rate, with ``"probability": p`` (``0 < p <= 1``): on each matching request with probability
+  ``p``, drawn from the rule's own RNG (``"seed"`` makes the sequence repeatable);
+* by rate, with ``"every": n``: on the n-th, 2n-th, ... matching request.
+
+A rate rule that does not fire lets the request go on to the next rule, so rates of later rules
+apply to what earlier rules let through. Rate rules stay until cleared unless they also have a
+``count``, which then caps how often they fire. ``fired`` counts the uses of every rule and
+:meth:`FaultInjector.injected` the uses per action since the last clear.
+
 Everything is :class:`~decimal.Decimal`, built from strings, and one re-entrant lock guards all
 state, so the engine may be driven from several threads (HTTP loop, candle replay, tests).
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import fnmatch
 import gzip
 import itertools
+import random
 import threading
 import time
 from collections import deque
@@ -307,12 +326,26 @@ class Kline:
 
 @dataclass
 class FaultRule:
-    """One injected fault: what it matches, what it does, how many more times."""
+    """One injected fault: what it matches, what it does, and when it fires (see the module docstring).
+
+    ``count`` is how many more times it may fire (``None``: no limit, rate rules only);
+    ``probability`` / ``every`` make it fire on a share of the matching requests instead of each one.
+    """
 
     match: str
     action: str
-    count: int = 1
+    count: int | None = 1
     delay_ms: int | None = None
+    probability: float | None = None
+    every: int | None = None
+    seed: int | None = None
+    fired: int = 0
+    seen: int = 0
+    _rng: random.Random | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.probability is not None and self._rng is None:
+            self._rng = random.Random(self.seed)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> FaultRule:
@@ -323,22 +356,59 @@ class FaultRule:
         match = str(raw.get("match", "*")).strip()
         if " " not in match:
             match = f"* {match}"  # a bare path matches every method
-        count = int(raw.get("count", 1))
-        if count < 1:
-            raise ValueError("count must be at least 1")
+        probability = raw.get("probability")
+        every = raw.get("every")
+        if probability is not None and every is not None:
+            raise ValueError("give probability or every, not both")
+        if probability is not None:
+            if isinstance(probability, bool):
+                raise ValueError("probability must be a number in (0, 1]")
+            probability = float(probability)
+            if not 0 < probability <= 1:
+                raise ValueError("probability must be a number in (0, 1]")
+        if every is not None:
+            if isinstance(every, bool) or int(every) != every or int(every) < 1:
+                raise ValueError("every must be a whole number of at least 1")
+            every = int(every)
+        rate_based = probability is not None or every is not None
+        raw_count = raw.get("count")
+        if raw_count is None:
+            count = None if rate_based else 1
+        else:
+            count = int(raw_count)
+            if count < 1:
+                raise ValueError("count must be at least 1")
         delay = raw.get("delay_ms")
         if action == "delay_ms" and delay is None:
             raise ValueError("delay_ms action needs a delay_ms value")
+        seed = raw.get("seed")
         return cls(
             match=match,
             action=str(action),
             count=count,
             delay_ms=int(delay) if delay is not None else None,
+            probability=probability,
+            every=every,
+            seed=int(seed) if seed is not None else None,
         )
 
     def matches(self, method: str, path: str) -> bool:
         """Glob match on ``"METHOD /path"``; ``*`` works for both parts."""
         return fnmatch.fnmatchcase(f"{method.upper()} {path}", self.match)
+
+    def fires(self) -> bool:
+        """Whether this matching request gets the fault (advances the rule's rate state)."""
+        self.seen += 1
+        if self.every is not None:
+            return self.seen % self.every == 0
+        if self.probability is not None:
+            assert self._rng is not None
+            return self._rng.random() < self.probability
+        return True
+
+    def use(self) -> FaultRule:
+        """A one-shot copy of this rule for the request that it fired on."""
+        return FaultRule(self.match, self.action, 1, self.delay_ms)
 
     def to_json(self) -> dict[str, Any]:
         """The rule as ``GET /_sim/faults`` shows it."""
@@ -347,15 +417,20 @@ class FaultRule:
             "action": self.action,
             "count": self.count,
             "delay_ms": self.delay_ms,
+            "probability": self.probability,
+            "every": self.every,
+            "seed": self.seed,
+            "fired": self.fired,
         }
 
 
 class FaultInjector:
-    """Ordered fault rules; the first matching rule is consumed by each request."""
+    """Ordered fault rules; each request gets the first rule that fires for it (module docstring)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
+        self._injected: collections.Counter[str] = collections.Counter()
 
     def add(self, rules: Iterable[FaultRule]) -> None:
         """Append rules after the existing ones."""
@@ -363,24 +438,34 @@ class FaultInjector:
             self._rules.extend(rules)
 
     def clear(self) -> None:
-        """Drop every rule."""
+        """Drop every rule and the per-action counts."""
         with self._lock:
             self._rules.clear()
+            self._injected.clear()
 
     def rules(self) -> list[FaultRule]:
         """A snapshot of the pending rules."""
         with self._lock:
-            return [FaultRule(r.match, r.action, r.count, r.delay_ms) for r in self._rules]
+            return [dataclasses.replace(rule, _rng=None) for rule in self._rules]
+
+    def injected(self) -> dict[str, int]:
+        """How many faults of each action were injected since the last clear."""
+        with self._lock:
+            return dict(self._injected)
 
     def take(self, method: str, path: str) -> FaultRule | None:
-        """Consume one use of the first rule that matches this request, if any."""
+        """The fault for this request, if a rule fires; uses one of that rule's count."""
         with self._lock:
             for index, rule in enumerate(self._rules):
-                if rule.matches(method, path):
+                if not rule.matches(method, path) or not rule.fires():
+                    continue
+                rule.fired += 1
+                self._injected[rule.action] += 1
+                if rule.count is not None:
                     rule.count -= 1
                     if rule.count <= 0:
                         del self._rules[index]
-                    return FaultRule(rule.match, rule.action, 1, rule.delay_ms)
+                return rule.use()
         return None
 
 

@@ -9,6 +9,14 @@ rolling minute (reported in ``X-MBX-USED-WEIGHT-1M``; above the limit, 6000, HTT
 Unsigned control endpoints under ``/_sim/`` (loopback clients only) create accounts, move prices,
 inject faults and expose what happened; see ``CONTRACT.md`` section 5.
 
+Fault rules (``POST /_sim/faults``, one rule or ``{"rules": [...]}``) fire by count, as before
+(``{"match": "POST /api/v3/order", "action": "error_500", "count": 2}``), or by rate: add
+``"probability": 0.1`` (optionally with ``"seed": 7`` for a repeatable sequence) or ``"every": 10``,
+and the rule hits that share of the matching requests until ``DELETE /_sim/faults`` (or until its
+optional ``count`` is used up). A rate rule that does not fire passes the request on to the next
+rule. ``GET /_sim/faults`` lists the rules with how often each ``fired``; ``GET /_sim/stats`` has
+``faults_injected``, the faults injected per action since the last clear.
+
 Fault ``timeout_after_accept``: the request is processed normally (an order is accepted and stored),
 then the response is held for ``delay_ms`` (default 30 s, far longer than any sane client timeout)
 and the connection is closed without an answer. The client therefore hits its own read timeout
@@ -692,6 +700,7 @@ class SimulatorApp:
                 "accounts": self.engine.account_count(),
                 "orders": len(self.engine.orders()),
                 "open_orders": self.engine.open_order_count(),
+                "faults_injected": self.engine.faults.injected(),
             }
         )
 

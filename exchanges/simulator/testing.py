@@ -214,11 +214,27 @@ class SimulatorProcess:
             body["partial_fill_ratio"] = str(partial_fill_ratio)
         return self._request("POST", "/_sim/price", body)
 
-    def add_fault(self, match: str, action: str, *, count: int = 1, delay_ms: int | None = None) -> Any:
-        """Append a fault rule, e.g. ``add_fault("POST /api/v3/order", "error_500")``."""
-        rule: dict[str, Any] = {"match": match, "action": action, "count": count}
-        if delay_ms is not None:
-            rule["delay_ms"] = delay_ms
+    def add_fault(
+        self,
+        match: str,
+        action: str,
+        *,
+        count: int | None = None,
+        delay_ms: int | None = None,
+        probability: float | None = None,
+        every: int | None = None,
+        seed: int | None = None,
+    ) -> Any:
+        """Append a fault rule, e.g. ``add_fault("POST /api/v3/order", "error_500")``.
+
+        Without ``probability``/``every`` the rule fires on the next ``count`` (default 1) matching
+        requests; with one of them it fires on that share of them (at most ``count`` times if given).
+        """
+        rule: dict[str, Any] = {"match": match, "action": action}
+        if count is None and probability is None and every is None:
+            count = 1
+        optional = {"count": count, "delay_ms": delay_ms, "probability": probability, "every": every, "seed": seed}
+        rule.update({key: value for key, value in optional.items() if value is not None})
         return self._request("POST", "/_sim/faults", rule)
 
     def clear_faults(self) -> Any:

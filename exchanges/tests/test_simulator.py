@@ -283,6 +283,42 @@ def test_fault_rules_are_consumed_in_order() -> None:
         FaultRule.from_json({"match": "*", "action": "explode"})
 
 
+def test_rate_fault_rules_fire_on_a_share_of_requests_and_pass_the_rest_on() -> None:
+    def fired(rule: dict[str, Any], requests: int = 2000) -> list[str | None]:
+        faults = FaultInjector()
+        faults.add(
+            [
+                FaultRule.from_json(rule),
+                FaultRule.from_json({"match": "POST /api/v3/order", "action": "error_429", "every": 4}),
+            ]
+        )
+        return [getattr(faults.take("POST", "/api/v3/order"), "action", None) for _ in range(requests)]
+
+    seeded = {"match": "POST /api/v3/order", "action": "error_500", "probability": 0.1, "seed": 7}
+    outcomes = fired(seeded)
+    assert outcomes == fired(seeded)  # the seed makes the sequence repeatable
+    assert 150 <= outcomes.count("error_500") <= 250  # ~10 %, and the rule never runs out
+    # what the first rule lets through reaches the second: every 4th of those gets a 429
+    assert outcomes.count("error_429") == (2000 - outcomes.count("error_500")) // 4
+
+    every = fired({"match": "POST /api/v3/order", "action": "error_500", "every": 10, "count": 3}, requests=40)
+    assert [i for i, action in enumerate(every) if action == "error_500"] == [9, 19, 29]  # then used up
+
+    faults = FaultInjector()
+    faults.add([FaultRule.from_json({"match": "POST /api/v3/order", "action": "timeout_after_accept", "every": 2})])
+    assert faults.take("GET", "/api/v3/order") is None  # not matching: does not advance the rate
+    assert faults.take("POST", "/api/v3/order") is None
+    assert faults.take("POST", "/api/v3/order").action == "timeout_after_accept"  # type: ignore[union-attr]
+    [rule] = faults.rules()
+    assert (rule.count, rule.fired, rule.to_json()["every"]) == (None, 1, 2)
+    assert faults.injected() == {"timeout_after_accept": 1}
+    faults.clear()
+    assert faults.rules() == [] and faults.injected() == {}
+    for bad in ({"probability": 0}, {"probability": 1.5}, {"every": 0}, {"every": 2, "probability": 0.5}):
+        with pytest.raises(ValueError):
+            FaultRule.from_json({"match": "*", "action": "error_500", **bad})
+
+
 def test_weight_tracker_rolls_over_one_minute() -> None:
     tracker = WeightTracker(limit=10)
     assert tracker.add("ip", 6, now=0.0) == 6
@@ -483,6 +519,21 @@ def test_delay_fault_and_fault_list(fresh: SimulatorProcess) -> None:
     assert http(fresh, "GET", "/api/v3/time")[0] == 500
     fresh.clear_faults()
     assert http(fresh, "GET", "/api/v3/time")[0] == 200
+
+
+def test_rate_fault_over_http_and_injected_counts(fresh: SimulatorProcess) -> None:
+    rules = fresh.add_fault("GET /api/v3/time", "error_500", every=3)["faults"]
+    assert rules[0]["every"] == 3 and rules[0]["count"] is None  # rate rules stay until cleared
+    statuses = [http(fresh, "GET", "/api/v3/time")[0] for _ in range(9)]
+    assert statuses == [200, 200, 500] * 3
+    fresh.add_fault("GET /api/v3/ping", "error_429")  # a count rule, as before: once
+    assert [http(fresh, "GET", "/api/v3/ping")[0] for _ in range(2)] == [429, 200]
+    assert fresh.stats()["faults_injected"] == {"error_500": 3, "error_429": 1}
+    assert fresh._request("GET", "/_sim/faults")["faults"][0]["fired"] == 3
+    fresh.clear_faults()
+    assert fresh.stats()["faults_injected"] == {}
+    with pytest.raises(RuntimeError, match="probability"):
+        fresh._request("POST", "/_sim/faults", {"match": "*", "action": "error_500", "probability": 2})
 
 
 def test_candle_replay_moves_price_and_fills(tmp_path: Path) -> None:
