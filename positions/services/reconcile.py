@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts.logs import log_info, log_warning
 from exchanges.client_ids import intent_id_from_client_order_id
-from exchanges.exceptions import ExchangeError
+from exchanges.exceptions import ExchangeError, OrderNotFoundError
 from exchanges.models import ExchangeConfig
 from exchanges.services import adapter_for
 
@@ -92,9 +92,20 @@ def _reconcile_config(config: ExchangeConfig, report: ReconcileReport) -> None:
             continue
         seen.add(order.client_order_id)
         if order.group.status in FINAL_GROUP_STATUSES:
-            orders.order_apply_state(order_id=order.pk, state=state)
-            orders.order_cancel(order_id=order.pk, adapter=adapter)
+            # Whatever our row says, a closed group must have nothing working on the exchange.
+            try:
+                final = adapter.cancel_order(
+                    state.symbol, exchange_order_id=state.exchange_order_id, client_order_id=state.client_order_id
+                )
+            except OrderNotFoundError:
+                final = adapter.fetch_order(state.symbol, client_order_id=state.client_order_id)
+            orders.order_apply_state(order_id=order.pk, state=final)
             report.cancelled_orphans += 1
+            if final.filled_quantity:
+                report.unexplained.append(
+                    f"{order.symbol} order {order.client_order_id} of closed group "
+                    f"{order.group_id} had filled {final.filled_quantity}"
+                )
             continue
         if (
             order.status != orders.STATE_MAP.get(state.status)
