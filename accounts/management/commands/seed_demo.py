@@ -14,6 +14,16 @@ from accounts.models import User
 
 DEMO_ADMIN = "admin@example.com"
 DEMO_TRADER = "trader@example.com"
+# Starting prices for the simulator's built-in markets (it has none until told).
+DEMO_PRICES = {
+    "BTCUSDT": "65000",
+    "ETHUSDT": "3500",
+    "SOLUSDT": "150",
+    "BNBUSDT": "600",
+    "XRPUSDT": "0.6",
+    "PEPEUSDT": "0.00001234",
+    "ETHBTC": "0.0538",
+}
 
 
 def _demo_passwords() -> dict[str, str]:
@@ -33,6 +43,31 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):  # type: ignore[no-untyped-def]
         parser.add_argument("--base-url", default=settings.PUBLIC_BASE_URL)
+        parser.add_argument("--no-simulator", action="store_true", help="do not touch the simulator")
+
+    def _prepare_simulator(self) -> None:
+        """Demo prices on the simulator (it starts with none) and its market rules in our cache."""
+        import urllib.request
+
+        from exchanges.exceptions import ExchangeError
+        from exchanges.services import market_rules_refresh
+
+        for symbol, price in DEMO_PRICES.items():
+            request = urllib.request.Request(
+                f"{settings.SIMULATOR_URL}/_sim/price",
+                method="POST",
+                data=json.dumps({"symbol": symbol, "price": price}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            try:
+                urllib.request.urlopen(request, timeout=5).close()
+            except OSError as exc:
+                self.stderr.write(f"  simulator not reachable for demo prices: {exc}")
+                return
+        try:
+            market_rules_refresh(exchange_name="simulator")
+        except ExchangeError as exc:
+            self.stderr.write(f"  could not load the simulator's market rules: {exc}")
 
     def handle(self, *args, **options):  # type: ignore[no-untyped-def]
         passwords = _demo_passwords()
@@ -40,13 +75,14 @@ class Command(BaseCommand):
             if not User.objects.exists():
                 User.objects.create_superuser(DEMO_ADMIN, "admin", passwords["admin"])
                 User.objects.create_user(DEMO_TRADER, "trader", passwords["trader"], role=Role.TRADER)
-                try:
-                    from exchanges.services import demo_setup  # the simulator config, once exchanges exist
-                except ImportError:
-                    demo_setup = None
-                if demo_setup is not None:
-                    demo_setup(user=User.objects.get(email=DEMO_TRADER))
-        trader = User.objects.filter(email=DEMO_TRADER).first()
+            trader = User.objects.filter(email=DEMO_TRADER).first()
+            if trader is not None and not options["no_simulator"]:
+                # The simulator keeps accounts and prices in memory: register the demo account again.
+                from exchanges.services import demo_setup
+
+                demo_setup(user=trader)
+        if trader is not None and not options["no_simulator"]:
+            self._prepare_simulator()
         base = options["base_url"].rstrip("/")
         self.stdout.write("")
         self.stdout.write(f"  Web UI:       {base}/")
