@@ -15,7 +15,8 @@ Fault rules (``POST /_sim/faults``, one rule or ``{"rules": [...]}``) fire by co
 and the rule hits that share of the matching requests until ``DELETE /_sim/faults`` (or until its
 optional ``count`` is used up). A rate rule that does not fire passes the request on to the next
 rule. ``GET /_sim/faults`` lists the rules with how often each ``fired``; ``GET /_sim/stats`` has
-``faults_injected``, the faults injected per action since the last clear.
+``faults_injected``, the faults injected per action since the last clear. ``GET /_sim/orders?fills=detail``
+adds each fill's ``tradeId`` and ``time`` to the contract's order shape.
 
 Fault ``timeout_after_accept``: the request is processed normally (an order is accepted and stored),
 then the response is held for ``delay_ms`` (default 30 s, far longer than any sane client timeout)
@@ -654,7 +655,8 @@ class SimulatorApp:
 
     async def _sim_orders(self, request: web.Request) -> web.Response:
         api_key = request.query.get("api_key") or None
-        return web.json_response([_control_order_json(order) for order in self.engine.orders(api_key)])
+        detail = request.query.get("fills") == "detail"
+        return web.json_response([_control_order_json(order, detail=detail) for order in self.engine.orders(api_key)])
 
     async def _sim_balances(self, request: web.Request) -> web.Response:
         api_key = request.query.get("api_key", "")
@@ -805,8 +807,23 @@ def _trade_json(trade: Trade) -> dict[str, Any]:
     }
 
 
-def _control_order_json(order: Order) -> dict[str, Any]:
-    """An order in the ``GET /_sim/orders`` shape of CONTRACT section 5."""
+def _control_order_json(order: Order, *, detail: bool = False) -> dict[str, Any]:
+    """An order in the ``GET /_sim/orders`` shape of CONTRACT section 5.
+
+    With ``detail`` (``?fills=detail``) each fill also has its ``tradeId`` and ``time`` (epoch ms), so
+    that fills of different orders can be put in the order they happened.
+    """
+    fills: list[dict[str, Any]] = []
+    for fill in order.fills:
+        row: dict[str, Any] = {
+            "price": format_decimal(fill.price),
+            "qty": format_decimal(fill.qty),
+            "commission": format_decimal(fill.commission),
+            "commissionAsset": fill.commission_asset,
+        }
+        if detail:
+            row.update(tradeId=fill.trade_id, time=fill.time)
+        fills.append(row)
     return {
         "api_key": order.api_key,
         "symbol": order.symbol,
@@ -820,15 +837,7 @@ def _control_order_json(order: Order) -> dict[str, Any]:
         "cummulativeQuoteQty": format_decimal(order.cummulative_quote_qty),
         "status": order.status,
         "time": order.time,
-        "fills": [
-            {
-                "price": format_decimal(fill.price),
-                "qty": format_decimal(fill.qty),
-                "commission": format_decimal(fill.commission),
-                "commissionAsset": fill.commission_asset,
-            }
-            for fill in order.fills
-        ],
+        "fills": fills,
     }
 
 

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
@@ -241,9 +242,12 @@ class SimulatorProcess:
         """Drop every pending fault rule."""
         return self._request("DELETE", "/_sim/faults")
 
-    def orders(self, api_key: str | None = None) -> list[dict[str, Any]]:
-        """Every order ever placed (optionally of one account)."""
-        query = f"?api_key={urllib.request.quote(api_key)}" if api_key else ""
+    def orders(self, api_key: str | None = None, *, fill_detail: bool = False) -> list[dict[str, Any]]:
+        """Every order ever placed (optionally of one account); ``fill_detail`` adds trade ids and times."""
+        params = {"api_key": api_key} if api_key else {}
+        if fill_detail:
+            params["fills"] = "detail"
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
         result: list[dict[str, Any]] = self._request("GET", f"/_sim/orders{query}")
         return result
 

@@ -507,6 +507,10 @@ def test_control_orders_shape_and_faults(fresh: SimulatorProcess) -> None:
         {"price": "65000.00000000", "qty": "0.00100000", "commission": "0.00000100", "commissionAsset": "BTC"}
     ]
     assert fresh.stats()["requests_by_endpoint"]["POST /api/v3/order"] == 2
+    [detailed] = fresh.orders(api_key="raw-key", fill_detail=True)
+    [fill] = detailed["fills"]
+    assert fill == {**placed["fills"][0], "tradeId": fill["tradeId"], "time": placed["time"]}
+    assert isinstance(fill["tradeId"], int)
 
 
 def test_delay_fault_and_fault_list(fresh: SimulatorProcess) -> None:
