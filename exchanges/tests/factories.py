@@ -24,10 +24,10 @@ class ExchangeConfigFactory(factory.django.DjangoModelFactory):
     mode = ExchangeMode.TESTNET
     is_enabled = True
 
-    class Params:
-        api_key = factory.LazyFunction(lambda: "key" + secrets.token_hex(16))
-        api_secret = factory.LazyFunction(lambda: secrets.token_hex(32))
-        password = None
+    # plain-text credentials, encrypted in _create (not model fields)
+    api_key = factory.LazyFunction(lambda: "key" + secrets.token_hex(16))
+    api_secret = factory.LazyFunction(lambda: secrets.token_hex(32))
+    password = None
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):  # type: ignore[no-untyped-def]
