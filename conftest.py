@@ -117,3 +117,15 @@ def simulator_account(simulator, settings, trader):  # type: ignore[no-untyped-d
     yield account
     account.close()
     simulator.clear_faults()
+
+
+@pytest.fixture(autouse=True)
+def _forget_memoised_market_rules():  # type: ignore[no-untyped-def]
+    """The adapters memoise market rules per process for 30 s; every test starts without them."""
+    yield
+    try:
+        from exchanges.adapters.base import rules_memo_clear
+
+        rules_memo_clear()
+    except Exception:  # tests without Django settings loaded
+        pass

@@ -32,17 +32,17 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-# KEYS: hash; ARGV: now, reset timeout -> {allowed 0/1, state, seconds until half-open}
+# KEYS: hash; ARGV: now, reset timeout -> {allowed 0/1, state, seconds until half-open, 1 if any record}
 _BEFORE = """
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-if state ~= 'open' then return {1, state, '0'} end
+if state ~= 'open' then return {1, state, '0', redis.call('EXISTS', KEYS[1])} end
 local opened = tonumber(redis.call('HGET', KEYS[1], 'opened_at') or '0')
 local now = tonumber(ARGV[1])
 local wait = opened + tonumber(ARGV[2]) - now
-if wait > 0 then return {0, state, tostring(wait)} end
+if wait > 0 then return {0, state, tostring(wait), 1} end
 redis.call('HSET', KEYS[1], 'state', 'half_open', 'successes', 0)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
-return {1, 'half_open', '0'}
+return {1, 'half_open', '0', 1}
 """
 
 # KEYS: hash; ARGV: success threshold, ttl -> new state
@@ -105,6 +105,7 @@ class CircuitBreaker:
         self.success_threshold = success_threshold
         self._client = client
         self._clock = clock
+        self._clean = False  # set by before_call: nothing stored for this breaker
 
     @property
     def client(self) -> redis.Redis:
@@ -118,9 +119,11 @@ class CircuitBreaker:
 
     def before_call(self) -> None:
         """Raise ``CircuitOpenError`` while open; turn open into half-open once the timeout passed."""
-        allowed, state, wait = self.client.eval(
+        allowed, state, wait, recorded = self.client.eval(
             _BEFORE, 1, self.key, repr(self._clock()), repr(self.reset_timeout_s), STATE_TTL_S
         )
+        # A clean breaker (no failures, not half-open) needs no write after a success: saves a round trip.
+        self._clean = not int(recorded)
         if not int(allowed):
             retry_after = float(wait)
             raise CircuitOpenError(
@@ -131,10 +134,13 @@ class CircuitBreaker:
 
     def record_success(self) -> CircuitState:
         """A call got an answer from the exchange."""
+        if self._clean:
+            return CircuitState.CLOSED
         return CircuitState(self.client.eval(_SUCCESS, 1, self.key, self.success_threshold, STATE_TTL_S))
 
     def record_failure(self) -> CircuitState:
         """A call failed for a temporary reason (network, timeout, 5xx, unknown outcome)."""
+        self._clean = False
         return CircuitState(
             self.client.eval(_FAILURE, 1, self.key, repr(self._clock()), self.failure_threshold, STATE_TTL_S)
         )
@@ -146,3 +152,4 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Close the breaker (operator action)."""
         self.client.delete(self.key)
+        self._clean = False

@@ -158,6 +158,7 @@ class WeightBudget:
         self._client = client
         self._clock = clock
         self._sleep = sleep
+        self._known: tuple[int, int] = (-1, 0)  # (minute, our counter) after our last booking
 
     @property
     def client(self) -> redis.Redis:
@@ -199,6 +200,7 @@ class WeightBudget:
             )
             status = int(status)
             if status == 0:
+                self._known = (int(now // WEIGHT_WINDOW_S), int(value))
                 return weight
             retry_after, what = self._wait_for(status, value, now)
             if now + retry_after <= deadline:
@@ -225,8 +227,13 @@ class WeightBudget:
 
     def observe_used_weight(self, used: int) -> int:
         """Raise our counter to what the exchange reports for the current minute; returns the counter."""
-        key = self._keys(self._clock())[0]
-        return int(self.client.eval(_OBSERVE, 1, key, int(used)))
+        now = self._clock()
+        window, known = self._known
+        if window == int(now // WEIGHT_WINDOW_S) and used <= known:
+            return known  # we already counted at least this much: no round trip needed
+        counter = int(self.client.eval(_OBSERVE, 1, self._keys(now)[0], int(used)))
+        self._known = (int(now // WEIGHT_WINDOW_S), counter)
+        return counter
 
     def observe_headers(self, headers: Mapping[str, str] | None) -> None:
         """Apply the exchange's used-weight header from a response, when it sends one."""

@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts.logs import audit, log_info, log_warning, scrub
 
 from . import selectors
-from .adapters.base import ExchangeAdapter
+from .adapters.base import ExchangeAdapter, rules_memo_clear
 from .choices import SIMULATOR, ExchangeMode
 from .crypto import DecryptionError
 from .exceptions import AuthenticationFailedError, ExchangeError
@@ -443,6 +443,7 @@ def market_rules_store(*, exchange_name: str, rules: Sequence[MarketRules], prun
         for alias in {item.symbol, item.exchange_symbol, selectors.compact_symbol(item.base + item.quote)}:
             entries[selectors.rules_alias_key(exchange_name, alias)] = item.symbol
     cache.set_many(entries, selectors.RULES_CACHE_TTL_S)
+    rules_memo_clear(exchange_name)
     log_info(
         "PRECISION",
         f"market rules of {exchange_name} refreshed: {len(rows)} markets",

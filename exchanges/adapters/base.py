@@ -32,6 +32,33 @@ ON_DEMAND_REFRESH_INTERVAL_S = 60
 RESOLVER_DELAYS_S: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
 
 
+# Rules looked up in this process in the last RULES_MEMO_TTL_S seconds: market rules change hourly at
+# most, and every order (and cancel) resolves its symbol, so this saves Redis round trips per call.
+RULES_MEMO_TTL_S = 30.0
+_rules_memo: dict[tuple[str, str], tuple[float, MarketRules]] = {}
+
+
+def rules_memo_clear(exchange_name: str | None = None) -> None:
+    """Forget memoised rules (of one exchange, or all); called when rules are stored."""
+    if exchange_name is None:
+        _rules_memo.clear()
+        return
+    for key in [key for key in _rules_memo if key[0] == exchange_name]:
+        _rules_memo.pop(key, None)
+
+
+def _memo_get(exchange_name: str, raw: str) -> MarketRules | None:
+    entry = _rules_memo.get((exchange_name, raw))
+    if entry is None or entry[0] < time.monotonic():
+        return None
+    return entry[1]
+
+
+def _memo_put(exchange_name: str, raw: str, rules: MarketRules) -> MarketRules:
+    _rules_memo[(exchange_name, raw)] = (time.monotonic() + RULES_MEMO_TTL_S, rules)
+    return rules
+
+
 class ExchangeAdapter(ABC):
     """Synchronous access to one exchange account (or its public data when built without keys)."""
 
@@ -58,10 +85,11 @@ class ExchangeAdapter(ABC):
         """
         from exchanges import selectors
 
-        found = selectors.market_rule_get(exchange_name=self.rules_exchange_name, symbol=symbol)
-        if found is not None:
-            return found
-        return self._rules_after_refresh(symbol, exact=True)
+        name = self.rules_exchange_name
+        found = _memo_get(name, "=" + symbol) or selectors.market_rule_get(exchange_name=name, symbol=symbol)
+        if found is None:
+            found = self._rules_after_refresh(symbol, exact=True)
+        return _memo_put(name, "=" + symbol, found)
 
     def resolve_symbol(self, raw: str) -> MarketRules:
         """Rules for ``BTC/USDT``, ``BTCUSDT`` or ``btcusdt`` alike (raises ``SymbolNotFoundError``)."""
@@ -69,10 +97,11 @@ class ExchangeAdapter(ABC):
 
         if not raw or not raw.strip():
             raise SymbolNotFoundError("an empty symbol names no market", exchange=self.exchange_name)
-        found = selectors.market_rule_resolve(exchange_name=self.rules_exchange_name, raw=raw)
-        if found is not None:
-            return found
-        return self._rules_after_refresh(raw, exact=False)
+        name = self.rules_exchange_name
+        found = _memo_get(name, raw) or selectors.market_rule_resolve(exchange_name=name, raw=raw)
+        if found is None:
+            found = self._rules_after_refresh(raw, exact=False)
+        return _memo_put(name, raw, found)
 
     def _rules_after_refresh(self, raw: str, *, exact: bool) -> MarketRules:
         from exchanges import selectors

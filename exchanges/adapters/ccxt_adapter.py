@@ -52,7 +52,7 @@ from exchanges.exceptions import (
     UnknownOutcomeError,
 )
 from exchanges.precision import CountingMode, MarketRules, MarketRulesError, market_rules_from_ccxt_market
-from exchanges.ratelimit import WeightBudget, limits_for
+from exchanges.ratelimit import GENERIC_LIMITS, ExchangeLimits, WeightBudget, limits_for
 
 from .base import ExchangeAdapter
 from .orders import prepare_order
@@ -262,6 +262,7 @@ class CcxtAdapter(ExchangeAdapter):
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
         rules_exchange_name: str | None = None,
         max_budget_wait_s: float = 5.0,
+        limits: ExchangeLimits | None = None,
     ) -> None:
         if ccxt_id not in ccxt.exchanges:
             raise PermanentExchangeError(f"ccxt has no exchange {ccxt_id!r}", exchange=exchange_name)
@@ -274,6 +275,7 @@ class CcxtAdapter(ExchangeAdapter):
         self._rules_exchange_name = rules_exchange_name or exchange_name
         self._account_label = account_label
         self._max_budget_wait_s = max_budget_wait_s
+        self._limits = limits or limits_for(ccxt_id)
         self._circuit = CircuitBreaker(
             circuit_name or f"public:{exchange_name}", label=f"{exchange_name} ({account_label})"
         )
@@ -318,14 +320,16 @@ class CcxtAdapter(ExchangeAdapter):
         client = state.clients.get(self._client_key)
         if client is not None:
             return client
-        config: dict[str, Any] = {"enableRateLimit": True, "timeout": self._timeout_ms}
+        # Where our shared budget models the exchange's limits it replaces ccxt's per-process throttle
+        # (which spaces every call by rateLimit ms); elsewhere ccxt's throttle stays on as well.
+        config: dict[str, Any] = {"enableRateLimit": self._limits is GENERIC_LIMITS, "timeout": self._timeout_ms}
         options: dict[str, Any] = {"warnOnFetchOpenOrdersWithoutSymbol": False}
         if self.ccxt_id in BINANCE_FAMILY:
             options.update(BINANCE_SPOT_OPTIONS)
         for key, value in self._overrides.items():
             if key == "options":
                 options.update(value)
-            else:
+            elif key != "enableRateLimit":
                 config[key] = value
         config["options"] = options
         config["asyncio_loop"] = state.loop
@@ -360,7 +364,7 @@ class CcxtAdapter(ExchangeAdapter):
                 exchange_name=self.exchange_name,
                 host=self._host(client),
                 account=self._account_label,
-                limits=limits_for(self.ccxt_id),
+                limits=self._limits,
                 max_wait_s=self._max_budget_wait_s,
             )
         return self._budget
