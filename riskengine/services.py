@@ -68,6 +68,21 @@ def queue_remove(*, user: Any, exchange_config: Any, symbol: str, timeframe: str
     return bool(deleted)
 
 
+def queue_delete(*, entry: QueuedSignal, actor: Any, ip: str | None = None) -> None:
+    """An operator or the trader removes a queued signal."""
+    with transaction.atomic():
+        audit(
+            user=actor,
+            action="queue_remove",
+            resource="queued_signal",
+            resource_id=entry.pk,
+            details={"symbol": entry.symbol, "timeframe": entry.timeframe},
+            ip=ip,
+        )
+        entry.delete()
+        _publish(entry.user_id)
+
+
 def _publish(user_id: Any) -> None:
     from positions.events import publish
 

@@ -8,13 +8,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.logs import audit
 from accounts.middleware import client_ip
 from accounts.permissions import IsTraderOrHigher, ReadOrTrader
 from tradingsite.api import ApiError
 
 from ..models import QueuedSignal
-from ..services import queue_ordered, queue_promote
+from ..services import queue_delete, queue_ordered, queue_promote
 
 
 def _row(entry: QueuedSignal, position: int) -> dict:
@@ -73,13 +72,5 @@ class QueueDeleteView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def delete(self, request: Request, entry_id: str) -> Response:
-        entry = _entry(request, entry_id)
-        audit(
-            user=request.user,
-            action="queue_remove",
-            resource="queued_signal",
-            resource_id=entry.pk,
-            ip=client_ip(request),
-        )
-        entry.delete()
+        queue_delete(entry=_entry(request, entry_id), actor=request.user, ip=client_ip(request))
         return Response({"success": True})
