@@ -151,6 +151,16 @@ class ExchangeConfigAdmin(admin.ModelAdmin):
             setattr(obj, model_field.attname, getattr(saved, model_field.attname))
         obj._state.adding = False
 
+    def delete_model(self, request: HttpRequest, obj: ExchangeConfig) -> None:
+        try:
+            services.exchange_config_delete(config=obj, actor=request.user, ip=client_ip(request))
+        except services.ExchangeConfigInUseError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ExchangeConfig]) -> None:
+        for config in queryset:
+            self.delete_model(request, config)
+
     @admin.action(description="Validate (authenticated test call)")
     def validate_configs(self, request: HttpRequest, queryset: QuerySet[ExchangeConfig]) -> None:
         good = bad = 0

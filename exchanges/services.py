@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from accounts.logs import audit, log_info, log_warning, scrub
@@ -229,19 +230,33 @@ def exchange_config_set_enabled(
     return exchange_config_update(config=config, actor=actor, is_enabled=enabled, ip=ip)
 
 
+class ExchangeConfigInUseError(Exception):
+    """The config still has trading history (groups, orders) that refers to it."""
+
+
 def exchange_config_delete(*, config: ExchangeConfig, actor: Any, ip: str | None = None) -> None:
-    """Remove a config and its encrypted keys (and its paper account)."""
-    with transaction.atomic():
-        locked = ExchangeConfig.objects.select_for_update().get(pk=config.pk)
-        audit(
-            user=actor,
-            action="exchange_keys_delete",
-            resource="exchange_config",
-            resource_id=locked.pk,
-            details=_details(locked),
-            ip=ip,
-        )
-        locked.delete()
+    """Remove a config and its encrypted keys (and its paper account).
+
+    Raises ``ExchangeConfigInUseError`` (nothing deleted) while position groups or orders refer to it:
+    disable it instead, or close them first.
+    """
+    try:
+        with transaction.atomic():
+            locked = ExchangeConfig.objects.select_for_update().get(pk=config.pk)
+            audit(
+                user=actor,
+                action="exchange_keys_delete",
+                resource="exchange_config",
+                resource_id=locked.pk,
+                details=_details(locked),
+                ip=ip,
+            )
+            locked.delete()
+    except ProtectedError:
+        raise ExchangeConfigInUseError(
+            f"The {config.exchange_name} config has position groups or orders that refer to it; "
+            "disable it instead (or close them first)."
+        ) from None
 
 
 def exchange_config_validate(*, config: ExchangeConfig, actor: Any = None, ip: str | None = None) -> ExchangeConfig:

@@ -474,6 +474,16 @@ class CcxtAdapter(ExchangeAdapter):
                 error = self._translate(
                     exc, client, operation=operation, placing=placing, client_order_id=client_order_id
                 )
+                if error is None and placing:
+                    # a bug in parsing the answer, say: the order may well exist, so never let the
+                    # caller think it failed cleanly
+                    error = UnknownOutcomeError(
+                        f"{self.exchange_name}: unexpected {type(exc).__name__} while placing "
+                        f"{client_order_id}; the order may or may not exist",
+                        client_order_id=client_order_id,
+                        exchange=self.exchange_name,
+                        operation=operation,
+                    )
                 if error is None:
                     raise
                 budget.observe_headers(getattr(client, "last_response_headers", None))

@@ -74,7 +74,10 @@ class KeyDetailView(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, exchange: str) -> Response:
         config = _own_config(request, exchange)
-        services.exchange_config_delete(config=config, actor=request.user, ip=client_ip(request))
+        try:
+            services.exchange_config_delete(config=config, actor=request.user, ip=client_ip(request))
+        except services.ExchangeConfigInUseError as exc:
+            raise ApiError(status_code=409, code="conflict", detail=str(exc)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -225,3 +225,16 @@ def test_everything_is_audited_and_no_log_row_holds_a_secret(
     dump = json.dumps([list(AuditLog.objects.values()), list(SystemLog.objects.values())], default=str)
     assert "****A4B1" in dump
     assert_no_secret(dump)
+
+
+def test_a_config_with_trading_history_is_not_deleted(auth_client: APIClient) -> None:
+    from positions.models import PositionGroup
+
+    auth_client.post("/api/keys/binance", body(), format="json")
+    config = ExchangeConfig.objects.get(user=auth_client.user)
+    PositionGroup.objects.create(user=auth_client.user, exchange_config=config, symbol="BTC/USDT", timeframe="1h")
+    response = auth_client.delete("/api/keys/binance")
+    assert response.status_code == 409
+    assert "disable it instead" in response.json()["detail"]
+    assert ExchangeConfig.objects.filter(pk=config.pk).exists()
+    assert not AuditLog.objects.filter(action="exchange_keys_delete").exists()
