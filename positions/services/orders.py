@@ -6,16 +6,22 @@ The rules (SPEC §6, STYLE §3):
   may have reached the exchange is looked up by client id first, never blindly resent;
 - an unknown outcome (timeout or 5xx on placement) is resolved by the adapter's resolver; what is
   still unknown stays `unknown` for the next retry or for reconciliation;
-- only temporary errors are retried; permanent ones reject the order with the exchange's reason.
+- only temporary errors are retried; permanent ones reject the order with the exchange's reason;
+- one process at a time looks an intent up and sends or cancels it (`_send_lock`); another one that
+  gets there meanwhile (a retried task, a redelivered task, the fill monitor, reconciliation) backs
+  off with RETRY instead of finding nothing yet and sending the same order a second time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.logs import log_error, log_warning
@@ -55,6 +61,9 @@ PLACED, SETTLED, RETRY, UNKNOWN, REJECTED = "placed", "settled", "retry", "unkno
 
 Order = DCAOrder | ExitOrder
 
+# Namespace (first key) of the advisory locks taken by `_send_lock`.
+SEND_LOCK_NAMESPACE = 0x5E4D
+
 
 def order_model(order_id: Any) -> type[DCAOrder] | type[ExitOrder]:
     return DCAOrder if DCAOrder.objects.filter(pk=order_id).exists() else ExitOrder
@@ -71,8 +80,43 @@ def order_request(order: Order) -> OrderRequest:
     )
 
 
+@contextlib.contextmanager
+def _send_lock(order_id: Any) -> Iterator[bool]:
+    """Whether this process may look the order intent up and send or cancel it now (never waits).
+
+    Without it two senders of one intent can both look it up, both find nothing (the other's request has
+    not landed yet) and both send it: a second order when the first one filled at once, or a "duplicate
+    client order id" answer booked as a rejection of an order that exists. A PostgreSQL session-level
+    advisory lock is not a transaction (nothing else is held across the network call) and the server
+    drops it by itself when its holder dies mid-send.
+    """
+    key = uuid.UUID(str(order_id)).int % 2**31
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SEND_LOCK_NAMESPACE, key])
+        acquired = bool(cursor.fetchone()[0])
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SEND_LOCK_NAMESPACE, key])
+            except DatabaseError:
+                connection.close()  # ending the session is what releases the lock then
+
+
 def order_submit(*, order_id: Any, adapter: Any = None) -> str:
-    """Send one committed order intent (or find it on the exchange if it may already be there)."""
+    """Send one committed order intent (or find it on the exchange if it may already be there).
+
+    RETRY, without any exchange call, while another process is sending or cancelling the same intent.
+    """
+    with _send_lock(order_id) as ours:
+        if not ours:
+            return RETRY
+        return _submit(order_id=order_id, adapter=adapter)
+
+
+def _submit(*, order_id: Any, adapter: Any) -> str:
     model = order_model(order_id)
     with transaction.atomic():
         order = model.objects.select_for_update().select_related("exchange_config").get(pk=order_id)
@@ -236,7 +280,17 @@ def _create_fill(group: PositionGroup, owner: dict[str, Any], **values: Any) -> 
 
 
 def order_cancel(*, order_id: Any, adapter: Any = None) -> str:
-    """Cancel an order wherever it is: never sent → locally; maybe sent → look up, then cancel."""
+    """Cancel an order wherever it is: never sent → locally; maybe sent → look up, then cancel.
+
+    RETRY while another process is sending the same intent (its lookup would not see it yet).
+    """
+    with _send_lock(order_id) as ours:
+        if not ours:
+            return RETRY
+        return _cancel(order_id=order_id, adapter=adapter)
+
+
+def _cancel(*, order_id: Any, adapter: Any) -> str:
     model = order_model(order_id)
     with transaction.atomic():
         order = model.objects.select_for_update().select_related("exchange_config").get(pk=order_id)
