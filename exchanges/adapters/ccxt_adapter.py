@@ -90,6 +90,10 @@ class _ThreadState:
 
 
 _local = threading.local()
+# Every thread's state, so that clients of worker threads (celery's thread pool, Django's sync_to_async
+# executor) are closed at exit too instead of being garbage-collected with open sessions.
+_all_states: list[_ThreadState] = []
+_all_states_lock = threading.Lock()
 
 
 def _thread_state() -> _ThreadState:
@@ -97,6 +101,9 @@ def _thread_state() -> _ThreadState:
     if state is None or state.loop.is_closed():
         state = _ThreadState(loop=asyncio.new_event_loop())
         _local.state = state
+        with _all_states_lock:
+            _all_states[:] = [item for item in _all_states if not item.loop.is_closed()]
+            _all_states.append(state)
     return state
 
 
@@ -119,8 +126,15 @@ def _run[T](awaitable: Awaitable[T]) -> T:
 def close_thread_clients() -> int:
     """Close every ccxt instance of the calling thread and its loop; returns how many were closed."""
     state: _ThreadState | None = getattr(_local, "state", None)
+    _local.state = None
     if state is None or state.loop.is_closed():
         return 0
+    return _close_state(state)
+
+
+def _close_state(state: _ThreadState) -> int:
+    if state.loop.is_running():
+        return 0  # busy in another thread: leave it to that thread
     clients = list(state.clients.values())
     state.clients.clear()
     for client in clients:
@@ -130,12 +144,26 @@ def close_thread_clients() -> int:
             pass
     state.loop.run_until_complete(state.loop.shutdown_asyncgens())
     state.loop.close()
-    _local.state = None
     return len(clients)
 
 
-# Scripts and tests that never call close() still shut their sessions down cleanly.
-atexit.register(close_thread_clients)
+def close_all_clients() -> int:
+    """Close the ccxt instances of every thread whose loop is idle (at process exit)."""
+    with _all_states_lock:
+        states = list(_all_states)
+        _all_states.clear()
+    closed = 0
+    for state in states:
+        if not state.loop.is_closed():
+            try:
+                closed += _close_state(state)
+            except Exception:  # at exit, one broken loop must not keep the others open
+                pass
+    return closed
+
+
+# Scripts, workers and tests that never call close() still shut their sessions down cleanly.
+atexit.register(close_all_clients)
 
 
 # ---------------------------------------------------------------------------------- conversions
