@@ -151,7 +151,7 @@ def check_exits(*, prices: dict[tuple[str, str], Decimal] | None = None) -> dict
         purpose = exit_trigger(group_id=group.pk, price=price)
         if purpose and group_close(group_id=group.pk, purpose=purpose):
             counts["closing"] += 1
-    _close_emptied_groups()
+    _close_emptied_groups(prices)
     return counts
 
 
@@ -274,8 +274,12 @@ def pyramid_take_profits(*, group_id: Any, price: Decimal) -> int:
     return sent
 
 
-def _close_emptied_groups() -> None:
-    """Per-leg TPs sold everything and no entry leg rests: the group is done."""
+def _close_emptied_groups(prices: dict[tuple[str, str], Decimal]) -> None:
+    """Per-leg TPs sold everything sellable and no entry leg rests: the group is done.
+
+    Buys pay their fee in the base asset and each TP sells its leg's net quantity rounded down to the
+    step, so a remainder below the exchange's minimum quantity or notional is left behind: dust.
+    """
     candidates = PositionGroup.objects.filter(status=GroupStatus.ACTIVE, sold_quantity__gt=0)
     for group in candidates:
         resting = (
@@ -289,5 +293,9 @@ def _close_emptied_groups() -> None:
         from .market import rules_for
 
         rules = rules_for(group)
-        if rules is not None and round_qty_down(group.filled_quantity, rules) < rules.min_qty:
+        if rules is None:
+            continue
+        remainder = round_qty_down(group.filled_quantity, rules)
+        price = prices.get((str(group.exchange_config_id), group.symbol)) or group.avg_entry_price or Decimal("0")
+        if remainder < rules.min_qty or remainder * price < rules.min_notional:
             group_close(group_id=group.pk, purpose=ExitPurpose.TAKE_PROFIT_LEG)

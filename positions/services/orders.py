@@ -15,9 +15,11 @@ The rules (SPEC §6, STYLE §3):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -180,9 +182,10 @@ def _mark(model: type, order_id: Any, *, status: str | None = None, error: str =
         publish_order(order)
 
 
-def order_apply_state(*, order_id: Any, state: OrderState) -> Order:
+def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) -> Order:
     """Record what the exchange says about an order: ids, status, fills (once each), group totals."""
     model = order_model(order_id)
+    state = _with_own_trades(model, order_id, state, adapter)
     with transaction.atomic():
         order = model.objects.select_for_update().select_related("group").get(pk=order_id)
         group = PositionGroup.objects.select_for_update().get(pk=order.group_id)
@@ -229,6 +232,55 @@ def order_apply_state(*, order_id: Any, state: OrderState) -> Order:
     return order
 
 
+def _with_own_trades(
+    model: type[DCAOrder] | type[ExitOrder], order_id: Any, state: OrderState, adapter: Any
+) -> OrderState:
+    """The state with every fill of the order itemized: trade id, price, time and the fee the exchange took.
+
+    Outside the placement answer Binance reports an order's fills only as totals (GET order, open orders,
+    cancel): no fee. Booking that as one fill without its fee overstates a buy by the base-asset fee, and
+    the TPs and exits that follow would sell more than is held. So the order's own trades are fetched;
+    while they cannot all be had, nothing new is booked and the order stays watched (not final) for the
+    next pass.
+    """
+    zero = Decimal("0")
+    total = state.filled_quantity or zero
+    itemized = sum((fill.quantity for fill in state.fills), zero)
+    if total <= itemized:
+        return state
+    order = model.objects.select_related("exchange_config").get(pk=order_id)
+    owner = {"dca_order_id": order.pk} if model is DCAOrder else {"exit_order_id": order.pk}
+    recorded = sum(Fill.objects.filter(**owner).values_list("quantity", flat=True), zero)
+    if total <= recorded:
+        return state  # nothing new to book
+    exchange_order_id = str(state.exchange_order_id or order.exchange_order_id or "")
+    trades: list[Any] = []
+    problem = "the exchange did not report its order id"
+    if exchange_order_id:
+        try:
+            adapter = adapter or adapter_for(order.exchange_config)
+            since = order.created_at - timedelta(minutes=5)  # clock skew between us and the exchange
+            trades = [
+                trade
+                for trade in adapter.fetch_my_trades(order.symbol, since=since)
+                if str(trade.exchange_order_id) == exchange_order_id
+            ]
+            problem = f"{len(trades)} trades found for {total} filled"
+        except ExchangeError as exc:
+            problem = str(exc)
+    if sum((trade.quantity for trade in trades), zero) >= total:
+        return dataclasses.replace(state, fills=tuple(trades))
+    logger.warning("order %s: fills of %s not itemized yet (%s)", order.client_order_id, total, problem)
+    known = max(recorded, itemized)
+    return dataclasses.replace(
+        state,
+        status="partially_filled" if known > 0 else "open",
+        filled_quantity=known,
+        average_price=None,
+        fee=None,  # type: ignore[arg-type]
+    )
+
+
 def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list[Fill]:
     created: list[Fill] = []
     known = Decimal("0")
@@ -246,7 +298,8 @@ def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list
             quantity=fill.quantity,
             fee=fill.fee or Decimal("0"),
             fee_asset=fill.fee_asset or "",
-            executed_at=fill.timestamp or timezone.now(),
+            # a placement answer's fills carry no time of their own: they happened when it was accepted
+            executed_at=fill.timestamp or state.timestamp or timezone.now(),
         )
     # Exchanges that report only totals: book the difference as one synthetic fill.
     recorded = sum((f.quantity for f in Fill.objects.filter(**kwargs)), Decimal("0"))

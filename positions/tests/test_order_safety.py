@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from exchanges.client_ids import client_order_id_for
-from positions.models import DCAOrder, PositionGroup, Pyramid
+from positions.models import DCAOrder, Fill, PositionGroup, Pyramid
 from positions.services import orders
 from positions.services.reconcile import orders_out_of_sync
 
@@ -112,3 +112,25 @@ def test_a_cancel_does_not_book_as_never_sent_an_order_whose_request_has_not_lan
         "only_in_db": [],
         "final_in_db_but_open": [],
     }
+
+
+def test_fills_the_exchange_reports_only_as_totals_are_booked_with_their_fees(simulator_account):
+    from positions.services.monitor import monitor_fills
+
+    account = simulator_account
+    account.simulator.set_price("BTCUSDT", "65000")
+    order = _intent(account, price="64000")
+    assert orders.order_submit(order_id=order.pk) == orders.PLACED
+    account.simulator.set_price("BTCUSDT", "63900")  # the resting buy fills; 0.1 % is taken in BTC
+    monitor_fills()  # sees it leave the open list: GET /api/v3/order says "filled 0.001", no fee
+
+    [placed] = [o for o in account.orders() if o["clientOrderId"] == order.client_order_id]
+    [on_exchange] = placed["fills"]
+    [booked] = Fill.objects.filter(dca_order=order)
+    assert (booked.quantity, booked.fee, booked.fee_asset) == (
+        Decimal(on_exchange["qty"]),
+        Decimal(on_exchange["commission"]),
+        on_exchange["commissionAsset"],
+    )
+    order.group.refresh_from_db()
+    assert order.group.filled_quantity == Decimal("0.001") - Decimal(on_exchange["commission"])  # what is held
