@@ -197,6 +197,19 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets shared by several serializers get one name each in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "GroupStatusEnum": "positions.choices.GroupStatus",
+        "OrderStatusEnum": "positions.choices.OrderStatus",
+        "OrderSideEnum": "positions.choices.OrderSide",
+        "PositionSideEnum": "positions.choices.Side",
+        "OrderTypeEnum": "positions.choices.OrderType",
+        "ExitPurposeEnum": "positions.choices.ExitPurpose",
+        "ExchangeModeEnum": "exchanges.choices.ExchangeMode",
+        "LogLevelEnum": "accounts.choices.LogLevel",
+        "LogCategoryEnum": "accounts.choices.LogCategory",
+        "RoleEnum": "accounts.choices.Role",
+    },
 }
 
 PASSWORD_RESET_TIMEOUT = 60 * 60  # reset links and API reset tokens expire after one hour
@@ -245,3 +258,10 @@ WEBHOOK_RATE_LIMIT_PER_MINUTE = int(env("WEBHOOK_RATE_LIMIT_PER_MINUTE", "300") 
 # Order placement: temporary errors are retried with backoff, this many times, before the order waits for
 # reconciliation.
 ORDER_SUBMIT_MAX_RETRIES = 8
+
+# Exchanges (read by exchanges.services; shown here so operators see every knob in one place).
+EXCHANGE_TIMEOUT_MS = int(env("EXCHANGE_TIMEOUT_MS", "10000") or 10000)
+MARKET_RULES_FALLBACKS: dict = {}  # {"binance": {"BTC/USDT": {"tick_size": "0.01", ...}}}; empty = block
+PAPER_PRICE_SOURCE = env("PAPER_PRICE_SOURCE", "auto")  # auto | exchange | simulator
+PAPER_INITIAL_BALANCES = {"USDT": "10000"}
+PAPER_COMMISSION_RATE = "0.001"
