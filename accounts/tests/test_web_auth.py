@@ -48,3 +48,23 @@ def test_password_reset_email(client):
     UserFactory(email="web@example.com")
     client.post("/accounts/password/reset/", {"email": "web@example.com"})
     assert len(mail.outbox) == 1 and "/accounts/password/reset/key/" in mail.outbox[0].body
+
+
+def test_totp_mfa_setup_page_and_admin_console(client):
+    user = UserFactory(email="mfa@example.com", role="admin", is_staff=True, is_superuser=True)
+    client.force_login(user)
+    index = client.get("/accounts/2fa/")
+    assert index.status_code == 200
+    activate = client.get("/accounts/2fa/totp/activate/")
+    assert activate.status_code in (200, 302)  # allauth may ask to re-authenticate first
+    for path in (
+        "/admin/accounts/user/",
+        "/admin/accounts/systemlog/",
+        "/admin/accounts/auditlog/",
+        "/admin/django_celery_beat/periodictask/",
+        f"/admin/accounts/user/{user.pk}/change/",
+    ):
+        response = client.get(path)
+        assert response.status_code == 200, path
+    page = client.get(f"/admin/accounts/user/{user.pk}/change/").content.decode()
+    assert user.webhook_secret not in page and f"****{user.webhook_secret[-4:]}" in page
