@@ -195,8 +195,10 @@ def _classify_and_store(
     side = "long"
     with transaction.atomic():
         # One user's signals are classified one at a time: the pool count and the open-group check
-        # must not race. The idempotency decision itself is the unique constraint below.
-        User.objects.select_for_update().filter(pk=user.pk).first()
+        # must not race. The idempotency decision itself is the unique constraint below. NO KEY UPDATE,
+        # not UPDATE: a worker that holds one of this user's group rows may insert rows that reference
+        # the user (logs) and must not wait for us while we wait for that group (a deadlock).
+        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         signal = WebhookSignal(
             user=user,
             exchange_config=config,
