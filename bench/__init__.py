@@ -1,0 +1,1 @@
+"""Benchmarks of the engine (`make bench`, CONTRACT §6); see `bench/__main__.py`."""
