@@ -1,0 +1,188 @@
+"""signal_to_order: webhook sent → the group's entry order acknowledged by the simulator (CONTRACT §6).
+
+200 new-entry signals, each a distinct identity (40 traders × 5 symbols, one timeframe each), sent by 4
+lanes. A lane sends its next signal once the previous one's entry order is acknowledged, so this
+measures latency at a steady load of at most 4 signals in flight, not the length of a backlog. The
+clock starts just before the POST (this process, `time.time()`) and stops at the simulator's own
+`time` of the entry order (level 0 of pyramid 0 of the group in the 202 response), matched by the
+client order id stored in `DCAOrder`; both clocks are this machine's.
+
+The worker starts before the traders exist, so its start-up reconciliation has nothing to do, and a
+separate warm-up trader sends a few signals first (not counted). The breakdown fields split the
+median into the HTTP answer, the wait until the worker starts sending (queue + grid), and the send
+itself (from `DCAOrder.submitted_at` to the simulator's time).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .harness import Harness, load_average, say
+from .stats import ms, percentile
+from .traders import TV_TIMEFRAMES, Trader, signal_body, traders_create
+
+SIGNALS = 200
+LANES = 4
+TRADERS = 40
+WARMUP_SIGNALS = 8
+ACK_TIMEOUT_S = 30.0
+POLL_S = 0.005
+PRICES = {"BTCUSDT": "65000", "ETHUSDT": "3500", "SOLUSDT": "150", "BNBUSDT": "600", "XRPUSDT": "0.6"}
+SYMBOLS = list(PRICES)
+
+
+@dataclass
+class Sample:
+    trader: Trader
+    body: bytes
+    sent_at: float = 0.0  # time.time() just before the POST
+    answered_at: float = 0.0
+    group_id: str = ""
+    client_order_id: str = ""
+    submitted_at: float = 0.0
+    error: str = ""
+
+
+def _signals(traders: list[Trader], count: int, tag: str) -> list[Sample]:
+    samples = []
+    for i in range(count):
+        trader_index, round_ = i % len(traders), i // len(traders)
+        symbol = SYMBOLS[round_ % len(SYMBOLS)]
+        timeframe = TV_TIMEFRAMES[(trader_index + round_ * 3) % len(TV_TIMEFRAMES)]
+        body = signal_body(
+            traders[trader_index],
+            symbol=symbol,
+            timeframe=timeframe,
+            price=PRICES[symbol],
+            trade_id=f"{tag}-{i}",
+        )
+        samples.append(Sample(trader=traders[trader_index], body=body))
+    return samples
+
+
+def _wait_for_entry_ack(sample: Sample, stop: threading.Event) -> None:
+    from positions.models import DCAOrder
+
+    deadline = time.monotonic() + ACK_TIMEOUT_S
+    while time.monotonic() < deadline and not stop.is_set():
+        row = (
+            DCAOrder.objects.filter(group_id=sample.group_id, pyramid_level=0, dca_level=0)
+            .values_list("client_order_id", "status", "acknowledged_at", "submitted_at")
+            .first()
+        )
+        if row is not None:
+            client_order_id, status, acknowledged_at, submitted_at = row
+            if acknowledged_at is not None:
+                sample.client_order_id = client_order_id
+                sample.submitted_at = submitted_at.timestamp() if submitted_at else 0.0
+                return
+            if status in ("rejected", "canceled"):
+                sample.error = f"entry order {status}"
+                return
+        time.sleep(POLL_S)
+    sample.error = f"entry order not acknowledged within {ACK_TIMEOUT_S:.0f} s"
+
+
+def _send_all(base_url: str, samples: list[Sample], lanes: int) -> float:
+    """Closed loop: each lane sends, waits for the entry order's ack, sends the next."""
+    from django.db import connection
+
+    pending = iter(samples)
+    lock = threading.Lock()
+    stop = threading.Event()  # set on Ctrl-C so that the lanes end at once
+
+    def lane() -> None:
+        try:
+            with httpx.Client(base_url=base_url, timeout=30) as client:
+                while True:
+                    with lock:
+                        sample = next(pending, None)
+                    if sample is None or stop.is_set():
+                        return
+                    sample.sent_at = time.time()
+                    try:
+                        response = client.post(
+                            sample.trader.webhook_path,
+                            content=sample.body,
+                            headers={"Content-Type": "application/json"},
+                        )
+                    except httpx.HTTPError as exc:
+                        sample.error = f"{type(exc).__name__}: {exc}"
+                        continue
+                    sample.answered_at = time.time()
+                    payload = response.json()
+                    if response.status_code != 202 or payload.get("classification") != "new_entry":
+                        sample.error = f"HTTP {response.status_code}: {str(payload)[:200]}"
+                        continue
+                    sample.group_id = payload["group_id"]
+                    _wait_for_entry_ack(sample, stop)
+        finally:
+            connection.close()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=lanes) as pool:
+        futures = [pool.submit(lane) for _ in range(lanes)]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            stop.set()
+            raise
+    return time.monotonic() - started
+
+
+def run(harness: Harness) -> dict[str, Any]:
+    from exchanges.services import market_rules_refresh
+
+    sim = harness.start_simulator()
+    for symbol, price in PRICES.items():
+        sim.set_price(symbol, price)
+    base_url = harness.start_web()
+    market_rules_refresh(exchange_name="simulator")
+    harness.start_worker()
+    time.sleep(2)  # let the worker's start-up reconciliation (nothing to do yet) finish
+    balances = {"USDT": "100000"}
+    warm_trader = traders_create(sim, count=1, prefix="sw", balances=balances)
+    traders = traders_create(sim, count=TRADERS, prefix="so", balances=balances)
+
+    warmup = _signals(warm_trader * 5, WARMUP_SIGNALS, "sow")
+    _send_all(base_url, warmup, LANES)
+    measured = _signals(traders, SIGNALS, "so")
+    load = load_average()
+    wall = _send_all(base_url, measured, LANES)
+    harness.check_alive()
+
+    acked_at = {o["clientOrderId"]: o["time"] / 1000 for o in sim.orders()}
+    latencies, http, queue, place = [], [], [], []
+    errors = [s for s in measured if s.error or s.client_order_id not in acked_at]
+    for sample in measured:
+        if sample in errors:
+            continue
+        ack = acked_at[sample.client_order_id]
+        latencies.append((ack - sample.sent_at) * 1000)
+        http.append((sample.answered_at - sample.sent_at) * 1000)
+        queue.append((sample.submitted_at - sample.answered_at) * 1000)
+        place.append((ack - sample.submitted_at) * 1000)
+    if errors:
+        say(f"signal_to_order: {len(errors)} error(s), e.g. {[s.error or 'no ack' for s in errors[:5]]}")
+    return {
+        "bench": "signal_to_order",
+        "signals": len(measured),
+        "p50_ms": ms(percentile(latencies, 50)),
+        "p99_ms": ms(percentile(latencies, 99)),
+        "errors": len(errors),
+        "max_ms": ms(max(latencies, default=float("nan"))),
+        "lanes": LANES,
+        "signals_per_s": round(len(measured) / wall, 1),
+        "http_p50_ms": ms(percentile(http, 50)),
+        "queue_p50_ms": ms(percentile(queue, 50)),
+        "place_p50_ms": ms(percentile(place, 50)),
+        "traders": len(traders),
+        "loadavg_1m": load,
+    }
