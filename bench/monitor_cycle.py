@@ -178,7 +178,8 @@ def _wait_until_resting(harness: Harness, expected: int) -> None:
     raise RuntimeError(f"only {DCAOrder.objects.filter(status='open').count()} of {expected} legs rested in time")
 
 
-def _timed_cycle(sim: Any) -> tuple[float, int, int, dict[str, Any]]:
+def _timed_cycle(sim: Any) -> tuple[float, int, dict[str, int], dict[str, Any]]:
+    """Wall time of one `monitor_fills()`, the weight and the requests (by endpoint) the simulator counted."""
     from positions.services.monitor import monitor_fills
 
     before = sim.stats()
@@ -186,12 +187,12 @@ def _timed_cycle(sim: Any) -> tuple[float, int, int, dict[str, Any]]:
     report = monitor_fills()
     elapsed = (time.perf_counter() - started) * 1000
     after = sim.stats()
-    return (
-        elapsed,
-        after["weight_total"] - before["weight_total"],
-        after["requests"] - before["requests"],
-        report.as_dict(),
-    )
+    requests = {
+        route: count - before["requests_by_endpoint"].get(route, 0)
+        for route, count in after["requests_by_endpoint"].items()
+        if count > before["requests_by_endpoint"].get(route, 0)
+    }
+    return elapsed, after["weight_total"] - before["weight_total"], requests, report.as_dict()
 
 
 def run(harness: Harness) -> dict[str, Any]:
@@ -245,7 +246,7 @@ def run(harness: Harness) -> dict[str, Any]:
         "open_orders": open_orders,
         "cycle_ms": ms(cycle),
         "exchange_weight": weight,
-        "exchange_requests": requests,
+        "exchange_requests": sum(requests.values()),
         "cycle_ms_warm": ms(warm_cycle),
         "exchange_weight_warm": warm_weight,
         "filled_legs": filled,
