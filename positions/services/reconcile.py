@@ -2,8 +2,9 @@
 
 Matching is by client order id (our intent row's UUID, encoded). It adopts fills that happened while we
 were down, marks orders cancelled on the exchange, cancels exchange orders of closed groups, finishes
-interrupted work (unsent intents, half-closed groups) and reports what it cannot explain. It never
-places an order twice: anything that may have been sent is looked up before it is sent again.
+interrupted work (unsent intents, half-closed groups, signals whose task was lost) and reports what it
+cannot explain. It never places an order twice: anything that may have been sent is looked up before it
+is sent again.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from exchanges.exceptions import ExchangeError, OrderNotFoundError
 from exchanges.models import ExchangeConfig
 from exchanges.services import adapter_for
 
-from ..choices import FINAL_GROUP_STATUSES, FINAL_ORDER_STATUSES, GroupStatus, OrderStatus
-from ..models import DCAOrder, ExitOrder, PositionGroup, Pyramid
+from ..choices import FINAL_GROUP_STATUSES, FINAL_ORDER_STATUSES, GroupStatus, OrderStatus, ProcessingStatus
+from ..models import DCAOrder, ExitOrder, PositionGroup, Pyramid, WebhookSignal
 from . import orders
 
 STALE_INTENT = timedelta(seconds=30)
@@ -37,6 +38,7 @@ class ReconcileReport:
     resubmitted: int = 0
     closes_resumed: int = 0
     pyramids_resumed: int = 0
+    signals_resumed: int = 0
     unexplained: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -153,6 +155,20 @@ def _reconcile_config(config: ExchangeConfig, report: ReconcileReport) -> None:
         except RetryLaterError:
             pass
         report.pyramids_resumed += 1
+    # 5. Signals accepted but never processed: their task died with a worker. (The Redis broker loses a
+    #    message that a worker took off the queue and was killed before recording as unacknowledged; an
+    #    exit signal lost that way would leave its position open for good.) Processing is idempotent.
+    from .processing import signal_process
+
+    stale_signals = WebhookSignal.objects.filter(
+        exchange_config=config, processing_status=ProcessingStatus.PENDING, received_at__lt=stale
+    )
+    for signal_id in stale_signals.order_by("received_at").values_list("pk", flat=True):
+        try:
+            signal_process(signal_id=signal_id)
+        except RetryLaterError:
+            pass
+        report.signals_resumed += 1
 
 
 def orders_out_of_sync(*, config: ExchangeConfig) -> dict[str, list[str]]:
