@@ -59,7 +59,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def load_average() -> float:
-    """The 1-minute load average, to tell a quiet machine from a busy one."""
+    """The 1-minute load average (this bench's own processes included), to tell a quiet machine from a busy one."""
     return round(os.getloadavg()[0], 2)
 
 
