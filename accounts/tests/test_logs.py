@@ -83,3 +83,15 @@ def test_admin_deletes_by_age_and_exports(api_client):
     assert any(r["action"] == "logs_delete" for r in rows)
     bad = api_client.post("/api/logs/export", {"kind": "nope", "format": "xml"}, format="json")
     assert bad.status_code == 400 and {"kind", "format"} <= set(bad.json()["fields"])
+
+
+def test_role_change_is_audited_from_the_admin(client):
+    admin = UserFactory(role="admin", is_staff=True, is_superuser=True)
+    target = UserFactory(role="trader")
+    client.force_login(admin)
+    response = client.post("/admin/accounts/user/", {"action": "make_manager", "_selected_action": [str(target.pk)]})
+    assert response.status_code == 302
+    target.refresh_from_db()
+    assert target.role == "manager" and target.is_staff
+    entry = AuditLog.objects.get(action="role_change", resource_id=str(target.pk))
+    assert entry.user == admin and entry.details == {"from": "trader", "to": "manager"}
