@@ -80,3 +80,49 @@ def last_prices(*, groups: list[PositionGroup]) -> dict[str, Decimal]:
     keys = {_price_key(g.exchange_config_id, g.symbol): g.symbol for g in groups}
     found = cache.get_many(list(keys))
     return {keys[k]: Decimal(v) for k, v in found.items()}
+
+
+def leg_and_pyramid_pnl(*, group: PositionGroup, price: Decimal | None) -> dict[str, dict[str, Any]]:
+    """PnL per entry leg and per pyramid, fees included.
+
+    A leg's cost is its fills' quote cost (plus quote fees) over the base it actually received; it realizes
+    through its own per-leg take-profits; what it still holds is valued at `price`. Group-level closes
+    (aggregate TP, exits, stops) are realized on the group, not split across legs.
+    """
+    base = group.symbol.split("/")[0]
+    zero = Decimal("0")
+    legs: dict[str, dict[str, Any]] = {}
+    pyramids: dict[int, dict[str, Decimal]] = {}
+    for pyramid in group.pyramids.all():
+        totals = pyramids.setdefault(pyramid.index, {"realized": zero, "unrealized": zero, "cost": zero})
+        for leg in pyramid.orders.all():
+            fills = list(leg.fills.all())
+            net = sum((f.quantity - (f.fee if f.fee_asset == base else zero) for f in fills), zero)
+            cost = sum(
+                (f.price * f.quantity + (f.fee if f.fee_asset and f.fee_asset != base else zero) for f in fills), zero
+            )
+            unit = cost / net if net > 0 else None
+            realized = sold = zero
+            for tp in leg.tp_orders.all():
+                for fill in tp.fills.all():
+                    fee_quote = fill.fee if fill.fee_asset and fill.fee_asset != base else fill.fee * fill.price
+                    realized += fill.price * fill.quantity - fee_quote - (unit or zero) * fill.quantity
+                    sold += fill.quantity
+            remaining = max(net - sold, zero) if group.is_open else zero
+            unrealized = (price - unit) * remaining if price is not None and unit is not None else None
+            legs[str(leg.pk)] = {
+                "cost": _fmt(cost),
+                "held": _fmt(remaining),
+                "avg_cost": _fmt(unit),
+                "realized": _fmt(realized),
+                "unrealized": _fmt(unrealized),
+                "unrealized_percent": _fmt((price / unit - 1) * 100) if unrealized is not None and unit else None,
+            }
+            totals["realized"] += realized
+            totals["unrealized"] += unrealized or zero
+            totals["cost"] += cost
+    return {"legs": legs, "pyramids": {str(k): {n: _fmt(v) for n, v in t.items()} for k, t in pyramids.items()}}
+
+
+def _fmt(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value.quantize(Decimal('1e-8')).normalize():f}"

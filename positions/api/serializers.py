@@ -32,6 +32,10 @@ class DCAOrderSerializer(OrderFields):
     expected_price = DecimalStr()
     tp_price = DecimalStr(allow_null=True)
     tp_percent = DecimalStr()
+    pnl = serializers.SerializerMethodField()
+
+    def get_pnl(self, order: DCAOrder) -> dict | None:
+        return self.context.get("breakdown", {}).get("legs", {}).get(str(order.pk))
 
     class Meta:
         model = DCAOrder
@@ -56,6 +60,7 @@ class DCAOrderSerializer(OrderFields):
             "created_at",
             "filled_at",
             "last_error",
+            "pnl",
         ]
 
 
@@ -93,10 +98,14 @@ class PyramidSerializer(serializers.ModelSerializer):
     entry_price = DecimalStr()
     capital_usd = DecimalStr()
     orders = DCAOrderSerializer(many=True)
+    pnl = serializers.SerializerMethodField()
+
+    def get_pnl(self, pyramid: Pyramid) -> dict | None:
+        return self.context.get("breakdown", {}).get("pyramids", {}).get(str(pyramid.index))
 
     class Meta:
         model = Pyramid
-        fields = ["index", "entry_price", "capital_usd", "entry_order_type", "levels", "created_at", "orders"]
+        fields = ["index", "entry_price", "capital_usd", "entry_order_type", "levels", "created_at", "orders", "pnl"]
 
 
 class EventSerializer(serializers.ModelSerializer):

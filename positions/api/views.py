@@ -57,7 +57,8 @@ class PositionDetailView(APIView):
             raise ApiError(status_code=404, code="not_found", detail="No such position.")
         price = _prices([group]).get(group.symbol)
         pnl = {str(group.pk): selectors.group_pnl(group=group, price=price)}
-        return Response(s.GroupDetailSerializer(group, context={"pnl": pnl}).data)
+        breakdown = selectors.leg_and_pyramid_pnl(group=group, price=price)
+        return Response(s.GroupDetailSerializer(group, context={"pnl": pnl, "breakdown": breakdown}).data)
 
 
 def _uuid(raw: str):  # type: ignore[no-untyped-def]

@@ -65,6 +65,17 @@ def test_per_leg_take_profit_from_actual_fills_until_the_group_closes(client, si
     assert group.status == "closed", group.events.values_list("message", flat=True)
     assert group.realized_pnl > 0
     assert _open_on_simulator(account) == []
+    # Per-leg and per-pyramid PnL add up to the group's (everything was sold by leg TPs).
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_authenticate(account.config.user)
+    detail = api.get(f"/api/positions/{group.pk}").json()
+    assert "pyramids" in detail, detail
+    leg_realized = sum(Decimal(leg["pnl"]["realized"]) for leg in detail["pyramids"][0]["orders"])
+    assert leg_realized > 0
+    assert abs(leg_realized - group.realized_pnl) < Decimal("0.01")
+    assert abs(Decimal(detail["pyramids"][0]["pnl"]["realized"]) - leg_realized) < Decimal("1e-7")
 
 
 def test_aggregate_take_profit_closes_everything(client, simulator_account, celery_worker):
