@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+import os
+import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
@@ -18,16 +21,55 @@ def user_group_name(user_id: Any) -> str:
     return f"user_{str(user_id).replace('-', '')}"
 
 
-def _send(user_id: Any, event_type: str, data: dict[str, Any]) -> None:
+class _EventLoopThread:
+    """One long-lived event loop per process for channel-layer sends.
+
+    `async_to_sync(group_send)` per event starts a thread, a loop and a Redis connection every time
+    (≈4.5 ms); sending on one loop that keeps its connections costs a fraction of that and never
+    blocks the caller. Recreated after a fork (celery prefork children).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid() or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+                self._pid = os.getpid()
+                threading.Thread(target=self._loop.run_forever, name="live-events", daemon=True).start()
+            return self._loop
+
+
+_events = _EventLoopThread()
+
+
+async def _group_send(groups: tuple[str, ...], message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    for name in groups:
+        await layer.group_send(name, message)
+
+
+def _log_failure(future: concurrent.futures.Future) -> None:  # type: ignore[type-arg]
+    if future.exception() is not None:  # a dead channel layer must never break trading
+        logger.warning("could not publish a live event: %s", future.exception())
+
+
+def _send(user_id: Any, event_type: str, data: dict[str, Any]) -> None:
     message = {"type": "relay", "event": {"type": event_type, "data": data}}
-    try:
-        async_to_sync(layer.group_send)(user_group_name(user_id), message)
-        async_to_sync(layer.group_send)(OPERATORS_GROUP, message)
-    except Exception:  # a dead channel layer must never break trading
-        logger.warning("could not publish %s", event_type, exc_info=True)
+    groups = (user_group_name(user_id), OPERATORS_GROUP)
+    future = asyncio.run_coroutine_threadsafe(_group_send(groups, message), _events.loop())
+    future.add_done_callback(_log_failure)
+
+
+def flush_events(timeout: float = 5.0) -> None:
+    """Wait until every event queued so far has been handed to the channel layer (tests, shutdown)."""
+    done = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), _events.loop())
+    done.result(timeout)
 
 
 def publish(user_id: Any, event_type: str, data: dict[str, Any]) -> None:
