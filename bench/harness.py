@@ -72,12 +72,20 @@ def database_url(base_url: str, name: str) -> str:
 class ChildProcess:
     """One long-running child in its own process group, its output in a log file."""
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], *, env: dict[str, str], log_dir: Path, pass_fds: tuple[int, ...] = ()
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=pass_fds,
         )
 
     def alive(self) -> bool:
@@ -123,7 +131,8 @@ class Harness:
             "PYTHONUNBUFFERED": "1",
         }
         self._template_ready = False
-        self.web_pid = 0
+        self.web_pids: list[int] = []
+        self.web_socket: Any = None
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -199,8 +208,10 @@ class Harness:
 
     # ------------------------------------------------------------------------------ processes
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ChildProcess:
-        child = ChildProcess(name, argv, env=env or self.env, log_dir=self.tmp)
+    def _start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+    ) -> ChildProcess:
+        child = ChildProcess(name, argv, env=env or self.env, log_dir=self.tmp, pass_fds=pass_fds)
         self.children.append(child)
         return child
 
@@ -223,30 +234,38 @@ class Harness:
         return sim
 
     def start_web(self) -> str:
-        """daphne on a free port; returns its base URL once it answers HTTP (`self.web_pid` is its pid)."""
-        port = free_port()
-        child = self._start(
-            "web",
-            [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "tradingsite.asgi:application"],
-        )
+        """daphne as `make run` starts it (several processes on one socket, free port); returns its base URL.
+
+        `self.web_pids` are the processes' pids (for CPU accounting).
+        """
+        from tradingsite.stack import WEB_PROCESSES, listening_socket, web_argv
+
+        sock = listening_socket("127.0.0.1", 0)
+        self.web_socket = sock
+        port = sock.getsockname()[1]
+        children = [
+            self._start(f"web-{i}", web_argv(sock.fileno(), access_log=False), pass_fds=(sock.fileno(),))
+            for i in range(WEB_PROCESSES)
+        ]
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if not child.alive():
-                raise self._fail(child, "exited during start")
-            if port_open(port):
-                try:
-                    urllib.request.urlopen(url + "/api/webhook/ready", timeout=5).read()
-                    break
-                except urllib.error.HTTPError:
-                    break  # any HTTP answer (405: the webhook takes POST only) means Django is serving
-                except OSError:
-                    pass
+            dead = [c for c in children if not c.alive()]
+            if dead:
+                raise self._fail(dead[0], "exited during start")
+            try:
+                urllib.request.urlopen(url + "/api/webhook/ready", timeout=5).read()
+                break
+            except urllib.error.HTTPError:
+                break  # any HTTP answer (405: the webhook takes POST only) means Django is serving
+            except OSError:
+                pass
             time.sleep(0.1)
         else:
-            raise self._fail(child, "did not answer within 60 s")
-        say(f"web (daphne) at {url}")
-        self.web_pid = child.process.pid
+            raise self._fail(children[0], "did not answer within 60 s")
+        time.sleep(1.0)  # let every process finish importing before anything is measured
+        say(f"web ({len(children)} daphne processes) at {url}")
+        self.web_pids = [c.process.pid for c in children]
         return url
 
     def purge_queue(self) -> int:
@@ -257,31 +276,18 @@ class Harness:
             say(f"purged {purged} queued task(s)")
         return purged
 
-    def start_worker(self, concurrency: int = 2) -> ChildProcess:
+    def start_worker(self, concurrency: int | None = None) -> ChildProcess:
         """A celery worker on an empty queue; returns once it answers a ping."""
         from tradingsite.celery import app
 
         self.purge_queue()
         name = f"bench-{os.getpid()}@%h"
-        child = self._start(
-            "worker",
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "tradingsite",
-                "worker",
-                "--concurrency",
-                str(concurrency),
-                "-l",
-                "warning",
-                "-n",
-                name,
-                "--without-mingle",
-                "--without-gossip",
-            ],
-        )
+        from tradingsite.stack import worker_argv
+
+        argv = worker_argv(name=name, loglevel="warning", extra=["--without-mingle", "--without-gossip"])
+        if concurrency:
+            argv[argv.index("--concurrency") + 1] = str(concurrency)
+        child = self._start("worker", argv)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if not child.alive():

@@ -119,9 +119,9 @@ def run(harness: Harness) -> dict[str, Any]:
     if warm_errors:
         say(f"warm-up: {warm_errors} error(s), e.g. {warm_problems[:3]}")
     load = load_average()
-    cpu_before = cpu_seconds(harness.web_pid)
+    cpu_before = sum(cpu_seconds(pid) for pid in harness.web_pids)
     latencies, outcomes, errors, problems, wall = asyncio.run(_fire(base_url, measured, CONCURRENCY))
-    web_cpu = cpu_seconds(harness.web_pid) - cpu_before
+    web_cpu = sum(cpu_seconds(pid) for pid in harness.web_pids) - cpu_before
     harness.check_alive()
     if problems:
         say(f"webhook_ack: {errors} error(s), e.g. {problems[:5]}")

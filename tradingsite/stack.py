@@ -184,6 +184,57 @@ def services(*, redis_db: int = 0) -> Iterator[dict[str, str]]:
 
 # --- processes -----------------------------------------------------------------------------------
 
+# Several daphne processes share one listening socket (the kernel spreads the connections), so the
+# web tier uses every core; the worker runs threads because its tasks wait on the exchange and the
+# database, not on the CPU.
+WEB_PROCESSES = int(os.environ.get("WEB_PROCESSES") or os.cpu_count() or 1)
+WORKER_POOL = os.environ.get("WORKER_POOL", "threads")
+WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY") or 8)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening TCP socket that child processes inherit (daphne --fd)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def web_argv(fd: int, *, access_log: bool = True) -> list[str]:
+    argv = [PYTHON, "-m", "daphne", "--fd", str(fd)]
+    if not access_log:
+        argv += ["-v", "0"]
+    return [*argv, "tradingsite.asgi:application"]
+
+
+def worker_argv(
+    *,
+    name: str,
+    loglevel: str = "info",
+    pool: str = WORKER_POOL,
+    concurrency: int = WORKER_CONCURRENCY,
+    extra: list[str] | None = None,
+) -> list[str]:
+    return [
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "tradingsite",
+        "worker",
+        "-l",
+        loglevel,
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "-n",
+        name,
+        *(extra or []),
+    ]
+
 
 class Supervisor:
     """Runs named child processes; stops all of them (TERM, then KILL) when one dies or on a signal."""
@@ -193,9 +244,9 @@ class Supervisor:
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.stopping = False
 
-    def start(self, name: str, argv: list[str]) -> None:
+    def start(self, name: str, argv: list[str], pass_fds: tuple[int, ...] = ()) -> None:
         say(f"starting {name}")
-        self.children[name] = subprocess.Popen(argv, cwd=ROOT, env=self.env, start_new_session=True)
+        self.children[name] = subprocess.Popen(argv, cwd=ROOT, env=self.env, start_new_session=True, pass_fds=pass_fds)
 
     def run_once(self, argv: list[str]) -> None:
         subprocess.run(argv, cwd=ROOT, env=self.env, check=True)
@@ -246,26 +297,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             sup.run_once([*manage, "migrate", "--noinput", "-v", "0"])
             sup.run_once([*manage, "sync_schedules"])
             sup.start("simulator", [PYTHON, "-m", "exchanges.simulator", "--port", str(args.simulator_port)])
-            sup.start(
-                "web", [PYTHON, "-m", "daphne", "-b", args.host, "-p", str(args.port), "tradingsite.asgi:application"]
-            )
-            sup.start(
-                "worker",
-                [
-                    PYTHON,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "tradingsite",
-                    "worker",
-                    "-l",
-                    "info",
-                    "--concurrency",
-                    str(args.concurrency),
-                    "-n",
-                    "worker@%h",
-                ],
-            )
+            web = listening_socket(args.host, args.port)
+            for index in range(args.web_processes):
+                sup.start(f"web-{index}", web_argv(web.fileno()), pass_fds=(web.fileno(),))
+            sup.start("worker", worker_argv(name="worker@%h", concurrency=args.concurrency))
             sup.start(
                 "beat",
                 [
@@ -320,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument("--simulator-port", type=int, default=8900)
-    run.add_argument("--concurrency", type=int, default=2)
+    run.add_argument("--concurrency", type=int, default=WORKER_CONCURRENCY, help="worker threads")
+    run.add_argument("--web-processes", type=int, default=WEB_PROCESSES, help="daphne processes")
     run.set_defaults(func=cmd_run)
     ex = sub.add_parser("exec", help="run a command with the services up")
     ex.add_argument("--redis-db", type=int, default=0)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -71,16 +70,15 @@ def _excerpt(raw: bytes) -> str:
 
 
 def _rate_limited(user_id: Any) -> bool:
-    """Fixed one-minute window per user in Redis, shared by every web process."""
-    window = int(time.time() // 60)
-    key = f"webhook-rate:{user_id}:{window}"
-    cache.add(key, 0, 90)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, 90)
-        count = 1
-    return count > settings.WEBHOOK_RATE_LIMIT_PER_MINUTE
+    """Fixed one-minute window per user in Redis, shared by every web process (one round trip)."""
+    from exchanges.kv import kv_key, redis_client
+
+    key = kv_key("webhook-rate", user_id, int(time.time() // 60))
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, 90)
+    count, _ = pipe.execute()
+    return int(count) > settings.WEBHOOK_RATE_LIMIT_PER_MINUTE
 
 
 def resolve_symbol(config: ExchangeConfig, raw: str) -> tuple[str, str]:
