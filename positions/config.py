@@ -9,6 +9,8 @@ and the matching overrides.
 from __future__ import annotations
 
 import copy
+import functools
+import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -168,7 +170,18 @@ def _merge_and_parse(base: Mapping[str, Any], partial: Mapping[str, Any]) -> tup
 def effective_config(
     stored: Mapping[str, Any] | None, *, symbol: str, timeframe: str
 ) -> tuple[dict[str, Any], GridConfig]:
-    """The config for a new group: stored values, then the symbol and symbol:timeframe overrides."""
+    """The config for a new group: stored values, then the symbol and symbol:timeframe overrides.
+
+    Parsed configs are memoized by content (the webhook path parses the same config for every alert).
+    """
+    key = (json.dumps(stored, sort_keys=True, default=str) if stored else "", symbol, timeframe)
+    merged, grid = _effective_cached(*key)
+    return copy.deepcopy(merged), grid
+
+
+@functools.lru_cache(maxsize=512)
+def _effective_cached(stored_json: str, symbol: str, timeframe: str) -> tuple[dict[str, Any], GridConfig]:
+    stored = json.loads(stored_json) if stored_json else None
     base = {**default_engine_config(), **(stored or {})}
     overrides = base.get("overrides") or {}
     partial: dict[str, Any] = {}

@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 
 from accounts.logs import audit, log_info
 from positions.choices import OPEN_GROUP_STATUSES
@@ -47,15 +46,14 @@ def queue_upsert(
     if existing is not None:
         existing.signal = signal
         existing.entry_price = entry_price
-        existing.replacement_count = F("replacement_count") + 1
+        existing.replacement_count += 1  # the row lock above makes this read-modify-write safe
         existing.save(update_fields=["signal", "entry_price", "replacement_count", "updated_at"])
-        existing.refresh_from_db()
-        _publish(signal.user_id)
+        _publish(signal.user_id, symbol=symbol)
         return existing, f"replaced the queued signal (replacement {existing.replacement_count})"
     if max_size is not None and QueuedSignal.objects.filter(user=signal.user).count() >= max_size:
         return None, f"the waiting queue is full ({max_size})"
     queued = QueuedSignal.objects.create(signal=signal, entry_price=entry_price, **identity)
-    _publish(signal.user_id)
+    _publish(signal.user_id, symbol=symbol)
     return queued, "execution pool is full; queued"
 
 
@@ -83,10 +81,11 @@ def queue_delete(*, entry: QueuedSignal, actor: Any, ip: str | None = None) -> N
         _publish(entry.user_id)
 
 
-def _publish(user_id: Any) -> None:
+def _publish(user_id: Any, symbol: str | None = None) -> None:
+    """`queue.updated` after commit; clients re-read `/api/queue` (no count query on the webhook path)."""
     from positions.events import publish
 
-    publish(user_id, "queue.updated", {"count": QueuedSignal.objects.filter(user_id=user_id).count()})
+    publish(user_id, "queue.updated", {"symbol": symbol})
 
 
 def queue_promote_after_commit(*, user_id: Any) -> None:
