@@ -40,3 +40,14 @@ DATABASES["default"]["CONN_MAX_AGE"] = 0  # webhook pool threads must not keep t
 # helpers') never drop each other's database. xdist workers inherit the id and add their suffix.
 os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
 DATABASES["default"]["TEST"] = {"NAME": f"test_tradingsite_{os.environ['TEST_RUN_ID']}"}
+# A worker process started by a test (positions/tests/test_reliability.py) gets these from its environment:
+# a short exchange timeout, and a short Redis visibility timeout, swept every second, so that the tasks a
+# killed worker held are redelivered within seconds instead of an hour.
+if env("EXCHANGE_TIMEOUT_MS"):
+    EXCHANGE_TIMEOUT_MS = int(env("EXCHANGE_TIMEOUT_MS") or 0)
+if env("CELERY_VISIBILITY_TIMEOUT"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT") or 0),
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }

@@ -1,0 +1,625 @@
+"""Reliability: 100 entry signals on 10 symbols, real candles, order-placement faults, a worker killed 3 times.
+
+Prices come from ``../shared/data/candles`` (the simulator serves more USDT pairs than there are candle
+files, so four symbols replay another file's candles, scaled). Every ``POST /api/v3/order`` may time
+out after the simulator accepted it (~10 %), answer 500 (~5 %) or 429 (~5 %). The celery worker is a
+separate process on the test database; it is SIGKILLed three times mid-run and restarted. The test
+process plays beat (fill monitor, exit checks, reconciliation) between price steps.
+
+At the end the simulator and the database must agree: every order once, nothing open that the other side
+does not know, each group's position and realized PnL equal to what the simulator's fills say.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import itertools
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from positions.tests.conftest import alert, post
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = 20261120
+STEPS = 36  # candles replayed per symbol (open, nearer extreme, other extreme, close each)
+FIRST_CANDLE = 2000  # index of the first candle used in every file
+# Per symbol, in time order: 10 entries and 3 exit signals, so that each group gets 2 to 3 pyramids and
+# every symbol sees several groups (TPs may close one before its exit signal arrives).
+SIGNALS_PER_SYMBOL = "EEEXEEEXEEXEE"
+KILL_STEPS = (9, 18, 27)
+# Our shared request-weight budget for the simulator is Binance's (5,400 of 6,000 per minute), and the
+# worker spends from it too. Beat's rhythm, compressed: exit checks every step (at the prices just set),
+# the fill monitor every second step, reconciliation every twelfth; a step takes at least STEP_MIN_S.
+STEP_MIN_S = 1.2
+MONITOR_EVERY = 2
+RECONCILE_EVERY = 12
+SETTLE_PASS_S = 2.0
+SETTLE_TIMEOUT_S = 90
+EXCHANGE_TIMEOUT_MS = 1500
+
+# (exchange symbol, candle file, TradingView timeframe, price scale)
+MARKETS: tuple[tuple[str, str, str, str], ...] = (
+    ("BTCUSDT", "binance_BTC_USDT_1h.csv.gz", "60", "1"),
+    ("ETHUSDT", "binance_ETH_USDT_1h.csv.gz", "60", "1"),
+    ("SOLUSDT", "binance_SOL_USDT_1h.csv.gz", "60", "1"),
+    ("XRPUSDT", "binance_XRP_USDT_1h.csv.gz", "60", "1"),
+    ("BNBUSDT", "binance_BNB_USDT_1h.csv.gz", "60", "1"),
+    ("PEPEUSDT", "binance_PEPE_USDT_1h.csv.gz", "60", "1"),
+    # No candle files for these pairs: they replay another market's real candles at their own price level.
+    ("DOGEUSDT", "binance_SOL_USDT_15m.csv.gz", "15", "0.001"),
+    ("ADAUSDT", "binance_ETH_USDT_15m.csv.gz", "15", "0.0002"),
+    ("TRXUSDT", "binance_XRP_USDT_15m.csv.gz", "15", "0.1"),
+    ("LTCUSDT", "binance_BNB_USDT_15m.csv.gz", "15", "0.15"),
+)
+# Rules fire in order and a rate rule that does not fire passes the request on, so the later
+# probabilities are conditional: overall ~10 % timeouts, ~5 % 500s, ~5 % 429s of all placements.
+PLACEMENT_FAULTS = (
+    {"action": "timeout_after_accept", "probability": 0.10, "seed": SEED + 1, "delay_ms": 5000},
+    {"action": "error_500", "probability": 0.05 / 0.90, "seed": SEED + 2},
+    {"action": "error_429", "probability": 0.05 / 0.85, "seed": SEED + 3},
+)
+TASK_LINE = re.compile(r"Task [\w.]+\[(?P<id>[0-9a-f-]+)\] (?P<event>received|succeeded|retry|raised|failed)")
+OPEN_ON_SIMULATOR = ("NEW", "PARTIALLY_FILLED")
+DB_STATUS_OF = {
+    "NEW": "open",
+    "PARTIALLY_FILLED": "partially_filled",
+    "FILLED": "filled",
+    "CANCELED": "canceled",
+    "EXPIRED": "canceled",
+}
+PNL_TOLERANCE = Decimal("1e-8")
+
+
+# ----------------------------------------------------------------------------------------- candles
+
+
+@dataclass(frozen=True)
+class Candle:
+    open_ms: int
+    path: tuple[Decimal, ...]  # open, nearer extreme, other extreme, close (as the simulator replays them)
+
+
+def _candles(path: Path, scale: Decimal, tick: Decimal) -> list[Candle]:
+    """STEPS candles from FIRST_CANDLE on, scaled and rounded to the market's tick."""
+
+    def price(raw: str) -> Decimal:
+        return ((Decimal(raw) * scale) / tick).quantize(Decimal(1), rounding=ROUND_HALF_UP) * tick
+
+    found: list[Candle] = []
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        rows = (row for row in csv.reader(handle) if row and row[0][:1].isdigit())
+        for index, row in enumerate(rows):
+            if index < FIRST_CANDLE:
+                continue
+            open_, high, low, close = (price(value) for value in row[1:5])
+            extremes = (low, high) if close >= open_ else (high, low)
+            found.append(Candle(int(Decimal(row[0])), (open_, *extremes, close)))
+            if len(found) == STEPS:
+                break
+    assert len(found) == STEPS, f"{path.name} has fewer than {FIRST_CANDLE + STEPS} candles"
+    return found
+
+
+# -------------------------------------------------------------------------------------- the worker
+
+
+def _database_url() -> str:
+    """The test database as a URL for the worker process (the socket directory may be HOST or an option)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    host = str(db.get("HOST") or "")
+    host = quote(host, safe="") if host.startswith("/") else host
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    user = quote(str(db.get("USER") or ""), safe="")
+    password = f":{quote(str(db['PASSWORD']), safe='')}" if db.get("PASSWORD") else ""
+    options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if isinstance(v, str | int)}
+    query = f"?{urlencode(options)}" if options else ""
+    return f"postgres://{user}{password}@{host}{port}/{quote(db['NAME'], safe='')}{query}"
+
+
+@dataclass
+class Worker:
+    """``celery worker`` as a child process with its own session, so SIGKILL takes the whole pool down."""
+
+    env: dict[str, str]
+    log_dir: Path
+    starts: int = 0
+    kills: int = 0
+    in_flight_at_kills: list[int] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self) -> None:
+        self.starts += 1
+        self.log_path = self.log_dir / f"worker-{self.starts}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tradingsite",
+            "worker",
+            "-Q",
+            "celery",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"reliability-{self.starts}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if " ready." in self.log_path.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"celery worker did not start:\n{self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and its pool processes at once, as a crash or an OOM kill would."""
+        self.stop()
+        self.kills += 1
+        self.in_flight_at_kills.append(self.in_flight())
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def in_flight(self) -> int:
+        """Tasks this worker received and had not finished (nor scheduled for a retry) when it stopped."""
+        received, finished = set(), set()
+        for line in self.log_path.read_text(errors="replace").splitlines() if self.log_path else ():
+            match = TASK_LINE.search(line)
+            if match:
+                (received if match["event"] == "received" else finished).add(match["id"])
+        return len(received - finished)
+
+    def tail(self, lines: int = 60) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _purge_broker() -> None:
+    """Drop messages left in the queue by earlier tests (their rows are gone) or by this one."""
+    from tradingsite.celery import app
+
+    with contextlib.suppress(Exception):
+        app.control.purge()
+
+
+# ------------------------------------------------------------------------------------------- checks
+
+
+@dataclass
+class GroupFills:
+    """What the simulator says one group did: its fills in the order they happened."""
+
+    fills: list[tuple[int, int, str, Decimal, Decimal, Decimal, str]] = field(default_factory=list)
+    open_orders: int = 0
+
+    def position(self, base: str, quote_asset: str) -> tuple[Decimal, Decimal]:
+        """(base held, realized PnL) by average cost, fees in the asset charged (buys: base, sells: quote)."""
+        held = cost = realized = Decimal(0)
+        for _, _, side, price, qty, fee, fee_asset in sorted(self.fills):
+            fee_base = fee if fee_asset == base else Decimal(0)
+            fee_quote = fee if fee_asset == quote_asset else Decimal(0)
+            if side == "BUY":
+                held += qty - fee_base
+                cost += price * qty + fee_quote
+            else:
+                average = cost / held if held > 0 else Decimal(0)
+                proceeds = price * qty - fee_quote - fee_base * price
+                realized += proceeds - average * qty
+                cost -= average * qty
+                held -= qty
+        return held, realized
+
+
+def _explain(client_ids: list[str], sim_orders: list[dict[str, Any]], db_orders: dict[str, Any]) -> str:
+    """What the simulator and the database know about some orders (for failure messages)."""
+    from accounts.models import SystemLog
+
+    lines = []
+    for cid in client_ids[:10]:
+        ours = db_orders.get(cid)
+        lines.append(f"--- {cid}")
+        for order in sim_orders:
+            if order["clientOrderId"] == cid:
+                fields = ("orderId", "symbol", "side", "type", "price", "origQty", "executedQty", "status", "time")
+                lines.append("  simulator: " + " ".join(f"{k}={order[k]}" for k in fields))
+        if ours is not None:
+            lines.append(
+                f"  db: {type(ours).__name__} {getattr(ours, 'purpose', '')} level={getattr(ours, 'dca_level', '')} "
+                f"status={ours.status} filled={ours.filled_quantity} attempts={ours.submit_attempts} "
+                f"created={ours.created_at:%H:%M:%S.%f} submitted={ours.submitted_at} "
+                f"group={ours.group.status} error={ours.last_error[:200]!r}"
+            )
+        for log in SystemLog.objects.filter(message__contains=cid).order_by("timestamp"):
+            lines.append(f"  log {log.timestamp:%H:%M:%S.%f} {log.level} {log.message[:200]}")
+    return "\n".join(lines)
+
+
+def _pending_signals(user: Any) -> str:
+    """Signals still waiting for processing, and whether the broker still holds a task for them."""
+    import base64
+
+    import redis
+    from django.conf import settings
+
+    from positions.models import WebhookSignal
+
+    def body(raw: bytes) -> str:
+        message = json.loads(raw)
+        message = message[0] if isinstance(message, list) else message  # unacked: [message, exchange, key]
+        return base64.b64decode(message.get("body", "")).decode(errors="replace")
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    held = [body(raw) for raw in [*broker.lrange("celery", 0, -1), *broker.hvals("unacked")]]
+    lines = []
+    for row in WebhookSignal.objects.filter(user=user, processing_status="pending").select_related("group"):
+        lines.append(
+            f"signal {row.pk} {row.classification} {row.symbol} {row.timeframe} trade {row.trade_id} "
+            f"received {row.received_at:%H:%M:%S.%f} group {row.group and row.group.status}: "
+            f"{sum(str(row.pk) in message for message in held)} task messages in the broker"
+        )
+    return "\n".join(lines)
+
+
+def _out_of_sync(config: Any) -> dict[str, list[str]]:
+    """``orders_out_of_sync``, waiting for our request-weight budget if the run used it up."""
+    from exchanges.exceptions import RateLimitedError
+    from positions.services.reconcile import orders_out_of_sync
+
+    for _ in range(3):
+        try:
+            return orders_out_of_sync(config=config)
+        except RateLimitedError as exc:
+            time.sleep(min(exc.retry_after, 60) + 0.5)
+    return orders_out_of_sync(config=config)
+
+
+def _report(counts: dict[str, Any]) -> None:
+    print("\nreliability run:\n" + json.dumps(counts, indent=2, sort_keys=True))
+    target = os.environ.get("RELIABILITY_REPORT")
+    if not target:
+        return
+    path = Path(target)
+    if path.suffix != ".json":
+        path.mkdir(parents=True, exist_ok=True)
+        path = path / "reliability.json"
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(counts, indent=2, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------------------------- test
+
+
+def test_hundred_signals_with_placement_faults_and_worker_kills(
+    client, simulator, settings, trader, shared_data, tmp_path
+):  # type: ignore[no-untyped-def]
+    from exchanges.exceptions import ExchangeError
+    from exchanges.tests.support import make_simulator_account
+    from positions.models import DCAOrder, ExitOrder, PositionGroup, Pyramid, WebhookSignal
+    from positions.services.configs import config_set
+    from positions.services.monitor import check_exits, monitor_fills
+    from positions.services.reconcile import orders_out_of_sync, reconcile
+
+    started = time.monotonic()
+    candle_dir = shared_data / "candles"
+    if not all((candle_dir / name).is_file() for _, name, _, _ in MARKETS):
+        pytest.skip(f"candle files not found in {candle_dir}")
+    settings.SIMULATOR_URL = simulator.url
+    settings.EXCHANGE_TIMEOUT_MS = EXCHANGE_TIMEOUT_MS
+    simulator.clear_faults()
+
+    account = make_simulator_account(simulator, user=trader, balances={"USDT": "1000000"})
+    user, config = trader, account.config
+    adapter = account.adapter()
+    adapter.refresh_market_rules()
+    rules = {symbol: adapter.resolve_symbol(symbol) for symbol, *_ in MARKETS}
+    candles = {
+        symbol: _candles(candle_dir / name, Decimal(scale), rules[symbol].tick_size)
+        for symbol, name, _, scale in MARKETS
+    }
+    timeframes = {symbol: timeframe for symbol, _, timeframe, _ in MARKETS}
+    for symbol, series in candles.items():
+        simulator.set_price(symbol, series[0].path[0])
+    config_set(user=user, data={"max_open_groups": 20}, partial=True)
+
+    # Which symbol gets an entry or an exit signal at which step (entries never in the last steps).
+    rng = random.Random(SEED)
+    entries: dict[int, list[str]] = defaultdict(list)
+    exits: dict[int, list[str]] = defaultdict(list)
+    for symbol in candles:
+        steps = sorted(rng.sample(range(STEPS - 4), len(SIGNALS_PER_SYMBOL)))
+        for step, kind in zip(steps, SIGNALS_PER_SYMBOL, strict=True):
+            (entries if kind == "E" else exits)[step].append(symbol)
+
+    _purge_broker()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tradingsite.settings.test",
+        "DATABASE_URL": _database_url(),
+        "SIMULATOR_URL": simulator.url,
+        "EXCHANGE_TIMEOUT_MS": str(EXCHANGE_TIMEOUT_MS),
+        "CELERY_VISIBILITY_TIMEOUT": "10",
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker = Worker(env=env, log_dir=tmp_path)
+    last_prices: dict[tuple[str, str], Decimal] = {}
+
+    def exit_checks() -> None:
+        check_exits(prices=dict(last_prices))  # the prices this step set, without a ticker call per group
+
+    beat_errors: Counter[str] = Counter()
+
+    def beat(*tasks: Any) -> None:
+        """Run periodic services the way beat does: one that fails (rate limit, circuit) runs again later."""
+        for task in tasks:
+            try:
+                task()
+            except ExchangeError as exc:
+                beat_errors[f"{task.__name__}: {type(exc).__name__}"] += 1
+
+    outcomes: Counter[str] = Counter()
+    sent = {"entry": 0, "exit": 0}
+    try:
+        worker.start()
+        for rule in PLACEMENT_FAULTS:
+            simulator.add_fault("POST /api/v3/order", **rule)
+
+        for step in range(STEPS):
+            step_started = time.monotonic()
+            for symbol, series in candles.items():
+                simulator.set_price(symbol, series[step].path[0])
+            for kind, symbols in (("entry", entries.get(step, [])), ("exit", exits.get(step, []))):
+                for symbol in symbols:
+                    candle = candles[symbol][step]
+                    signal_time = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(candle.open_ms / 1000 + 5))
+                    body = alert(
+                        user.webhook_secret,
+                        timestamp=signal_time,
+                        tv={
+                            "exchange": "simulator",
+                            "symbol": symbol,
+                            "timeframe": timeframes[symbol],
+                            "entry_price": str(candle.path[0]),
+                            "close_price": str(candle.path[0]),
+                            **({"action": "sell"} if kind == "exit" else {}),
+                        },
+                        strategy_info={"trade_id": f"{symbol}-{step}-{kind}"},
+                        **({"execution_intent": {"type": "exit", "side": "sell"}} if kind == "exit" else {}),
+                    )
+                    response = post(client, user, body)
+                    assert response.status_code in (200, 202), response.content
+                    answer = response.json()
+                    outcome = answer.get("classification") or answer.get("status")
+                    reason = answer.get("reason", "")
+                    outcomes[f"{kind}: {outcome}" + (f" ({reason})" if reason else "")] += 1
+                    sent[kind] += 1
+            if step in KILL_STEPS:
+                time.sleep(0.3 + rng.random())  # let the worker get into the middle of these signals
+                print(f"killing the worker at {time.strftime('%H:%M:%S')}")
+                worker.kill()
+                worker.start()
+                beat(reconcile)
+            for index in (1, 2, 3):
+                for symbol, series in candles.items():
+                    simulator.set_price(symbol, series[step].path[index])
+                    last_prices[(str(config.pk), rules[symbol].symbol)] = series[step].path[index]
+            if step % MONITOR_EVERY == MONITOR_EVERY - 1:
+                beat(monitor_fills)
+            beat(exit_checks)
+            if step % RECONCILE_EVERY == RECONCILE_EVERY - 1:
+                beat(reconcile)
+            time.sleep(max(0.0, step_started + STEP_MIN_S - time.monotonic()))
+
+        faulty = simulator.stats()
+        faults_injected = faulty["faults_injected"]
+        placements_with_faults = faulty["requests_by_endpoint"].get("POST /api/v3/order", 0)
+        simulator.clear_faults()
+        run_s = time.monotonic() - started
+
+        # Play beat until everything that was started has finished (or time is up).
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        open_statuses = ["waiting", "live", "partially_filled", "active"]
+
+        def unsettled() -> dict[str, int]:
+            busy = {
+                "signals_pending": WebhookSignal.objects.filter(user=user, processing_status="pending").count(),
+                "orders_unconfirmed": sum(
+                    model.objects.filter(group__user=user, status__in=["pending", "unknown"]).count()
+                    for model in (DCAOrder, ExitOrder)
+                ),
+                "groups_waiting_or_closing": PositionGroup.objects.filter(
+                    user=user, status__in=["waiting", "closing"]
+                ).count(),
+                "pyramids_unsubmitted": Pyramid.objects.filter(
+                    group__user=user, group__status__in=open_statuses, submitted_at__isnull=True
+                ).count(),
+            }
+            if not any(busy.values()):  # the exchange is asked only when the database looks settled
+                try:
+                    busy.update({k: len(v) for k, v in orders_out_of_sync(config=config).items()})
+                except ExchangeError as exc:
+                    busy[type(exc).__name__] = 1
+            return {k: v for k, v in busy.items() if v}
+
+        for settle_pass in itertools.count():
+            pass_started = time.monotonic()
+            beat(*((reconcile,) if settle_pass % 3 == 0 else ()), monitor_fills, check_exits)
+            busy = unsettled()
+            if not busy or time.monotonic() > deadline:
+                break
+            time.sleep(max(0.0, pass_started + SETTLE_PASS_S - time.monotonic()))
+        settle_s = time.monotonic() - started - run_s
+        worker.stop()
+        beat(reconcile, monitor_fills)
+        busy = unsettled()
+    finally:
+        worker.stop()
+        _purge_broker()
+        simulator.clear_faults()
+
+    # ----------------------------------------------------------------------------- what happened
+    simulator_stats = simulator.stats()
+    sim_orders = simulator.orders(account.api_key, fill_detail=True)
+    per_client_id = Counter(order["clientOrderId"] for order in sim_orders)
+    duplicates = {cid: n for cid, n in per_client_id.items() if n > 1}
+    db_orders: dict[str, Any] = {}
+    for model in (DCAOrder, ExitOrder):
+        for order in model.objects.filter(group__user=user).select_related("group"):
+            db_orders[order.client_order_id] = order
+    orphans = sorted(cid for cid in per_client_id if cid not in db_orders)
+    missing = sorted(
+        cid
+        for cid, order in db_orders.items()
+        if order.status in ("open", "partially_filled", "filled") and cid not in per_client_id
+    )
+    disagreeing = []
+    by_group: dict[Any, GroupFills] = defaultdict(GroupFills)
+    for order in sim_orders:
+        ours = db_orders.get(order["clientOrderId"])
+        if ours is None:
+            continue
+        if DB_STATUS_OF.get(order["status"]) != ours.status or Decimal(order["executedQty"]) != ours.filled_quantity:
+            disagreeing.append(
+                f"{order['clientOrderId']} {order['symbol']} {order['side']} {order['type']}: simulator "
+                f"{order['status']} {order['executedQty']}, db {ours.status} {ours.filled_quantity}"
+            )
+        record = by_group[ours.group_id]
+        record.open_orders += order["status"] in OPEN_ON_SIMULATOR
+        for fill in order["fills"]:
+            record.fills.append(
+                (
+                    fill["time"],
+                    fill["tradeId"],
+                    order["side"],
+                    Decimal(fill["price"]),
+                    Decimal(fill["qty"]),
+                    Decimal(fill["commission"]),
+                    fill["commissionAsset"],
+                )
+            )
+    out_of_sync = {k: v for k, v in _out_of_sync(config).items() if v}
+
+    groups = list(PositionGroup.objects.filter(user=user))
+    sim_by_client_id = {order["clientOrderId"]: order for order in sim_orders}
+    legs_of: dict[Any, list[str]] = defaultdict(list)
+    for cid, ours in db_orders.items():
+        if isinstance(ours, DCAOrder):
+            legs_of[ours.group_id].append(cid)
+    inconsistent, pnl_mismatch, oversold = [], [], []
+    for group in groups:
+        base, _, quote_asset = group.symbol.partition("/")
+        record = by_group.get(group.pk, GroupFills())
+        held, realized = record.position(base, quote_asset)
+        label = f"{group.symbol} {group.timeframe} {group.pk} [{group.status}]"
+        if held < 0:
+            oversold.append(f"{label}: sold {-held} more than it bought")
+        if group.status in ("closed", "failed") and record.open_orders:
+            inconsistent.append(f"{label}: {record.open_orders} orders still open on the simulator")
+        if group.filled_quantity != max(held, Decimal(0)):
+            inconsistent.append(f"{label}: db holds {group.filled_quantity}, simulator fills say {held}")
+        # The fill state of an open group follows its entry legs as the simulator has them.
+        legs = [sim_by_client_id.get(cid) for cid in legs_of[group.pk]]
+        bought = [leg for leg in legs if leg is not None and Decimal(leg["executedQty"]) > 0]
+        unfilled = [leg for leg in legs if leg is not None and leg["status"] in OPEN_ON_SIMULATOR]
+        expected = {"live": not bought, "partially_filled": bool(bought), "active": bought and not unfilled}
+        if not expected.get(group.status, True):
+            inconsistent.append(f"{label}: {len(bought)} legs bought, {len(unfilled)} resting on the simulator")
+        if abs(group.realized_pnl - realized) > PNL_TOLERANCE:
+            pnl_mismatch.append(f"{label}: db realized {group.realized_pnl}, from simulator fills {realized}")
+
+    signal_rows = WebhookSignal.objects.filter(user=user)
+    counts = {
+        "duration_s": round(time.monotonic() - started, 1),
+        "run_s": round(run_s, 1),
+        "settle_s": round(settle_s, 1),
+        "signals": {
+            "entry_sent": sent["entry"],
+            "exit_sent": sent["exit"],
+            "outcomes": dict(sorted(outcomes.items())),
+            "recorded": signal_rows.count(),
+        },
+        "groups": dict(Counter(group.status for group in groups)),
+        "orders_placed": len(sim_orders),
+        "orders_by_kind": dict(Counter(f"{o['side']} {o['type']} {o['status']}" for o in sim_orders)),
+        "fills": sum(len(o["fills"]) for o in sim_orders),
+        "faults_injected": faults_injected,
+        "placements_while_faults_on": placements_with_faults,
+        "worker_kills": worker.kills,
+        "tasks_in_flight_at_kills": worker.in_flight_at_kills,
+        "beat_errors": dict(beat_errors),
+        "exchange_requests": simulator_stats["requests_by_endpoint"],
+        "exchange_weight": simulator_stats["weight_total"],
+        "worker_starts": worker.starts,
+        "duplicates": len(duplicates),
+        "orphans": len(orphans),
+        "missing_on_exchange": len(missing),
+        "status_disagreements": len(disagreeing),
+        "out_of_sync": {k: len(v) for k, v in out_of_sync.items()},
+        "inconsistent_groups": len(inconsistent),
+        "pnl_mismatches": len(pnl_mismatch),
+        "oversold_groups": len(oversold),
+        "unsettled_at_end": busy,
+        "realized_pnl_total": str(sum((g.realized_pnl for g in groups), Decimal(0)).quantize(Decimal("0.01"))),
+    }
+    _report(counts)
+    suspects = [*duplicates, *missing, *(line.split()[0] for line in disagreeing)]
+    if suspects:
+        print(_explain(suspects, sim_orders, db_orders))
+    for line in [*inconsistent, *pnl_mismatch, *oversold][:40]:
+        print(line)
+
+    assert worker.kills == 3
+    assert sent["entry"] == 100
+    assert sum(faults_injected.values()) > 0, "no fault was injected"
+    assert not duplicates, f"orders sent twice: {duplicates}\n{_explain(list(duplicates), sim_orders, db_orders)}"
+    assert not orphans, f"orders on the simulator that the database does not know: {orphans}"
+    assert not missing, f"orders the database thinks were placed but the simulator never saw: {missing}\n" + _explain(
+        missing, sim_orders, db_orders
+    )
+    assert not busy, f"still unsettled after {SETTLE_TIMEOUT_S} s: {busy}\n{_pending_signals(user)}"
+    assert not out_of_sync, out_of_sync
+    assert not disagreeing, (
+        "\n".join(disagreeing[:30]) + "\n" + _explain([line.split()[0] for line in disagreeing], sim_orders, db_orders)
+    )
+    assert not oversold, "\n".join(oversold)
+    assert not inconsistent, "\n".join(inconsistent[:30])
+    assert not pnl_mismatch, "\n".join(pnl_mismatch[:30])
