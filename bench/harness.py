@@ -152,7 +152,8 @@ class Harness:
         self._close_django()
         with contextlib.suppress(Exception):
             self._admin(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
-        self._tmp.cleanup()
+        if not os.environ.get("BENCH_KEEP_LOGS"):
+            self._tmp.cleanup()
 
     def stop_all(self) -> None:
         """Stop every child this harness started, newest first."""

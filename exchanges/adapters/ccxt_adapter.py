@@ -90,6 +90,10 @@ class _ThreadState:
 
 
 _local = threading.local()
+# Loaded markets per (ccxt id, host, sandbox), shared by every client of the process.
+_SHARED_MARKETS: dict[tuple[str, str, bool], tuple[dict[str, Any], float]] = {}
+_SHARED_MARKETS_LOCK = threading.Lock()
+SHARED_MARKETS_TTL_S = 3600.0
 # Every thread's state, so that clients of worker threads (celery's thread pool, Django's sync_to_async
 # executor) are closed at exit too instead of being garbage-collected with open sessions.
 _all_states: list[_ThreadState] = []
@@ -475,8 +479,25 @@ class CcxtAdapter(ExchangeAdapter):
 
     async def _invoke(self, client: Any, fn: Callable[[Any], Awaitable[T]], *, needs_markets: bool) -> T:
         if needs_markets and not client.markets:
-            await client.load_markets()
+            await self._load_markets(client)
         return await fn(client)
+
+    async def _load_markets(self, client: Any) -> None:
+        """Markets are public and the same for every account: one load per exchange and process.
+
+        Every (thread, config) has its own ccxt client; without this each of them would fetch
+        exchangeInfo (Binance weight 20) on first use — a threaded worker with many accounts would
+        spend the whole minute's budget on it.
+        """
+        key = (self.ccxt_id, self._host(client), self.sandbox)
+        with _SHARED_MARKETS_LOCK:
+            cached = _SHARED_MARKETS.get(key)
+        if cached is not None and time.monotonic() - cached[1] < SHARED_MARKETS_TTL_S:
+            client.set_markets(cached[0])
+            return
+        await client.load_markets()
+        with _SHARED_MARKETS_LOCK:
+            _SHARED_MARKETS[key] = (client.markets, time.monotonic())
 
     def _call(
         self,
@@ -539,6 +560,8 @@ class CcxtAdapter(ExchangeAdapter):
 
         async def load(client: Any) -> tuple[dict[str, Any], Any]:
             markets = await client.load_markets(reload=True)
+            with _SHARED_MARKETS_LOCK:
+                _SHARED_MARKETS[(self.ccxt_id, self._host(client), self.sandbox)] = (client.markets, time.monotonic())
             return markets, client.precisionMode
 
         markets, precision_mode = self._call("markets", load, needs_markets=False)
