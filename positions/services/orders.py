@@ -159,7 +159,7 @@ def _submit(*, order_id: Any, adapter: Any) -> str:
             details={"client_order_id": order.client_order_id, "symbol": order.symbol},
         )
         return REJECTED
-    order_apply_state(order_id=order_id, state=state)
+    order_apply_state(order_id=order_id, state=state, adapter=adapter)
     return PLACED
 
 
@@ -362,7 +362,7 @@ def _cancel(*, order_id: Any, adapter: Any) -> str:
             except OrderNotFoundError:
                 _mark(model, order_id, status=OrderStatus.CANCELED, error="never reached the exchange")
                 return SETTLED
-            order_apply_state(order_id=order_id, state=state)
+            order_apply_state(order_id=order_id, state=state, adapter=adapter)
             if STATE_MAP.get(state.status) not in RESTING_ORDER_STATUSES:
                 return SETTLED
         try:
@@ -375,7 +375,7 @@ def _cancel(*, order_id: Any, adapter: Any) -> str:
     except ExchangeError as exc:
         _mark(model, order_id, error=f"cancel failed: {exc}")
         return RETRY
-    order_apply_state(order_id=order_id, state=state)
+    order_apply_state(order_id=order_id, state=state, adapter=adapter)
     return SETTLED
 
 
@@ -398,7 +398,7 @@ def order_sync(*, order_id: Any, adapter: Any = None) -> str:
     except ExchangeError as exc:
         _mark(model, order_id, error=str(exc))
         return RETRY
-    order_apply_state(order_id=order_id, state=state)
+    order_apply_state(order_id=order_id, state=state, adapter=adapter)
     return PLACED
 
 

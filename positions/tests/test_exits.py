@@ -217,3 +217,20 @@ def test_config_that_would_put_tp_below_entry_is_rejected(api_client, trader):
     assert any("tp_percent" in key for key in response.json()["fields"])
     bad_aggregate = api_client.patch("/api/config", {"tp_aggregate_percent": "0"}, format="json")
     assert bad_aggregate.status_code == 400 and "tp_aggregate_percent" in bad_aggregate.json()["fields"]
+
+
+def test_fill_monitoring_costs_per_symbol_not_per_order(client, simulator_account, celery_worker):
+    """Five legs fill at once: one open-orders call and one trades call for the symbol, not one per leg."""
+    account = simulator_account
+    group = _open(client, account, {"tp_mode": "aggregate"}, price="65000")
+    account.simulator.set_price("BTCUSDT", "63000")
+    before = account.simulator.stats()["requests_by_endpoint"]
+    monitor.monitor_fills()
+    after = account.simulator.stats()["requests_by_endpoint"]
+    calls = {route: count - before.get(route, 0) for route, count in after.items() if count > before.get(route, 0)}
+    assert calls.get("GET /api/v3/myTrades") == 1, calls
+    assert calls.get("GET /api/v3/openOrders") == 1, calls
+    group.refresh_from_db()
+    assert group.status == "active"
+    assert set(group.dca_orders.values_list("status", flat=True)) == {"filled"}
+    assert group.fills.count() == 5 and all(f.fee > 0 for f in group.fills.all())
