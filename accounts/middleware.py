@@ -1,4 +1,5 @@
-"""Request helpers: the client IP (honouring a configured number of trusted proxies) and web session tracking."""
+"""The client IP of a request, honouring a configured number of trusted proxies (web sessions are tracked by
+the login signal in `signals.py`)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,3 @@ def client_ip(request: HttpRequest) -> str | None:
         return str(ipaddress.ip_address(remote)) if remote else None
     except ValueError:
         return None
-
-
-class SessionTrackingMiddleware:
-    """Keeps `UserSession` rows for logged-in web sessions (created at login by the signal handler)."""
-
-    def __init__(self, get_response):  # type: ignore[no-untyped-def]
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
-        return self.get_response(request)

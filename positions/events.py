@@ -66,12 +66,6 @@ def _send(user_id: Any, event_type: str, data: dict[str, Any]) -> None:
     future.add_done_callback(_log_failure)
 
 
-def flush_events(timeout: float = 5.0) -> None:
-    """Wait until every event queued so far has been handed to the channel layer (tests, shutdown)."""
-    done = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), _events.loop())
-    done.result(timeout)
-
-
 def publish(user_id: Any, event_type: str, data: dict[str, Any]) -> None:
     """Queue an event for after commit (immediately when no transaction is open)."""
     transaction.on_commit(lambda: _send(user_id, event_type, data))

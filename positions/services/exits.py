@@ -39,10 +39,6 @@ CLOSE_PURPOSES = (
 ZERO = Decimal("0")
 
 
-class CloseRefused(Exception):  # noqa: N818
-    """The group cannot be closed (already closing or closed)."""
-
-
 def group_close(*, group_id: Any, purpose: str, actor: Any = None, reason: str = "") -> bool:
     """Start closing a group. Returns False when another trigger got there first."""
     with transaction.atomic():

@@ -468,26 +468,24 @@ def group_open(
 
 def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
     """Open the group of a queued signal (the caller holds the user lock and has checked the pool)."""
+    from dataclasses import replace
+
     signal = entry.signal
-    parsed = parse_signal(signal.body or {}) if signal.body else None
+    # The queued body was valid when it arrived; its price is the latest replacement's.
+    parsed = replace(parse_signal(signal.body or {}), entry_price=entry.entry_price)
     stored = EngineConfig.objects.filter(user=entry.user).values_list("data", flat=True).first()
     merged, grid = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
-    now = timezone.now()
-    if parsed is None or parsed.entry_price != entry.entry_price:
-        from dataclasses import replace
-
-        parsed = replace(parsed, entry_price=entry.entry_price) if parsed else None
     group = group_open(
         signal=signal,
         user=entry.user,
         config=entry.exchange_config,
         symbol=entry.symbol,
-        exchange_symbol=entry.symbol.replace("/", ""),
+        exchange_symbol="",  # taken from the market rules when the grid is computed
         timeframe=entry.timeframe,
         merged=merged,
         grid=grid,
         parsed=parsed,
-        now=now,
+        now=timezone.now(),
     )
     WebhookSignal.objects.filter(pk=signal.pk).update(group=group, processing_status=ProcessingStatus.PENDING)
     from ..tasks import process_signal

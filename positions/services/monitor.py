@@ -252,12 +252,10 @@ def _pyramid_average(pyramid_id: Any, base: str) -> tuple[Decimal, Decimal] | No
     from ..models import Fill
 
     quantity = cost = Decimal("0")
-    quote_fee_assets = set()
     for fill in Fill.objects.filter(dca_order__pyramid_id=pyramid_id, side="buy"):
         fee_base = fill.fee if fill.fee_asset == base else Decimal("0")
         quantity += fill.quantity - fee_base
-        cost += fill.price * fill.quantity + (fill.fee if fill.fee_asset and fill.fee_asset != base else 0)
-        quote_fee_assets.add(fill.fee_asset)
+        cost += fill.price * fill.quantity + (fill.fee if fill.fee_asset and fill.fee_asset != base else Decimal("0"))
     if quantity <= 0:
         return None
     return quantity, cost / quantity

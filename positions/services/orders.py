@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -41,7 +42,6 @@ from exchanges.services import adapter_for
 from ..choices import (
     FINAL_ORDER_STATUSES,
     RESTING_ORDER_STATUSES,
-    GroupStatus,
     OrderStatus,
 )
 from ..events import publish_order
@@ -68,7 +68,18 @@ SEND_LOCK_NAMESPACE = 0x5E4D
 
 
 def order_model(order_id: Any) -> type[DCAOrder] | type[ExitOrder]:
-    return DCAOrder if DCAOrder.objects.filter(pk=order_id).exists() else ExitOrder
+    """Which table an order intent lives in (entry legs or exits); asked on every step of an order."""
+    return _order_model(str(order_id))
+
+
+@functools.lru_cache(maxsize=50_000)
+def _order_model(order_id: str) -> type[DCAOrder] | type[ExitOrder]:
+    # An order never changes table, so the answer is kept; an unknown id raises (and is not kept).
+    if DCAOrder.objects.filter(pk=order_id).exists():
+        return DCAOrder
+    if ExitOrder.objects.filter(pk=order_id).exists():
+        return ExitOrder
+    raise ExitOrder.DoesNotExist(f"no order intent {order_id}")
 
 
 def order_request(order: Order) -> OrderRequest:
@@ -282,11 +293,9 @@ def _with_own_trades(
 
 
 def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list[Fill]:
+    """Book each itemized fill once (`_with_own_trades` has made sure every fill is itemized)."""
     created: list[Fill] = []
-    known = Decimal("0")
     fills = list(state.fills)
-    for fill in fills:
-        known += fill.quantity
     kwargs = {"dca_order": order} if isinstance(order, DCAOrder) else {"exit_order": order}
     for fill in fills:
         created += _create_fill(
@@ -300,26 +309,6 @@ def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list
             fee_asset=fill.fee_asset or "",
             # a placement answer's fills carry no time of their own: they happened when it was accepted
             executed_at=fill.timestamp or state.timestamp or timezone.now(),
-        )
-    # Exchanges that report only totals: book the difference as one synthetic fill.
-    recorded = sum((f.quantity for f in Fill.objects.filter(**kwargs)), Decimal("0"))
-    total = state.filled_quantity or Decimal("0")
-    if total > recorded and (state.average_price or order.price):
-        missing = total - recorded
-        fee = Decimal("0")
-        if state.fee and total:
-            already_fee = sum((f.fee for f in Fill.objects.filter(**kwargs)), Decimal("0"))
-            fee = max(Decimal("0"), state.fee - already_fee)
-        created += _create_fill(
-            group,
-            kwargs,
-            trade_id=f"{order.client_order_id}:{total.normalize()}",
-            side=order.side,
-            price=state.average_price or order.price,
-            quantity=missing,
-            fee=fee,
-            fee_asset=state.fee_asset or "",
-            executed_at=timezone.now(),
         )
     return created
 
@@ -400,7 +389,3 @@ def order_sync(*, order_id: Any, adapter: Any = None) -> str:
         return RETRY
     order_apply_state(order_id=order_id, state=state, adapter=adapter)
     return PLACED
-
-
-def group_is_open_for_orders(group: PositionGroup) -> bool:
-    return group.status not in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED)

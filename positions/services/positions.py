@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ..choices import FINAL_ORDER_STATUSES, GroupStatus, OrderStatus
+from ..choices import GroupStatus, OrderStatus
 from ..events import publish_group
 from ..models import Fill, PositionGroup
 
@@ -109,7 +109,3 @@ def _follow_fill_state(group: PositionGroup) -> None:
         return
     if target != group.status:
         group_transition(group_id=group.pk, to=target, locked=group)
-
-
-def unsettled(order_status: str) -> bool:
-    return order_status not in FINAL_ORDER_STATUSES

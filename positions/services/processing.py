@@ -14,7 +14,7 @@ from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError, PermanentExchangeError
 from exchanges.services import adapter_for
 
-from ..choices import ExitPurpose, GroupStatus, OrderStatus, OrderType, ProcessingStatus, SignalClassification
+from ..choices import ExitPurpose, GroupStatus, OrderType, ProcessingStatus, SignalClassification
 from ..config import effective_config
 from ..grid import GridError, compute_grid
 from ..models import DCAOrder, PositionGroup, Pyramid, WebhookSignal
@@ -165,15 +165,3 @@ def _entry_rejected(pyramid: Pyramid, legs: list[DCAOrder]) -> str:
     else:
         group_event(group, "pyramid_rejected", reason)
     return reason
-
-
-def pending_orders_resubmit(*, group_id: Any) -> dict[str, int]:
-    """Retry every order intent of a group that is not confirmed on the exchange yet."""
-    counts = {"placed": 0, "still_pending": 0}
-    group = PositionGroup.objects.get(pk=group_id)
-    adapter = adapter_for(group.exchange_config)
-    for model in (DCAOrder,):
-        for order in model.objects.filter(group_id=group_id, status__in=[OrderStatus.PENDING, OrderStatus.UNKNOWN]):
-            outcome = orders.order_submit(order_id=order.pk, adapter=adapter)
-            counts["placed" if outcome in (orders.PLACED, orders.SETTLED) else "still_pending"] += 1
-    return counts

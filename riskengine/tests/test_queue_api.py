@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from positions.models import PositionGroup
@@ -41,3 +43,30 @@ def test_queue_listing_promote_force_add_and_delete(client, api_client, trader, 
     api_client.force_authenticate(trader)
     assert api_client.delete(f"/api/queue/{second['id']}").json() == {"success": True}
     assert not QueuedSignal.objects.exists()
+
+
+def test_closing_a_group_promotes_the_deepest_loss_first(client, trader, sim_config):
+    from positions.services.state import group_transition
+    from riskengine.services import queue_promote
+
+    config_set(user=trader, data={"max_open_groups": 1}, partial=True)
+    first = post(client, trader, alert(trader.webhook_secret)).json()["group_id"]
+    for index, (symbol, price) in enumerate((("ETHUSDT", "3000"), ("SOLUSDT", "200"))):
+        post(
+            client,
+            trader,
+            alert(
+                trader.webhook_secret,
+                tv={"symbol": symbol, "entry_price": price},
+                strategy_info={"trade_id": f"Q{index}"},
+            ),
+        )
+    assert queue_promote(user_id=trader.pk) == []  # the pool is still full
+    group_transition(group_id=first, to="closed", reason="test")
+    # SOL trades 10 % under its queued entry, ETH 1 %: SOL goes first, ETH keeps waiting.
+    promoted = queue_promote(user_id=trader.pk, prices={"ETH/USDT": Decimal("2970"), "SOL/USDT": Decimal("180")})
+    assert len(promoted) == 1
+    group = PositionGroup.objects.get(pk=promoted[0])
+    assert group.symbol == "SOL/USDT" and group.status == "waiting"
+    assert group.pyramids.get().entry_price == Decimal("200")
+    assert list(QueuedSignal.objects.values_list("symbol", flat=True)) == ["ETH/USDT"]
