@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -69,6 +70,11 @@ class SecretScrubFilter(logging.Filter):
         return True
 
 
+def _user_id(user: Any) -> Any:
+    """A user, or a user's id (the webhook path knows only the id), as the foreign key value."""
+    return user if isinstance(user, uuid.UUID) else getattr(user, "pk", None)
+
+
 def _write(level: str, category: str, message: str, *, user=None, details=None, ip=None) -> None:  # type: ignore[no-untyped-def]
     from .models import SystemLog
 
@@ -81,7 +87,7 @@ def _write(level: str, category: str, message: str, *, user=None, details=None, 
             SystemLog.objects.create(
                 level=level,
                 category=LogCategory(category),
-                user=user if getattr(user, "pk", None) else None,
+                user_id=_user_id(user),
                 message=clean_message,
                 details=clean_details,
                 ip_address=ip,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 from django.conf import settings
@@ -138,6 +139,49 @@ def market_rule_resolve(*, exchange_name: str, raw: str) -> MarketRules | None:
     _cache_rules(exchange_name, rules)
     cache.set(rules_alias_key(exchange_name, alias), rules.symbol, RULES_CACHE_TTL_S)
     return rules
+
+
+# exchange name → (loaded at, {alias: (symbol, exchange_symbol)}); see `market_symbol_resolve`.
+_symbol_index: dict[str, tuple[float, dict[str, tuple[str, str]]]] = {}
+SYMBOL_INDEX_TTL_S = 60.0
+
+
+def market_symbol_index_clear(exchange_name: str | None = None) -> None:
+    """Forget this process's symbol index (after a refresh; other processes reload within a minute)."""
+    if exchange_name is None:
+        _symbol_index.clear()
+    else:
+        _symbol_index.pop(exchange_name, None)
+
+
+def _symbol_index_for(exchange_name: str) -> dict[str, tuple[str, str]]:
+    loaded = _symbol_index.get(exchange_name)
+    if loaded is not None and time.monotonic() - loaded[0] < SYMBOL_INDEX_TTL_S:
+        return loaded[1]
+    index: dict[str, tuple[str, str]] = {}
+    rows = MarketRule.objects.filter(exchange_name=exchange_name).order_by("symbol")
+    for symbol, exchange_symbol, compact in rows.values_list("symbol", "exchange_symbol", "compact_symbol"):
+        for alias in (symbol.upper(), exchange_symbol.upper(), compact):
+            index.setdefault(alias, (symbol, exchange_symbol))
+    _symbol_index[exchange_name] = (time.monotonic(), index)
+    return index
+
+
+def market_symbol_resolve(*, exchange_name: str, raw: str) -> tuple[str, str] | None:
+    """(unified symbol, exchange symbol) for a ticker written any common way, as `market_rule_resolve`.
+
+    The webhook asks this for every alert: the answer comes from a per-process index of the exchange's
+    markets (one query a minute); a ticker the index does not know is looked up in the database.
+    """
+    text = raw.strip()
+    if not text:
+        return None
+    index = _symbol_index_for(exchange_name)
+    hit = index.get(text.upper()) or index.get(compact_symbol(text))
+    if hit is not None:
+        return hit
+    rules = market_rule_resolve(exchange_name=exchange_name, raw=text)
+    return (rules.symbol, rules.exchange_symbol) if rules is not None else None
 
 
 def market_rules_count(*, exchange_name: str) -> int:

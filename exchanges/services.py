@@ -458,6 +458,7 @@ def market_rules_store(*, exchange_name: str, rules: Sequence[MarketRules], prun
         for alias in {item.symbol, item.exchange_symbol, selectors.compact_symbol(item.base + item.quote)}:
             entries[selectors.rules_alias_key(exchange_name, alias)] = item.symbol
     cache.set_many(entries, selectors.RULES_CACHE_TTL_S)
+    selectors.market_symbol_index_clear(exchange_name)
     rules_memo_clear(exchange_name)
     log_info(
         "PRECISION",

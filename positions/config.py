@@ -179,6 +179,16 @@ def effective_config(
     return copy.deepcopy(merged), grid
 
 
+def effective_config_shared(
+    stored_json: str | None, *, symbol: str, timeframe: str
+) -> tuple[dict[str, Any], GridConfig]:
+    """`effective_config` from the stored JSON text as the database returns it, memoized and not copied.
+
+    For the webhook's hot path: the caller reads the merged dict and must never change it.
+    """
+    return _effective_cached(stored_json or "", symbol, timeframe)
+
+
 @functools.lru_cache(maxsize=512)
 def _effective_cached(stored_json: str, symbol: str, timeframe: str) -> tuple[dict[str, Any], GridConfig]:
     stored = json.loads(stored_json) if stored_json else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -13,56 +14,82 @@ from positions.choices import OPEN_GROUP_STATUSES
 from .models import QueuedSignal
 
 
-def pool_used(*, user: Any) -> int:
+def pool_used(*, user_id: Any) -> int:
     """Groups holding a slot: every group that is not closed or failed (pyramids take no extra slot)."""
     from positions.models import PositionGroup
+    from positions.services.sql import cursor, table
 
-    return PositionGroup.objects.filter(user=user, status__in=OPEN_GROUP_STATUSES).count()
+    cur = cursor()
+    cur.execute(
+        f"SELECT count(*) FROM {table(PositionGroup)} WHERE user_id = %s AND status = ANY(%s)",
+        [user_id, [str(s) for s in OPEN_GROUP_STATUSES]],
+    )
+    return int(cur.fetchone()[0])
 
 
-def pool_has_room(*, user: Any, max_open_groups: int) -> bool:
-    return pool_used(user=user) < max_open_groups
+def pool_has_room(*, user_id: Any, max_open_groups: int) -> bool:
+    return pool_used(user_id=user_id) < max_open_groups
 
 
 def queue_upsert(
     *,
-    signal: Any,
-    exchange_config: Any,
+    user_id: Any,
+    signal_id: Any,
+    exchange_config_id: Any,
     symbol: str,
     timeframe: str,
     side: str,
     entry_price: Decimal,
     max_size: int | None,
-) -> tuple[QueuedSignal | None, str]:
-    """Queue a new-group signal; a newer one for the same identity replaces it (new price, count + 1)."""
-    identity = {
-        "user": signal.user,
-        "exchange_config": exchange_config,
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "side": side,
-    }
-    existing = QueuedSignal.objects.select_for_update().filter(**identity).first()
-    if existing is not None:
-        existing.signal = signal
-        existing.entry_price = entry_price
-        existing.replacement_count += 1  # the row lock above makes this read-modify-write safe
-        existing.save(update_fields=["signal", "entry_price", "replacement_count", "updated_at"])
-        _publish(signal.user_id, symbol=symbol)
-        return existing, f"replaced the queued signal (replacement {existing.replacement_count})"
-    if max_size is not None and QueuedSignal.objects.filter(user=signal.user).count() >= max_size:
-        return None, f"the waiting queue is full ({max_size})"
-    queued = QueuedSignal.objects.create(signal=signal, entry_price=entry_price, **identity)
-    _publish(signal.user_id, symbol=symbol)
-    return queued, "execution pool is full; queued"
+) -> tuple[bool, str]:
+    """Queue a new-group signal; a newer one for the same identity replaces it (new price, count + 1).
+
+    Called by the webhook intake under the user's row lock (raw SQL: this is the webhook's hot path).
+    Returns (queued, reason); not queued when the waiting queue is full.
+    """
+    from positions.services.sql import cursor, row_insert, table
+
+    identity = [user_id, exchange_config_id, symbol, timeframe, side]
+    cur = cursor()
+    cur.execute(
+        f"UPDATE {table(QueuedSignal)} SET signal_id = %s, entry_price = %s,"
+        " replacement_count = replacement_count + 1, updated_at = now()"
+        " WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s AND timeframe = %s AND side = %s"
+        " RETURNING replacement_count",
+        [signal_id, entry_price, *identity],
+    )
+    replaced = cur.fetchone()
+    if replaced is not None:
+        _publish(user_id, symbol=symbol)
+        return True, f"replaced the queued signal (replacement {replaced[0]})"
+    if max_size is not None:
+        cur.execute(f"SELECT count(*) FROM {table(QueuedSignal)} WHERE user_id = %s", [user_id])
+        if cur.fetchone()[0] >= max_size:
+            return False, f"the waiting queue is full ({max_size})"
+    row_insert(
+        cur,
+        QueuedSignal,
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "exchange_config_id": exchange_config_id,
+            "signal_id": signal_id,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "side": side,
+            "entry_price": entry_price,
+        },
+    )
+    _publish(user_id, symbol=symbol)
+    return True, "execution pool is full; queued"
 
 
-def queue_remove(*, user: Any, exchange_config: Any, symbol: str, timeframe: str, side: str) -> bool:
+def queue_remove(*, user_id: Any, exchange_config_id: Any, symbol: str, timeframe: str, side: str) -> bool:
     deleted, _ = QueuedSignal.objects.filter(
-        user=user, exchange_config=exchange_config, symbol=symbol, timeframe=timeframe, side=side
+        user_id=user_id, exchange_config_id=exchange_config_id, symbol=symbol, timeframe=timeframe, side=side
     ).delete()
     if deleted:
-        _publish(user.pk)
+        _publish(user_id)
     return bool(deleted)
 
 
@@ -134,7 +161,7 @@ def queue_promote(
         if entry_id is not None:
             entries = [e for e in entries if str(e.pk) == str(entry_id)]
         for entry in entries:
-            if not force and not pool_has_room(user=user, max_open_groups=max_open):
+            if not force and not pool_has_room(user_id=user.pk, max_open_groups=max_open):
                 break
             group = promote_signal(entry=entry)
             entry.delete()

@@ -57,8 +57,8 @@ def group_close(*, group_id: Any, purpose: str, actor: Any = None, reason: str =
         from riskengine.services import queue_remove
 
         queue_remove(
-            user=group.user,
-            exchange_config=group.exchange_config,
+            user_id=group.user_id,
+            exchange_config_id=group.exchange_config_id,
             symbol=group.symbol,
             timeframe=group.timeframe,
             side=group.side,

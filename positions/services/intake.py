@@ -1,4 +1,19 @@
-"""Webhook intake: validate, classify and persist a signal in one transaction. Never calls an exchange."""
+"""Webhook intake: validate, classify and persist a signal in one transaction. Never calls an exchange.
+
+This is the product's hottest path (CONTRACT §6 `webhook_ack`: 50 alerts in flight on two cores), so it
+is written for CPU:
+
+- one read gives the user's secret, the exchange config the alert names and the engine config;
+- the alert is decoded and validated before that read (pure Python); its errors are still reported in
+  CONTRACT order (unknown user, IP, JSON, secret, rate limit, schema, exchange, symbol);
+- market symbols resolve from a per-process index, engine configs are parsed once per content;
+- the classification runs in one short transaction of raw SQL statements (`sql.cursor`, prepared by
+  the server after a few uses) on Django's own connection, so `on_commit` and tests work as usual.
+
+Idempotency is decided by the `signal_idempotency` unique constraint (INSERT ... ON CONFLICT), not by a
+check-then-insert. One user's signals are classified one at a time under a row lock on the user, so
+the pool count and the open-group check cannot race.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +22,36 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.logs import log_info, log_warning
 from accounts.models import User
-from exchanges.models import ExchangeConfig
-from exchanges.selectors import market_rule_resolve, market_rules_count
+from exchanges.selectors import market_rules_count, market_symbol_resolve
 
-from ..choices import GroupStatus, ProcessingStatus, SignalClassification, SignalSource, SignalStatus
-from ..config import effective_config
+from ..choices import (
+    FINAL_GROUP_STATUSES,
+    GroupStatus,
+    ProcessingStatus,
+    SignalClassification,
+    SignalSource,
+    SignalStatus,
+)
+from ..config import effective_config, effective_config_shared
 from ..events import publish_group, publish_signal
-from ..grid import capital_for_pyramid
-from ..models import EngineConfig, PositionGroup, Pyramid, WebhookSignal
+from ..grid import GridConfig, capital_for_pyramid, levels_for_pyramid
+from ..models import EngineConfig, GroupEvent, PositionGroup, Pyramid, WebhookSignal
 from ..webhook import ParsedSignal, WebhookError, candle_start, decode_body, parse_signal, redact_secret
+from . import sql
 
 KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
+SIDE = "long"  # spot: every group is a long
 
 
 @dataclass(frozen=True)
@@ -35,32 +60,75 @@ class IntakeResult:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What one read tells about the user an alert is addressed to."""
+
+    secret: str
+    config_id: uuid.UUID | None
+    exchange_name: str
+    engine_config: str | None  # the stored JSON text
+
+
+@dataclass(frozen=True)
+class _OpenGroup:
+    """The open group of the alert's identity, locked; the attributes `publish_group` reads."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    symbol: str
+    timeframe: str
+    side: str
+    status: str
+    pyramid_count: int
+    max_pyramids: int
+    last_pyramid_candle: datetime | None
+    config: str
+    filled_quantity: Decimal
+    avg_entry_price: Decimal | None
+    realized_pnl: Decimal
+
+
+@dataclass
+class _Outcome:
+    """How an accepted-for-classification signal ends; written back to its row in one UPDATE."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    symbol: str
+    action: str
+    classification: str = ""
+    status: str = SignalStatus.ACCEPTED
+    http_status: int = 202
+    reason: str = ""
+    group_id: uuid.UUID | None = None
+    processing_status: str = ProcessingStatus.NONE
+    keep_idempotency_key: bool = True
+
+    def skip(self, status: str, reason: str) -> IntakeResult:
+        self.status, self.http_status, self.reason = status, 200, reason
+        # A second pyramid in one candle is a duplicate of the first, not of this trade id: a later
+        # alert with the same trade id and timestamp must not collide with it.
+        self.keep_idempotency_key = status != SignalStatus.DUPLICATE
+        return IntakeResult(200, {"status": status, "reason": reason, "signal_id": str(self.id)})
+
+    def accept(self, classification: str, group_id: uuid.UUID | None, message: str) -> IntakeResult:
+        self.classification, self.group_id = classification, group_id
+        self.processing_status = ProcessingStatus.PENDING if group_id is not None else ProcessingStatus.NONE
+        return IntakeResult(
+            202,
+            {
+                "signal_id": str(self.id),
+                "classification": classification,
+                "status": "accepted",
+                "group_id": str(group_id) if group_id else None,
+                "message": message,
+            },
+        )
+
+
 def _error(exc: WebhookError) -> IntakeResult:
     return IntakeResult(exc.status, {"error": exc.code, "detail": exc.detail, "fields": exc.fields})
-
-
-def _store_rejection(
-    *,
-    user: User | None,
-    ip: str | None,
-    exc: WebhookError,
-    body: Any,
-    raw: bytes,
-    started: float,
-    parsed: ParsedSignal | None = None,
-) -> None:
-    WebhookSignal.objects.create(
-        user=user,
-        source_ip=ip,
-        body=redact_secret(body) if isinstance(body, dict) else None,
-        raw_excerpt="" if isinstance(body, dict) else _excerpt(raw),
-        status=SignalStatus.REJECTED,
-        http_status=exc.status,
-        reason=f"{exc.code}: {exc.detail}"[:2000],
-        action=parsed.action if parsed else "",
-        symbol=(parsed.raw_symbol if parsed else "")[:32],
-        ack_ms=(time.perf_counter() - started) * 1000,
-    )
 
 
 def _excerpt(raw: bytes) -> str:
@@ -81,7 +149,7 @@ def _rate_limited(user_id: Any) -> bool:
     return int(count) > settings.WEBHOOK_RATE_LIMIT_PER_MINUTE
 
 
-def resolve_symbol(config: ExchangeConfig, raw: str) -> tuple[str, str]:
+def resolve_symbol(exchange_name: str, raw: str) -> tuple[str, str]:
     """(unified symbol, exchange symbol) from TradingView's ticker, using the cached market rules.
 
     With no rules cached for this exchange yet, the unified form is derived from known quote assets and
@@ -89,15 +157,15 @@ def resolve_symbol(config: ExchangeConfig, raw: str) -> tuple[str, str]:
     """
     ticker = raw.split(":")[-1].strip().upper().removesuffix(".P")
     compact = ticker.replace("/", "").replace("-", "").replace("_", "")
-    match = market_rule_resolve(exchange_name=config.exchange_name, raw=ticker)
+    match = market_symbol_resolve(exchange_name=exchange_name, raw=ticker)
     if match is not None:
-        return match.symbol, match.exchange_symbol
-    if market_rules_count(exchange_name=config.exchange_name):
+        return match
+    if market_rules_count(exchange_name=exchange_name):
         raise WebhookError(
             400,
             "unknown_symbol",
-            f"{raw!r} is not a market on {config.exchange_name}.",
-            {"tv.symbol": [f"unknown symbol {raw!r} on {config.exchange_name}"]},
+            f"{raw!r} is not a market on {exchange_name}.",
+            {"tv.symbol": [f"unknown symbol {raw!r} on {exchange_name}"]},
         )
     if "/" in ticker:
         return ticker, compact
@@ -119,10 +187,70 @@ def _idempotency_key(parsed: ParsedSignal) -> str | None:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def _user_uuid(user_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(user_id)
+    except ValueError:
+        return None
+
+
+def _context(user_id: uuid.UUID, exchange: str) -> _Context | None:
+    """The active user's secret, their enabled config named `exchange` and their engine config."""
+    from exchanges.models import ExchangeConfig
+
+    cur = sql.cursor()
+    cur.execute(
+        f"""SELECT u.webhook_secret, ec.id, ec.exchange_name,
+                   (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = u.id)
+              FROM {sql.table(User)} u
+              LEFT JOIN LATERAL (
+                   SELECT c.id, c.exchange_name FROM {sql.table(ExchangeConfig)} c
+                    WHERE c.user_id = u.id AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
+                    ORDER BY c.created_at LIMIT 1) ec ON true
+             WHERE u.id = %s AND u.is_active""",
+        [exchange.strip(), user_id],
+    )
+    row = cur.fetchone()
+    return (
+        None
+        if row is None
+        else _Context(secret=row[0], config_id=row[1], exchange_name=row[2] or "", engine_config=row[3])
+    )
+
+
+def _store_rejection(
+    *,
+    user_id: uuid.UUID | None,
+    ip: str | None,
+    exc: WebhookError,
+    body: Any,
+    raw: bytes,
+    started: float,
+    parsed: ParsedSignal | None,
+) -> None:
+    sql.row_insert(
+        sql.cursor(),
+        WebhookSignal,
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "source_ip": ip,
+            "body": redact_secret(body) if isinstance(body, dict) else None,
+            "raw_excerpt": "" if isinstance(body, dict) else _excerpt(raw),
+            "status": SignalStatus.REJECTED,
+            "http_status": exc.status,
+            "reason": f"{exc.code}: {exc.detail}"[:2000],
+            "action": parsed.action if parsed else "",
+            "symbol": (parsed.raw_symbol if parsed else "")[:32],
+            "ack_ms": (time.perf_counter() - started) * 1000,
+        },
+    )
+
+
 def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | None) -> IntakeResult:
-    """Everything the webhook view does, in order; every request leaves a `WebhookSignal` row."""
+    """Everything the webhook does, in order; every request leaves a `WebhookSignal` row."""
     started = time.perf_counter()
-    user: User | None = None
+    known_user: uuid.UUID | None = None
     body: Any = None
     parsed: ParsedSignal | None = None
     try:
@@ -141,48 +269,73 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
                 f"Send the alert as application/json or text/plain, not {media_type or 'nothing'}.",
                 {"content_type": [f"unsupported: {media_type or 'missing'}"]},
             )
+        body_error = schema_error = None
         try:
-            user = User.objects.filter(pk=uuid.UUID(user_id), is_active=True).first()
-        except ValueError:
-            user = None
-        if user is None:
+            body = decode_body(raw)
+            parsed = parse_signal(body)
+        except WebhookError as exc:
+            body_error, schema_error = (None, exc) if body is not None else (exc, None)
+        wanted = _user_uuid(user_id)
+        context = _context(wanted, parsed.exchange if parsed else "") if wanted else None
+        if context is None:
             raise WebhookError(404, "not_found", "No such webhook URL.")
+        known_user = wanted
         if settings.WEBHOOK_ALLOWED_IPS and ip not in settings.WEBHOOK_ALLOWED_IPS:
             raise WebhookError(403, "ip_not_allowed", "Requests from this address are not accepted.")
-        body = decode_body(raw)
+        if body_error is not None:
+            raise body_error
         secret = body.get("secret")
         if secret is None or secret == "":
             raise WebhookError(401, "secret_missing", "The body has no secret.", {"secret": ["is required"]})
-        if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), user.webhook_secret.encode()):
+        if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), context.secret.encode()):
             raise WebhookError(403, "secret_invalid", "The secret is wrong.", {"secret": ["does not match"]})
-        if _rate_limited(user.pk):
+        if _rate_limited(known_user):
             raise WebhookError(429, "throttled", "Too many webhooks for this user; slow down.")
-        parsed = parse_signal(body)
-        config = ExchangeConfig.objects.filter(
-            user=user, exchange_name__iexact=parsed.exchange, is_enabled=True
-        ).first()
-        if config is None:
+        if schema_error is not None:
+            raise schema_error
+        assert parsed is not None
+        if context.config_id is None:
             raise WebhookError(
                 400,
                 "unknown_exchange",
                 f"No enabled exchange config named {parsed.exchange!r}.",
                 {"tv.exchange": [f"no enabled exchange config named {parsed.exchange!r}"]},
             )
-        symbol, exchange_symbol = resolve_symbol(config, parsed.raw_symbol)
+        symbol, exchange_symbol = resolve_symbol(context.exchange_name, parsed.raw_symbol)
     except WebhookError as exc:
-        _store_rejection(user=user, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed)
+        _store_rejection(user_id=known_user, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed)
         if exc.status in (401, 403):
-            log_warning("WEBHOOK", f"Webhook refused: {exc.detail}", user=user, ip=ip)
+            log_warning("WEBHOOK", f"Webhook refused: {exc.detail}", user=known_user, ip=ip)
         return _error(exc)
     return _classify_and_store(
-        user=user, config=config, parsed=parsed, symbol=symbol, exchange_symbol=exchange_symbol, ip=ip, started=started
+        user_id=known_user,
+        context=context,
+        parsed=parsed,
+        symbol=symbol,
+        exchange_symbol=exchange_symbol,
+        ip=ip,
+        started=started,
     )
+
+
+def _open_group_locked(cur: Any, identity: list[Any]) -> _OpenGroup | None:
+    cur.execute(
+        f"""SELECT id, user_id, symbol, timeframe, side, status, pyramid_count, max_pyramids,
+                   last_pyramid_candle, config::text, filled_quantity, avg_entry_price, realized_pnl
+              FROM {sql.table(PositionGroup)}
+             WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s AND timeframe = %s AND side = %s
+               AND status <> ALL(%s)
+             LIMIT 1 FOR UPDATE""",
+        [*identity, [str(s) for s in FINAL_GROUP_STATUSES]],
+    )
+    row = cur.fetchone()
+    return None if row is None else _OpenGroup(*row)
 
 
 def _classify_and_store(
     *,
-    user: User,
-    config: ExchangeConfig,
+    user_id: uuid.UUID,
+    context: _Context,
     parsed: ParsedSignal,
     symbol: str,
     exchange_symbol: str,
@@ -190,223 +343,211 @@ def _classify_and_store(
     started: float,
 ) -> IntakeResult:
     now = timezone.now()
-    side = "long"
+    values = {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "exchange_config_id": context.config_id,
+        "received_at": now,
+        "source_ip": ip,
+        "source": parsed.source if parsed.source in SignalSource.values else SignalSource.OTHER,
+        "body": redact_secret(parsed.body),
+        "trade_id": parsed.trade_id,
+        "tv_timestamp": parsed.tv_timestamp,
+        "action": parsed.action,
+        "intent_type": parsed.intent_type,
+        "symbol": symbol,
+        "timeframe": parsed.timeframe,
+        "side": SIDE,
+        "entry_price": parsed.entry_price or parsed.close_price,
+        "order_size": parsed.order_size,
+        "status": SignalStatus.ACCEPTED,
+        "http_status": 202,
+        "idempotency_key": _idempotency_key(parsed),
+    }
     with transaction.atomic():
-        # One user's signals are classified one at a time: the pool count and the open-group check
-        # must not race. The idempotency decision itself is the unique constraint below. NO KEY UPDATE,
-        # not UPDATE: a worker that holds one of this user's group rows may insert rows that reference
-        # the user (logs) and must not wait for us while we wait for that group (a deadlock).
-        User.objects.select_for_update(no_key=True).filter(pk=user.pk).first()
-        signal = WebhookSignal(
-            user=user,
-            exchange_config=config,
-            received_at=now,
-            source_ip=ip,
-            source=parsed.source if parsed.source in SignalSource.values else SignalSource.OTHER,
-            body=redact_secret(parsed.body),
-            trade_id=parsed.trade_id,
-            tv_timestamp=parsed.tv_timestamp,
-            action=parsed.action,
-            intent_type=parsed.intent_type,
-            symbol=symbol,
-            timeframe=parsed.timeframe,
-            side=side,
-            entry_price=parsed.entry_price or parsed.close_price,
-            order_size=parsed.order_size,
-            status=SignalStatus.ACCEPTED,
-            http_status=202,
-            idempotency_key=_idempotency_key(parsed),
+        cur = sql.cursor()
+        # NO KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows
+        # that reference the user (logs) and must not wait for us while we wait for that group.
+        cur.execute(f"SELECT 1 FROM {sql.table(User)} WHERE id = %s FOR NO KEY UPDATE", [user_id])
+        inserted = sql.row_insert(
+            cur,
+            WebhookSignal,
+            values,
+            suffix=" ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
         )
-        try:
-            with transaction.atomic():
-                signal.save()
-        except IntegrityError:
-            signal.pk = uuid.uuid4()
-            signal.idempotency_key = None
-            signal.status, signal.http_status = SignalStatus.DUPLICATE, 200
-            signal.reason = "the same trade_id, timestamp and action was already received"
-            signal.ack_ms = (time.perf_counter() - started) * 1000
-            signal.save()
-            return IntakeResult(200, {"status": "duplicate", "reason": signal.reason, "signal_id": str(signal.pk)})
+        if inserted is None:
+            reason = "the same trade_id, timestamp and action was already received"
+            values.update(
+                id=uuid.uuid4(),
+                idempotency_key=None,
+                status=SignalStatus.DUPLICATE,
+                http_status=200,
+                reason=reason,
+                ack_ms=(time.perf_counter() - started) * 1000,
+            )
+            sql.row_insert(cur, WebhookSignal, values)
+            return IntakeResult(200, {"status": "duplicate", "reason": reason, "signal_id": str(values["id"])})
 
-        identity = {
-            "user": user,
-            "exchange_config": config,
-            "symbol": symbol,
-            "timeframe": parsed.timeframe,
-            "side": side,
-        }
-        group = (
-            PositionGroup.objects.select_for_update()
-            .filter(**identity)
-            .exclude(status__in=[GroupStatus.CLOSED, GroupStatus.FAILED])
-            .first()
-        )
+        outcome = _Outcome(id=values["id"], user_id=user_id, symbol=symbol, action=parsed.action)
+        identity = [user_id, context.config_id, symbol, parsed.timeframe, SIDE]
+        group = _open_group_locked(cur, identity)
         if parsed.is_exit:
-            result = _classify_exit(signal, group, identity)
+            result = _classify_exit(outcome, group, identity)
         elif group is not None:
-            result = _classify_pyramid(signal, group, parsed, now)
+            result = _classify_pyramid(cur, outcome, group, parsed, now)
         else:
-            result = _classify_new(signal, user, config, parsed, symbol, exchange_symbol, now)
-        signal.ack_ms = (time.perf_counter() - started) * 1000
-        signal.save()
-        publish_signal(signal)
-        if signal.processing_status == ProcessingStatus.PENDING:
+            result = _classify_new(cur, outcome, context, parsed, symbol, exchange_symbol, now)
+        cur.execute(
+            f"""UPDATE {sql.table(WebhookSignal)}
+                   SET classification = %s, status = %s, http_status = %s, reason = %s, group_id = %s,
+                       processing_status = %s, ack_ms = %s,
+                       idempotency_key = CASE WHEN %s THEN idempotency_key END
+                 WHERE id = %s""",
+            [
+                outcome.classification,
+                outcome.status,
+                outcome.http_status,
+                outcome.reason,
+                outcome.group_id,
+                outcome.processing_status,
+                (time.perf_counter() - started) * 1000,
+                outcome.keep_idempotency_key,
+                outcome.id,
+            ],
+        )
+        publish_signal(outcome)
+        if outcome.processing_status == ProcessingStatus.PENDING:
             from ..tasks import process_signal
 
-            signal_id = str(signal.pk)
+            signal_id = str(outcome.id)
             transaction.on_commit(lambda: process_signal.delay(signal_id))
     return result
 
 
-def _classify_exit(signal: WebhookSignal, group: PositionGroup | None, identity: dict[str, Any]) -> IntakeResult:
+def _classify_exit(outcome: _Outcome, group: _OpenGroup | None, identity: list[Any]) -> IntakeResult:
     from riskengine.services import queue_remove
 
-    signal.classification = SignalClassification.EXIT
-    dropped = queue_remove(**identity)
+    outcome.classification = SignalClassification.EXIT
+    user_id, config_id, symbol, timeframe, side = identity
+    dropped = queue_remove(user_id=user_id, exchange_config_id=config_id, symbol=symbol, timeframe=timeframe, side=side)
     if group is None:
         if dropped:
-            signal.reason = "the queued entry for this position was removed"
-            return IntakeResult(
-                202,
-                {
-                    "signal_id": str(signal.pk),
-                    "classification": "exit",
-                    "status": "accepted",
-                    "group_id": None,
-                    "message": "Queued signal removed",
-                },
-            )
-        signal.status, signal.http_status = SignalStatus.IGNORED, 200
-        signal.reason = "no open position for this symbol and timeframe"
-        return IntakeResult(200, {"status": "ignored", "reason": signal.reason, "signal_id": str(signal.pk)})
-    signal.group = group
+            outcome.reason = "the queued entry for this position was removed"
+            return outcome.accept(SignalClassification.EXIT, None, "Queued signal removed")
+        return outcome.skip(SignalStatus.IGNORED, "no open position for this symbol and timeframe")
     if group.status == GroupStatus.CLOSING:
-        signal.status, signal.http_status = SignalStatus.IGNORED, 200
-        signal.reason = "the position is already closing"
-        return IntakeResult(200, {"status": "ignored", "reason": signal.reason, "signal_id": str(signal.pk)})
-    signal.processing_status = ProcessingStatus.PENDING
-    return IntakeResult(
-        202,
-        {
-            "signal_id": str(signal.pk),
-            "classification": "exit",
-            "status": "accepted",
-            "group_id": str(group.pk),
-            "message": "Position exit pending execution",
-        },
-    )
+        outcome.group_id = group.id
+        return outcome.skip(SignalStatus.IGNORED, "the position is already closing")
+    return outcome.accept(SignalClassification.EXIT, group.id, "Position exit pending execution")
 
 
-def _candle(parsed: ParsedSignal, now):  # type: ignore[no-untyped-def]
+def _candle(parsed: ParsedSignal, now: datetime) -> datetime:
     return candle_start(parsed.signal_time or now, parsed.timeframe)
 
 
-def _classify_pyramid(signal: WebhookSignal, group: PositionGroup, parsed: ParsedSignal, now) -> IntakeResult:  # type: ignore[no-untyped-def]
-    signal.classification = SignalClassification.PYRAMID
-    signal.group = group
+def _classify_pyramid(
+    cur: Any, outcome: _Outcome, group: _OpenGroup, parsed: ParsedSignal, now: datetime
+) -> IntakeResult:
+    outcome.classification, outcome.group_id = SignalClassification.PYRAMID, group.id
     candle = _candle(parsed, now)
+    skipped = None
     if group.status == GroupStatus.CLOSING:
-        signal.status, signal.http_status = SignalStatus.IGNORED, 200
-        signal.reason = "the position is closing"
+        skipped = outcome.skip(SignalStatus.IGNORED, "the position is closing")
     elif group.last_pyramid_candle == candle:
-        signal.status, signal.http_status = SignalStatus.DUPLICATE, 200
-        signal.reason = f"a pyramid was already added in this {group.timeframe} candle"
+        skipped = outcome.skip(SignalStatus.DUPLICATE, f"a pyramid was already added in this {group.timeframe} candle")
     elif group.pyramid_count >= group.max_pyramids:
-        signal.status, signal.http_status = SignalStatus.IGNORED, 200
-        signal.reason = f"max pyramids reached ({group.max_pyramids})"
-    if signal.status != SignalStatus.ACCEPTED:
-        signal.idempotency_key = None if signal.status == SignalStatus.DUPLICATE else signal.idempotency_key
+        skipped = outcome.skip(SignalStatus.IGNORED, f"max pyramids reached ({group.max_pyramids})")
+    if skipped is not None:
         log_info(
             "WEBHOOK",
-            f"Pyramid {signal.status}: {signal.reason}",
-            user=group.user,
-            details={"group_id": str(group.pk), "signal_id": str(signal.pk)},
+            f"Pyramid {outcome.status}: {outcome.reason}",
+            user=group.user_id,
+            details={"group_id": str(group.id), "signal_id": str(outcome.id)},
         )
-        return IntakeResult(200, {"status": signal.status, "reason": signal.reason, "signal_id": str(signal.pk)})
+        return skipped
     index = group.pyramid_count
-    _pyramid_create(group, signal, index, parsed)
-    group.pyramid_count = index + 1
-    group.last_pyramid_candle = candle
-    group.save(update_fields=["pyramid_count", "last_pyramid_candle", "updated_at"])
-    publish_group(group)
-    signal.processing_status = ProcessingStatus.PENDING
-    return IntakeResult(
-        202,
-        {
-            "signal_id": str(signal.pk),
-            "classification": "pyramid",
-            "status": "accepted",
-            "group_id": str(group.pk),
-            "message": f"Pyramid {index} added and pending execution",
-        },
+    merged, grid = effective_config_shared(group.config, symbol=group.symbol, timeframe=group.timeframe)
+    _pyramid_insert(cur, group.id, outcome.id, index, grid, parsed, use_signal_size=bool(merged.get("use_signal_size")))
+    cur.execute(
+        f"UPDATE {sql.table(PositionGroup)} SET pyramid_count = %s, last_pyramid_candle = %s, updated_at = %s"
+        " WHERE id = %s",
+        [index + 1, candle, now, group.id],
     )
+    publish_group(_with(group, pyramid_count=index + 1))
+    return outcome.accept(SignalClassification.PYRAMID, group.id, f"Pyramid {index} added and pending execution")
 
 
-def _pyramid_create(group: PositionGroup, signal: WebhookSignal, index: int, parsed: ParsedSignal) -> Pyramid:
-    _, grid = effective_config(group.config, symbol=group.symbol, timeframe=group.timeframe)
+def _with(group: _OpenGroup, **changes: Any) -> _OpenGroup:
+    from dataclasses import replace
+
+    return replace(group, **changes)
+
+
+def _pyramid_insert(
+    cur: Any,
+    group_id: uuid.UUID,
+    signal_id: uuid.UUID,
+    index: int,
+    grid: GridConfig,
+    parsed: ParsedSignal,
+    *,
+    use_signal_size: bool,
+) -> None:
     capital = capital_for_pyramid(grid, index)
-    if group.config.get("use_signal_size") and parsed.order_size:
+    if use_signal_size and parsed.order_size:
         capital = parsed.order_size
-    from ..grid import levels_for_pyramid
-
     levels = [
         {"gap_percent": str(lv.gap_percent), "weight_percent": str(lv.weight_percent), "tp_percent": str(lv.tp_percent)}
         for lv in levels_for_pyramid(grid, index)
     ]
-    return Pyramid.objects.create(
-        group=group,
-        index=index,
-        signal=signal,
-        entry_price=parsed.entry_price or parsed.close_price,
-        capital_usd=capital,
-        levels=levels,
-        entry_order_type=grid.entry_order_type,
+    sql.row_insert(
+        cur,
+        Pyramid,
+        {
+            "group_id": group_id,
+            "index": index,
+            "signal_id": signal_id,
+            "entry_price": parsed.entry_price or parsed.close_price,
+            "capital_usd": capital,
+            "levels": levels,
+            "entry_order_type": grid.entry_order_type,
+        },
     )
 
 
 def _classify_new(
-    signal: WebhookSignal,
-    user: User,
-    config: ExchangeConfig,
+    cur: Any,
+    outcome: _Outcome,
+    context: _Context,
     parsed: ParsedSignal,
     symbol: str,
     exchange_symbol: str,
-    now,
-) -> IntakeResult:  # type: ignore[no-untyped-def]
+    now: datetime,
+) -> IntakeResult:
     from riskengine.services import pool_has_room, queue_upsert
 
-    stored = EngineConfig.objects.filter(user=user).values_list("data", flat=True).first()
-    merged, grid = effective_config(stored, symbol=symbol, timeframe=parsed.timeframe)
-    if not pool_has_room(user=user, max_open_groups=merged["max_open_groups"]):
-        signal.classification = SignalClassification.QUEUED
+    merged, grid = effective_config_shared(context.engine_config, symbol=symbol, timeframe=parsed.timeframe)
+    if not pool_has_room(user_id=outcome.user_id, max_open_groups=merged["max_open_groups"]):
+        outcome.classification = SignalClassification.QUEUED
         queued, reason = queue_upsert(
-            signal=signal,
-            exchange_config=config,
+            user_id=outcome.user_id,
+            signal_id=outcome.id,
+            exchange_config_id=context.config_id,
             symbol=symbol,
             timeframe=parsed.timeframe,
-            side="long",
+            side=SIDE,
             entry_price=parsed.entry_price or parsed.close_price,
             max_size=merged.get("queue_max_size"),
         )
-        if queued is None:
-            signal.status, signal.http_status, signal.reason = SignalStatus.IGNORED, 200, reason
-            return IntakeResult(200, {"status": "ignored", "reason": reason, "signal_id": str(signal.pk)})
-        signal.reason = reason
-        return IntakeResult(
-            202,
-            {
-                "signal_id": str(signal.pk),
-                "classification": "queued",
-                "status": "accepted",
-                "group_id": None,
-                "message": "Execution pool is full; signal queued",
-            },
-        )
-    group = group_open(
-        signal=signal,
-        user=user,
-        config=config,
+        if not queued:
+            return outcome.skip(SignalStatus.IGNORED, reason)
+        outcome.reason = reason
+        return outcome.accept(SignalClassification.QUEUED, None, "Execution pool is full; signal queued")
+    group_id = group_insert(
+        cur,
+        signal_id=outcome.id,
+        user_id=outcome.user_id,
+        config_id=context.config_id,
         symbol=symbol,
         exchange_symbol=exchange_symbol,
         timeframe=parsed.timeframe,
@@ -415,55 +556,73 @@ def _classify_new(
         parsed=parsed,
         now=now,
     )
-    signal.classification = SignalClassification.NEW_ENTRY
-    signal.group = group
-    signal.processing_status = ProcessingStatus.PENDING
-    return IntakeResult(
-        202,
-        {
-            "signal_id": str(signal.pk),
-            "classification": "new_entry",
-            "status": "accepted",
-            "group_id": str(group.pk),
-            "message": "Position group created and pending execution",
-        },
-    )
+    return outcome.accept(SignalClassification.NEW_ENTRY, group_id, "Position group created and pending execution")
 
 
-def group_open(
+def group_insert(
+    cur: Any,
     *,
-    signal: WebhookSignal,
-    user: User,
-    config: ExchangeConfig,
+    signal_id: uuid.UUID,
+    user_id: uuid.UUID,
+    config_id: Any,
     symbol: str,
     exchange_symbol: str,
     timeframe: str,
     merged: dict[str, Any],
-    grid,
+    grid: GridConfig,
     parsed: ParsedSignal,
-    now,
-) -> PositionGroup:  # type: ignore[no-untyped-def]
+    now: datetime,
+) -> uuid.UUID:
     """Create a `waiting` group with pyramid 0 (the caller holds the user lock and has checked the pool)."""
-    group = PositionGroup.objects.create(
-        user=user,
-        exchange_config=config,
-        symbol=symbol,
-        exchange_symbol=exchange_symbol,
-        timeframe=timeframe,
-        side="long",
-        status=GroupStatus.WAITING,
-        config=merged,
-        tp_mode=grid.tp_mode,
-        max_pyramids=grid.max_pyramids,
-        pyramid_count=1,
-        last_pyramid_candle=_candle(parsed, now),
+    group_id = uuid.uuid4()
+    values = {
+        "id": group_id,
+        "user_id": user_id,
+        "exchange_config_id": config_id,
+        "symbol": symbol,
+        "exchange_symbol": exchange_symbol,
+        "timeframe": timeframe,
+        "side": SIDE,
+        "status": GroupStatus.WAITING,
+        "config": merged,
+        "tp_mode": grid.tp_mode,
+        "max_pyramids": grid.max_pyramids,
+        "pyramid_count": 1,
+        "last_pyramid_candle": _candle(parsed, now),
+        "created_at": now,
+        "updated_at": now,
+    }
+    sql.row_insert(cur, PositionGroup, values)
+    _pyramid_insert(cur, group_id, signal_id, 0, grid, parsed, use_signal_size=bool(merged.get("use_signal_size")))
+    sql.row_insert(
+        cur,
+        GroupEvent,
+        {
+            "group_id": group_id,
+            "at": now,
+            "kind": "opened",
+            "message": f"Opened by {parsed.source} signal at {parsed.entry_price or parsed.close_price}",
+            "details": {},
+        },
     )
-    _pyramid_create(group, signal, 0, parsed)
-    from .state import group_event
-
-    group_event(group, "opened", f"Opened by {signal.source} signal at {parsed.entry_price or parsed.close_price}")
-    publish_group(group)
-    return group
+    publish_group(
+        _OpenGroup(
+            id=group_id,
+            user_id=user_id,
+            symbol=symbol,
+            timeframe=timeframe,
+            side=SIDE,
+            status=GroupStatus.WAITING,
+            pyramid_count=1,
+            max_pyramids=grid.max_pyramids,
+            last_pyramid_candle=values["last_pyramid_candle"],
+            config="",
+            filled_quantity=Decimal(0),
+            avg_entry_price=None,
+            realized_pnl=Decimal(0),
+        )
+    )
+    return group_id
 
 
 def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
@@ -473,12 +632,13 @@ def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
     signal = entry.signal
     # The queued body was valid when it arrived; its price is the latest replacement's.
     parsed = replace(parse_signal(signal.body or {}), entry_price=entry.entry_price)
-    stored = EngineConfig.objects.filter(user=entry.user).values_list("data", flat=True).first()
+    stored = EngineConfig.objects.filter(user_id=entry.user_id).values_list("data", flat=True).first()
     merged, grid = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
-    group = group_open(
-        signal=signal,
-        user=entry.user,
-        config=entry.exchange_config,
+    group_id = group_insert(
+        sql.cursor(),
+        signal_id=signal.pk,
+        user_id=entry.user_id,
+        config_id=entry.exchange_config_id,
         symbol=entry.symbol,
         exchange_symbol="",  # taken from the market rules when the grid is computed
         timeframe=entry.timeframe,
@@ -487,9 +647,9 @@ def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
         parsed=parsed,
         now=timezone.now(),
     )
-    WebhookSignal.objects.filter(pk=signal.pk).update(group=group, processing_status=ProcessingStatus.PENDING)
+    WebhookSignal.objects.filter(pk=signal.pk).update(group_id=group_id, processing_status=ProcessingStatus.PENDING)
     from ..tasks import process_signal
 
     signal_id = str(signal.pk)
     transaction.on_commit(lambda: process_signal.delay(signal_id))
-    return group
+    return PositionGroup.objects.get(pk=group_id)
