@@ -11,10 +11,14 @@ from django.http import HttpRequest
 
 def client_ip(request: HttpRequest) -> str | None:
     """The caller's IP. X-Forwarded-For is trusted only for the configured number of proxy hops."""
-    remote = request.META.get("REMOTE_ADDR") or None
+    return client_ip_from(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def client_ip_from(remote: str | None, forwarded_for: str) -> str | None:
+    """`client_ip` from the peer address and the X-Forwarded-For header (for raw ASGI routes)."""
     hops = settings.TRUSTED_PROXY_COUNT
     if hops > 0:
-        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if p.strip()]
+        forwarded = [p.strip() for p in forwarded_for.split(",") if p.strip()]
         if len(forwarded) >= hops:
             remote = forwarded[-hops]
     try:

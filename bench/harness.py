@@ -119,7 +119,8 @@ class Harness:
         self.server_url = base
         self.db_url = database_url(base, BENCH_DB)
         self.template_url = database_url(base, TEMPLATE_DB)
-        self._tmp = tempfile.TemporaryDirectory(prefix="bench-")
+        # BENCH_KEEP_LOGS=1 keeps the children's logs (the path is printed).
+        self._tmp = tempfile.TemporaryDirectory(prefix="bench-", delete=not os.environ.get("BENCH_KEEP_LOGS"))
         self.tmp = Path(self._tmp.name)
         self.children: list[ChildProcess] = []
         self.simulators: list[Any] = []
@@ -152,7 +153,9 @@ class Harness:
         self._close_django()
         with contextlib.suppress(Exception):
             self._admin(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
-        if not os.environ.get("BENCH_KEEP_LOGS"):
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            say(f"logs kept in {self.tmp}")
+        else:
             self._tmp.cleanup()
 
     def stop_all(self) -> None:

@@ -6,16 +6,28 @@ collide, and ``cache.clear()`` in tests starts every test from an empty key spac
 
 from __future__ import annotations
 
-import functools
+import threading
 
 import redis
 from django.conf import settings
 from django.core.cache import cache
 
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
 
-@functools.cache
+
 def _client_for(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+    """One client per URL and process. Created under a lock: a client that lost a creation race would be
+    garbage-collected while its pipeline still connects, and its finalizer closes the pool's sockets."""
+    client = _clients.get(url)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(url)
+            if client is None:
+                client = _clients[url] = redis.Redis.from_url(
+                    url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+                )
+    return client
 
 
 def redis_client() -> redis.Redis:

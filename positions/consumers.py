@@ -25,3 +25,8 @@ class UpdatesConsumer(AsyncJsonWebsocketConsumer):
 
     async def relay(self, message: dict) -> None:
         await self.send_json(message["event"])
+
+    async def relay_many(self, message: dict) -> None:
+        """Several events sent as one channel message (see `events._send_batch`); one frame each."""
+        for event in message["events"]:
+            await self.send_json(event)

@@ -7,7 +7,7 @@ from celery import shared_task
 from .services import exits, orders, processing
 
 
-@shared_task(name="positions.process_signal", bind=True, max_retries=12, acks_late=True)
+@shared_task(name="positions.process_signal", bind=True, max_retries=12, acks_late=True, ignore_result=True)
 def process_signal(self, signal_id: str) -> str:  # type: ignore[no-untyped-def]
     try:
         return processing.signal_process(signal_id=signal_id)
@@ -15,7 +15,7 @@ def process_signal(self, signal_id: str) -> str:  # type: ignore[no-untyped-def]
         raise self.retry(exc=exc, countdown=min(60, 0.5 * 2**self.request.retries)) from exc
 
 
-@shared_task(name="positions.submit_order", bind=True, max_retries=12, acks_late=True)
+@shared_task(name="positions.submit_order", bind=True, max_retries=12, acks_late=True, ignore_result=True)
 def submit_order(self, order_id: str) -> str:  # type: ignore[no-untyped-def]
     outcome = orders.order_submit(order_id=order_id)
     if outcome in (orders.RETRY, orders.UNKNOWN):
@@ -23,7 +23,7 @@ def submit_order(self, order_id: str) -> str:  # type: ignore[no-untyped-def]
     return outcome
 
 
-@shared_task(name="positions.close_group", bind=True, max_retries=20, acks_late=True)
+@shared_task(name="positions.close_group", bind=True, max_retries=20, acks_late=True, ignore_result=True)
 def close_group(self, group_id: str, purpose: str = "manual") -> str:  # type: ignore[no-untyped-def]
     started = exits.group_close(group_id=group_id, purpose=purpose)
     return "closing" if started else exits.group_close_continue(group_id=group_id)

@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: webhook POSTs straight to the intake, other HTTP through Django, websockets through Channels."""
 
 import os
 
@@ -10,12 +10,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from positions.ingress import WebhookIngress  # noqa: E402
 from tradingsite.routing import websocket_urlpatterns  # noqa: E402
 from tradingsite.websocket_auth import JWTOrSessionAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": WebhookIngress(django_asgi_app),  # webhook POSTs skip Django's request handling
         "websocket": AllowedHostsOriginValidator(JWTOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

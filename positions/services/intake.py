@@ -22,7 +22,7 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,7 @@ from exchanges.selectors import market_rules_count, market_symbol_resolve
 
 from ..choices import (
     FINAL_GROUP_STATUSES,
+    OPEN_GROUP_STATUSES,
     GroupStatus,
     ProcessingStatus,
     SignalClassification,
@@ -52,6 +53,7 @@ from . import sql
 KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 SIDE = "long"  # spot: every group is a long
+RATE_WINDOW = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class _Context:
     config_id: uuid.UUID | None
     exchange_name: str
     engine_config: str | None  # the stored JSON text
+    recent: int  # authenticated requests in the last minute (capped just above the limit)
 
 
 @dataclass(frozen=True)
@@ -137,18 +140,6 @@ def _excerpt(raw: bytes) -> str:
     return "".join("*" if ch.isalnum() else ch for ch in text)
 
 
-def _rate_limited(user_id: Any) -> bool:
-    """Fixed one-minute window per user in Redis, shared by every web process (one round trip)."""
-    from exchanges.kv import kv_key, redis_client
-
-    key = kv_key("webhook-rate", user_id, int(time.time() // 60))
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, 90)
-    count, _ = pipe.execute()
-    return int(count) > settings.WEBHOOK_RATE_LIMIT_PER_MINUTE
-
-
 def resolve_symbol(exchange_name: str, raw: str) -> tuple[str, str]:
     """(unified symbol, exchange symbol) from TradingView's ticker, using the cached market rules.
 
@@ -195,27 +186,32 @@ def _user_uuid(user_id: str) -> uuid.UUID | None:
 
 
 def _context(user_id: uuid.UUID, exchange: str) -> _Context | None:
-    """The active user's secret, their enabled config named `exchange` and their engine config."""
+    """The active user's secret, their enabled config named `exchange`, their engine config, and how
+    many of their requests that passed authentication arrived in the last minute (the rate limit: a
+    sliding window over the stored requests themselves, read with this one query)."""
     from exchanges.models import ExchangeConfig
 
+    limit = settings.WEBHOOK_RATE_LIMIT_PER_MINUTE
     cur = sql.cursor()
     cur.execute(
         f"""SELECT u.webhook_secret, ec.id, ec.exchange_name,
-                   (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = u.id)
+                   (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = u.id),
+                   (SELECT count(*) FROM (
+                        SELECT 1 FROM {sql.table(WebhookSignal)} s
+                         WHERE s.user_id = u.id AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
+                         LIMIT %s) recent)
               FROM {sql.table(User)} u
               LEFT JOIN LATERAL (
                    SELECT c.id, c.exchange_name FROM {sql.table(ExchangeConfig)} c
                     WHERE c.user_id = u.id AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
                     ORDER BY c.created_at LIMIT 1) ec ON true
              WHERE u.id = %s AND u.is_active""",
-        [exchange.strip(), user_id],
+        [timezone.now() - RATE_WINDOW, limit + 1, exchange.strip(), user_id],
     )
     row = cur.fetchone()
-    return (
-        None
-        if row is None
-        else _Context(secret=row[0], config_id=row[1], exchange_name=row[2] or "", engine_config=row[3])
-    )
+    if row is None:
+        return None
+    return _Context(secret=row[0], config_id=row[1], exchange_name=row[2] or "", engine_config=row[3], recent=row[4])
 
 
 def _store_rejection(
@@ -289,7 +285,7 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
             raise WebhookError(401, "secret_missing", "The body has no secret.", {"secret": ["is required"]})
         if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), context.secret.encode()):
             raise WebhookError(403, "secret_invalid", "The secret is wrong.", {"secret": ["does not match"]})
-        if _rate_limited(known_user):
+        if context.recent >= settings.WEBHOOK_RATE_LIMIT_PER_MINUTE:
             raise WebhookError(429, "throttled", "Too many webhooks for this user; slow down.")
         if schema_error is not None:
             raise schema_error
@@ -318,18 +314,34 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
     )
 
 
-def _open_group_locked(cur: Any, identity: list[Any]) -> _OpenGroup | None:
+class _DuplicateError(Exception):
+    """The signal's idempotency key is taken: undo the classification, store it as a duplicate."""
+
+
+def _lock_and_read(cur: Any, identity: list[Any]) -> tuple[_OpenGroup | None, int]:
+    """Lock the user, then lock and read the identity's open group, and count the pool (one statement).
+
+    The pool is every open group (`riskengine.services.pool_used`). The user row is locked first, and
+    NO KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows that
+    reference the user (logs) and must not wait for us while we wait for that group.
+    """
+    group_columns = (
+        "id, user_id, symbol, timeframe, side, status, pyramid_count, max_pyramids, last_pyramid_candle,"
+        " config::text, filled_quantity, avg_entry_price, realized_pnl"
+    )
+    groups = sql.table(PositionGroup)
     cur.execute(
-        f"""SELECT id, user_id, symbol, timeframe, side, status, pyramid_count, max_pyramids,
-                   last_pyramid_candle, config::text, filled_quantity, avg_entry_price, realized_pnl
-              FROM {sql.table(PositionGroup)}
-             WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s AND timeframe = %s AND side = %s
-               AND status <> ALL(%s)
-             LIMIT 1 FOR UPDATE""",
-        [*identity, [str(s) for s in FINAL_GROUP_STATUSES]],
+        f"""SELECT (SELECT count(*) FROM {groups} p WHERE p.user_id = u.id AND p.status = ANY(%s)), g.*
+              FROM (SELECT id FROM {sql.table(User)} WHERE id = %s FOR NO KEY UPDATE) u
+              LEFT JOIN LATERAL (
+                   SELECT {group_columns} FROM {groups}
+                    WHERE user_id = u.id AND exchange_config_id = %s AND symbol = %s AND timeframe = %s
+                      AND side = %s AND status <> ALL(%s)
+                    LIMIT 1 FOR UPDATE) g ON true""",
+        [[str(s) for s in OPEN_GROUP_STATUSES], *identity, [str(s) for s in FINAL_GROUP_STATUSES]],
     )
     row = cur.fetchone()
-    return None if row is None else _OpenGroup(*row)
+    return (None if row[1] is None else _OpenGroup(*row[1:])), int(row[0])
 
 
 def _classify_and_store(
@@ -360,67 +372,63 @@ def _classify_and_store(
         "side": SIDE,
         "entry_price": parsed.entry_price or parsed.close_price,
         "order_size": parsed.order_size,
-        "status": SignalStatus.ACCEPTED,
-        "http_status": 202,
         "idempotency_key": _idempotency_key(parsed),
     }
-    with transaction.atomic():
-        cur = sql.cursor()
-        # NO KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows
-        # that reference the user (logs) and must not wait for us while we wait for that group.
-        cur.execute(f"SELECT 1 FROM {sql.table(User)} WHERE id = %s FOR NO KEY UPDATE", [user_id])
-        inserted = sql.row_insert(
-            cur,
-            WebhookSignal,
-            values,
-            suffix=" ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id",
-        )
-        if inserted is None:
-            reason = "the same trade_id, timestamp and action was already received"
+    try:
+        with transaction.atomic():
+            cur = sql.cursor()
+            identity = [user_id, context.config_id, symbol, parsed.timeframe, SIDE]
+            group, pool_used = _lock_and_read(cur, identity)
+            outcome = _Outcome(id=values["id"], user_id=user_id, symbol=symbol, action=parsed.action)
+            if parsed.is_exit:
+                result = _classify_exit(outcome, group, identity)
+            elif group is not None:
+                result = _classify_pyramid(cur, outcome, group, parsed, now)
+            else:
+                result = _classify_new(cur, outcome, context, parsed, symbol, exchange_symbol, now, pool_used)
+            # The signal row goes in last, with its outcome: its foreign keys are checked at commit, and
+            # the unique constraint on the idempotency key decides here whether all of this stands.
             values.update(
-                id=uuid.uuid4(),
-                idempotency_key=None,
-                status=SignalStatus.DUPLICATE,
-                http_status=200,
-                reason=reason,
+                classification=outcome.classification,
+                status=outcome.status,
+                http_status=outcome.http_status,
+                reason=outcome.reason,
+                group_id=outcome.group_id,
+                processing_status=outcome.processing_status,
                 ack_ms=(time.perf_counter() - started) * 1000,
             )
-            sql.row_insert(cur, WebhookSignal, values)
-            return IntakeResult(200, {"status": "duplicate", "reason": reason, "signal_id": str(values["id"])})
+            if not outcome.keep_idempotency_key:
+                values["idempotency_key"] = None
+            stored = sql.row_insert(
+                cur,
+                WebhookSignal,
+                values,
+                suffix=" ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
+                " DO NOTHING RETURNING id",
+            )
+            if stored is None:
+                raise _DuplicateError
+            publish_signal(outcome)
+            if outcome.processing_status == ProcessingStatus.PENDING:
+                from ..tasks import process_signal
 
-        outcome = _Outcome(id=values["id"], user_id=user_id, symbol=symbol, action=parsed.action)
-        identity = [user_id, context.config_id, symbol, parsed.timeframe, SIDE]
-        group = _open_group_locked(cur, identity)
-        if parsed.is_exit:
-            result = _classify_exit(outcome, group, identity)
-        elif group is not None:
-            result = _classify_pyramid(cur, outcome, group, parsed, now)
-        else:
-            result = _classify_new(cur, outcome, context, parsed, symbol, exchange_symbol, now)
-        cur.execute(
-            f"""UPDATE {sql.table(WebhookSignal)}
-                   SET classification = %s, status = %s, http_status = %s, reason = %s, group_id = %s,
-                       processing_status = %s, ack_ms = %s,
-                       idempotency_key = CASE WHEN %s THEN idempotency_key END
-                 WHERE id = %s""",
-            [
-                outcome.classification,
-                outcome.status,
-                outcome.http_status,
-                outcome.reason,
-                outcome.group_id,
-                outcome.processing_status,
-                (time.perf_counter() - started) * 1000,
-                outcome.keep_idempotency_key,
-                outcome.id,
-            ],
+                signal_id = str(outcome.id)
+                transaction.on_commit(lambda: process_signal.delay(signal_id))
+    except _DuplicateError:
+        reason = "the same trade_id, timestamp and action was already received"
+        values.update(
+            id=uuid.uuid4(),
+            idempotency_key=None,
+            classification="",
+            status=SignalStatus.DUPLICATE,
+            http_status=200,
+            reason=reason,
+            group_id=None,
+            processing_status=ProcessingStatus.NONE,
+            ack_ms=(time.perf_counter() - started) * 1000,
         )
-        publish_signal(outcome)
-        if outcome.processing_status == ProcessingStatus.PENDING:
-            from ..tasks import process_signal
-
-            signal_id = str(outcome.id)
-            transaction.on_commit(lambda: process_signal.delay(signal_id))
+        sql.row_insert(sql.cursor(), WebhookSignal, values)
+        return IntakeResult(200, {"status": "duplicate", "reason": reason, "signal_id": str(values["id"])})
     return result
 
 
@@ -523,11 +531,12 @@ def _classify_new(
     symbol: str,
     exchange_symbol: str,
     now: datetime,
+    pool_used: int,
 ) -> IntakeResult:
-    from riskengine.services import pool_has_room, queue_upsert
+    from riskengine.services import queue_upsert
 
     merged, grid = effective_config_shared(context.engine_config, symbol=symbol, timeframe=parsed.timeframe)
-    if not pool_has_room(user_id=outcome.user_id, max_open_groups=merged["max_open_groups"]):
+    if pool_used >= merged["max_open_groups"]:
         outcome.classification = SignalClassification.QUEUED
         queued, reason = queue_upsert(
             user_id=outcome.user_id,

@@ -123,9 +123,11 @@ CACHES = {
     }
 }
 
+# Redis pub/sub: one PUBLISH per group send (the list-based layer spends several commands and a Lua
+# script per send). Live events are at-most-once either way; clients re-read state on reconnect.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": (env("CACHE_KEY_PREFIX", "ts") or "ts") + ":asgi"},
     }
 }
@@ -252,6 +254,8 @@ LOGGING = {
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
 
 WEBHOOK_MAX_BODY_BYTES = 64 * 1024
+# Threads per web process that run webhook intakes (each keeps a database connection).
+WEBHOOK_THREADS = int(env("WEBHOOK_THREADS", "8") or 8)
 WEBHOOK_RATE_LIMIT_PER_MINUTE = int(env("WEBHOOK_RATE_LIMIT_PER_MINUTE", "300") or 300)
 # Order placement: temporary errors are retried with backoff, this many times, before the order waits for
 # reconciliation.
