@@ -96,7 +96,13 @@ class WebhookSignal(models.Model):
                 condition=Q(idempotency_key__isnull=False),
             ),
         ]
-        indexes = [models.Index(fields=["user", "-received_at"])]
+        indexes = [
+            models.Index(fields=["user", "-received_at"]),
+            # The dispatcher's and reconciliation's look-up of signals still to process.
+            models.Index(
+                fields=["received_at"], name="signal_processing_pending", condition=Q(processing_status="pending")
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action or '?'} {self.symbol or '?'} {self.status} ({self.received_at:%Y-%m-%d %H:%M:%S})"

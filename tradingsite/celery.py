@@ -14,6 +14,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def _add_worker_steps() -> None:
+    from positions.dispatch import DispatcherStep
+
+    app.steps["worker"].add(DispatcherStep)
+
+
+_add_worker_steps()
+
+
 @worker_ready.connect
 def _on_worker_ready(sender=None, **kwargs):  # type: ignore[no-untyped-def]
     """Hooks that must run once a worker is up (e.g. reconciliation after a crash)."""

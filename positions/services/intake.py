@@ -44,6 +44,7 @@ from ..choices import (
     SignalStatus,
 )
 from ..config import effective_config, effective_config_shared
+from ..dispatch import announce, announce_returning
 from ..events import publish_group, publish_signal
 from ..grid import GridConfig, capital_for_pyramid, levels_for_pyramid
 from ..models import EngineConfig, GroupEvent, PositionGroup, Pyramid, WebhookSignal
@@ -399,21 +400,19 @@ def _classify_and_store(
             )
             if not outcome.keep_idempotency_key:
                 values["idempotency_key"] = None
+            # A pending signal is announced to the dispatcher by the same statement (NOTIFY is
+            # delivered on commit): no enqueue call on the web process (see `positions.dispatch`).
+            pending = outcome.processing_status == ProcessingStatus.PENDING
             stored = sql.row_insert(
                 cur,
                 WebhookSignal,
                 values,
-                suffix=" ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
-                " DO NOTHING RETURNING id",
+                suffix=" ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+                + (announce_returning() if pending else " RETURNING id"),
             )
             if stored is None:
                 raise _DuplicateError
             publish_signal(outcome)
-            if outcome.processing_status == ProcessingStatus.PENDING:
-                from ..tasks import process_signal
-
-                signal_id = str(outcome.id)
-                transaction.on_commit(lambda: process_signal.delay(signal_id))
     except _DuplicateError:
         reason = "the same trade_id, timestamp and action was already received"
         values.update(
@@ -657,8 +656,5 @@ def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
         now=timezone.now(),
     )
     WebhookSignal.objects.filter(pk=signal.pk).update(group_id=group_id, processing_status=ProcessingStatus.PENDING)
-    from ..tasks import process_signal
-
-    signal_id = str(signal.pk)
-    transaction.on_commit(lambda: process_signal.delay(signal_id))
+    announce(sql.cursor(), signal.pk)
     return PositionGroup.objects.get(pk=group_id)
