@@ -133,7 +133,7 @@ class Harness:
         }
         self._template_ready = False
         self.web_pids: list[int] = []
-        self.web_socket: Any = None
+        self.web_sockets: list[Any] = []
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -242,14 +242,14 @@ class Harness:
 
         `self.web_pids` are the processes' pids (for CPU accounting).
         """
-        from tradingsite.stack import WEB_PROCESSES, listening_socket, web_argv
+        from tradingsite.stack import WEB_PROCESSES, listening_sockets, web_argv
 
-        sock = listening_socket("127.0.0.1", 0)
-        self.web_socket = sock
-        port = sock.getsockname()[1]
+        sockets = listening_sockets("127.0.0.1", 0, WEB_PROCESSES)
+        self.web_sockets = sockets
+        port = sockets[0].getsockname()[1]
         children = [
             self._start(f"web-{i}", web_argv(sock.fileno(), access_log=False), pass_fds=(sock.fileno(),))
-            for i in range(WEB_PROCESSES)
+            for i, sock in enumerate(sockets)
         ]
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

@@ -32,6 +32,7 @@ def pool_has_room(*, user_id: Any, max_open_groups: int) -> bool:
 
 
 def queue_upsert(
+    cur: Any,
     *,
     user_id: Any,
     signal_id: Any,
@@ -44,30 +45,14 @@ def queue_upsert(
 ) -> tuple[bool, str]:
     """Queue a new-group signal; a newer one for the same identity replaces it (new price, count + 1).
 
-    Called by the webhook intake under the user's row lock (raw SQL: this is the webhook's hot path).
-    Returns (queued, reason); not queued when the waiting queue is full.
+    Called by the webhook intake on its cursor, under the user's row lock: one statement (the webhook's
+    hot path). A new entry is refused when the queue already holds `max_size` entries.
+    Returns (queued, reason).
     """
-    from positions.services.sql import cursor, row_insert, table
+    from positions.services.sql import insert_statement, table
 
-    identity = [user_id, exchange_config_id, symbol, timeframe, side]
-    cur = cursor()
-    cur.execute(
-        f"UPDATE {table(QueuedSignal)} SET signal_id = %s, entry_price = %s,"
-        " replacement_count = replacement_count + 1, updated_at = now()"
-        " WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s AND timeframe = %s AND side = %s"
-        " RETURNING replacement_count",
-        [signal_id, entry_price, *identity],
-    )
-    replaced = cur.fetchone()
-    if replaced is not None:
-        _publish(user_id, symbol=symbol)
-        return True, f"replaced the queued signal (replacement {replaced[0]})"
-    if max_size is not None:
-        cur.execute(f"SELECT count(*) FROM {table(QueuedSignal)} WHERE user_id = %s", [user_id])
-        if cur.fetchone()[0] >= max_size:
-            return False, f"the waiting queue is full ({max_size})"
-    row_insert(
-        cur,
+    queue = table(QueuedSignal)
+    statement, params = insert_statement(
         QueuedSignal,
         {
             "id": uuid.uuid4(),
@@ -80,7 +65,35 @@ def queue_upsert(
             "entry_price": entry_price,
         },
     )
+    # INSERT ... VALUES (...) becomes INSERT ... SELECT ... WHERE <room in the queue, or a replacement>.
+    columns, _, placeholders = statement.partition(" VALUES ")
+    cur.execute(
+        f"{columns.replace(queue, queue + ' AS q', 1)} SELECT {placeholders[1:-1]}"
+        f" WHERE %s OR (SELECT count(*) FROM {queue} WHERE user_id = %s) < %s"
+        " OR EXISTS (SELECT 1 FROM {queue} WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s"
+        " AND timeframe = %s AND side = %s)"
+        " ON CONFLICT (user_id, exchange_config_id, symbol, timeframe, side) DO UPDATE"
+        " SET signal_id = EXCLUDED.signal_id, entry_price = EXCLUDED.entry_price,"
+        " replacement_count = q.replacement_count + 1, updated_at = EXCLUDED.updated_at"
+        " RETURNING replacement_count".replace("{queue}", queue),
+        [
+            *params,
+            max_size is None,
+            user_id,
+            max_size or 0,
+            user_id,
+            exchange_config_id,
+            symbol,
+            timeframe,
+            side,
+        ],
+    )
+    row = cur.fetchone()
+    if row is None:
+        return False, f"the waiting queue is full ({max_size})"
     _publish(user_id, symbol=symbol)
+    if row[0]:
+        return True, f"replaced the queued signal (replacement {row[0]})"
     return True, "execution pool is full; queued"
 
 

@@ -192,14 +192,24 @@ WORKER_POOL = os.environ.get("WORKER_POOL", "threads")
 WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY") or 8)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening TCP socket that child processes inherit (daphne --fd)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
+def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """`count` bound, listening TCP sockets on one address, one per web process (daphne --fd).
+
+    SO_REUSEPORT makes the kernel spread new connections over the sockets. With one shared socket,
+    whichever process wakes first accepts a whole burst of connections, and a keep-alive client (a
+    proxy, a load test) then loads one process while the others idle.
+    """
+    sockets: list[socket.socket] = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        port = sock.getsockname()[1]  # a free port chosen by the first bind is shared by the others
+        sock.listen(1024)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    return sockets
 
 
 def web_argv(fd: int, *, access_log: bool = True) -> list[str]:
@@ -297,8 +307,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             sup.run_once([*manage, "migrate", "--noinput", "-v", "0"])
             sup.run_once([*manage, "sync_schedules"])
             sup.start("simulator", [PYTHON, "-m", "exchanges.simulator", "--port", str(args.simulator_port)])
-            web = listening_socket(args.host, args.port)
-            for index in range(args.web_processes):
+            for index, web in enumerate(listening_sockets(args.host, args.port, args.web_processes)):
                 sup.start(f"web-{index}", web_argv(web.fileno()), pass_fds=(web.fileno(),))
             sup.start("worker", worker_argv(name="worker@%h", concurrency=args.concurrency))
             sup.start(

@@ -44,7 +44,7 @@ from ..choices import (
     SignalStatus,
 )
 from ..config import effective_config, effective_config_shared
-from ..dispatch import announce, announce_returning
+from ..dispatch import announce_returning
 from ..events import publish_group, publish_signal
 from ..grid import GridConfig, capital_for_pyramid, levels_for_pyramid
 from ..models import EngineConfig, GroupEvent, PositionGroup, Pyramid, WebhookSignal
@@ -64,17 +64,6 @@ class IntakeResult:
 
 
 @dataclass(frozen=True)
-class _Context:
-    """What one read tells about the user an alert is addressed to."""
-
-    secret: str
-    config_id: uuid.UUID | None
-    exchange_name: str
-    engine_config: str | None  # the stored JSON text
-    recent: int  # authenticated requests in the last minute (capped just above the limit)
-
-
-@dataclass(frozen=True)
 class _OpenGroup:
     """The open group of the alert's identity, locked; the attributes `publish_group` reads."""
 
@@ -91,6 +80,19 @@ class _OpenGroup:
     filled_quantity: Decimal
     avg_entry_price: Decimal | None
     realized_pnl: Decimal
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the one read at the start of the transaction tells about the addressed user (locked)."""
+
+    secret: str
+    config_id: uuid.UUID | None
+    exchange_name: str
+    engine_config: str | None  # the stored JSON text
+    recent: int  # authenticated requests in the last minute (capped just above the limit)
+    pool_used: int  # open groups (`riskengine.services.pool_used`)
+    group: _OpenGroup | None  # the open group of the alert's identity, locked
 
 
 @dataclass
@@ -186,36 +188,73 @@ def _user_uuid(user_id: str) -> uuid.UUID | None:
         return None
 
 
-def _context(user_id: uuid.UUID, exchange: str) -> _Context | None:
-    """The active user's secret, their enabled config named `exchange`, their engine config, and how
-    many of their requests that passed authentication arrived in the last minute (the rate limit: a
-    sliding window over the stored requests themselves, read with this one query)."""
+_GROUP_COLUMNS = (
+    "id, user_id, symbol, timeframe, side, status, pyramid_count, max_pyramids, last_pyramid_candle,"
+    " config::text, filled_quantity, avg_entry_price, realized_pnl"
+)
+
+
+def _read_locked(cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str) -> _Context | None:
+    """One statement: lock the active user, read their secret, the enabled exchange config the alert
+    names, the engine config, the rate-limit count and the pool count; lock and read the alert's open
+    group. ``None`` when there is no such active user.
+
+    The rate limit is a sliding window over the stored requests themselves: those of the last minute
+    that passed authentication. The user row is locked first, and NO KEY UPDATE, not UPDATE: a worker
+    that holds one of this user's group rows may insert rows that reference the user (logs) and must
+    not wait for us while we wait for that group.
+    """
     from exchanges.models import ExchangeConfig
 
-    limit = settings.WEBHOOK_RATE_LIMIT_PER_MINUTE
-    cur = sql.cursor()
+    groups = sql.table(PositionGroup)
     cur.execute(
         f"""SELECT u.webhook_secret, ec.id, ec.exchange_name,
                    (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = u.id),
                    (SELECT count(*) FROM (
                         SELECT 1 FROM {sql.table(WebhookSignal)} s
                          WHERE s.user_id = u.id AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
-                         LIMIT %s) recent)
-              FROM {sql.table(User)} u
+                         LIMIT %s) recent),
+                   (SELECT count(*) FROM {groups} p WHERE p.user_id = u.id AND p.status = ANY(%s)),
+                   g.*
+              FROM (SELECT id, webhook_secret FROM {sql.table(User)}
+                     WHERE id = %s AND is_active FOR NO KEY UPDATE) u
               LEFT JOIN LATERAL (
                    SELECT c.id, c.exchange_name FROM {sql.table(ExchangeConfig)} c
                     WHERE c.user_id = u.id AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
                     ORDER BY c.created_at LIMIT 1) ec ON true
-             WHERE u.id = %s AND u.is_active""",
-        [timezone.now() - RATE_WINDOW, limit + 1, exchange.strip(), user_id],
+              LEFT JOIN LATERAL (
+                   SELECT {_GROUP_COLUMNS} FROM {groups}
+                    WHERE user_id = u.id AND exchange_config_id = ec.id AND symbol = %s AND timeframe = %s
+                      AND side = %s AND status <> ALL(%s)
+                    LIMIT 1 FOR UPDATE) g ON true""",
+        [
+            timezone.now() - RATE_WINDOW,
+            settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
+            [str(s) for s in OPEN_GROUP_STATUSES],
+            user_id,
+            (parsed.exchange if parsed else "").strip(),
+            symbol,
+            parsed.timeframe if parsed else "",
+            SIDE,
+            [str(s) for s in FINAL_GROUP_STATUSES],
+        ],
     )
     row = cur.fetchone()
     if row is None:
         return None
-    return _Context(secret=row[0], config_id=row[1], exchange_name=row[2] or "", engine_config=row[3], recent=row[4])
+    return _Context(
+        secret=row[0],
+        config_id=row[1],
+        exchange_name=row[2] or "",
+        engine_config=row[3],
+        recent=row[4],
+        pool_used=row[5],
+        group=None if row[6] is None else _OpenGroup(*row[6:]),
+    )
 
 
 def _store_rejection(
+    cur: Any,
     *,
     user_id: uuid.UUID | None,
     ip: str | None,
@@ -226,7 +265,7 @@ def _store_rejection(
     parsed: ParsedSignal | None,
 ) -> None:
     sql.row_insert(
-        sql.cursor(),
+        cur,
         WebhookSignal,
         {
             "id": uuid.uuid4(),
@@ -242,110 +281,133 @@ def _store_rejection(
             "ack_ms": (time.perf_counter() - started) * 1000,
         },
     )
+    if exc.status in (401, 403):
+        log_warning("WEBHOOK", f"Webhook refused: {exc.detail}", user=user_id, ip=ip)
 
 
-def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | None) -> IntakeResult:
-    """Everything the webhook does, in order; every request leaves a `WebhookSignal` row."""
-    started = time.perf_counter()
-    known_user: uuid.UUID | None = None
-    body: Any = None
-    parsed: ParsedSignal | None = None
-    try:
-        if len(raw) > settings.WEBHOOK_MAX_BODY_BYTES:
-            raise WebhookError(
-                413,
-                "payload_too_large",
-                f"The body is larger than {settings.WEBHOOK_MAX_BODY_BYTES // 1024} KiB.",
-                {"body": ["too large"]},
-            )
-        media_type = content_type.split(";")[0].strip().lower()
-        if media_type not in ACCEPTED_CONTENT_TYPES:
-            raise WebhookError(
-                415,
-                "unsupported_media_type",
-                f"Send the alert as application/json or text/plain, not {media_type or 'nothing'}.",
-                {"content_type": [f"unsupported: {media_type or 'missing'}"]},
-            )
-        body_error = schema_error = None
-        try:
-            body = decode_body(raw)
-            parsed = parse_signal(body)
-        except WebhookError as exc:
-            body_error, schema_error = (None, exc) if body is not None else (exc, None)
-        wanted = _user_uuid(user_id)
-        context = _context(wanted, parsed.exchange if parsed else "") if wanted else None
-        if context is None:
-            raise WebhookError(404, "not_found", "No such webhook URL.")
-        known_user = wanted
-        if settings.WEBHOOK_ALLOWED_IPS and ip not in settings.WEBHOOK_ALLOWED_IPS:
-            raise WebhookError(403, "ip_not_allowed", "Requests from this address are not accepted.")
-        if body_error is not None:
-            raise body_error
-        secret = body.get("secret")
-        if secret is None or secret == "":
-            raise WebhookError(401, "secret_missing", "The body has no secret.", {"secret": ["is required"]})
-        if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), context.secret.encode()):
-            raise WebhookError(403, "secret_invalid", "The secret is wrong.", {"secret": ["does not match"]})
-        if context.recent >= settings.WEBHOOK_RATE_LIMIT_PER_MINUTE:
-            raise WebhookError(429, "throttled", "Too many webhooks for this user; slow down.")
-        if schema_error is not None:
-            raise schema_error
-        assert parsed is not None
-        if context.config_id is None:
-            raise WebhookError(
-                400,
-                "unknown_exchange",
-                f"No enabled exchange config named {parsed.exchange!r}.",
-                {"tv.exchange": [f"no enabled exchange config named {parsed.exchange!r}"]},
-            )
-        symbol, exchange_symbol = resolve_symbol(context.exchange_name, parsed.raw_symbol)
-    except WebhookError as exc:
-        _store_rejection(user_id=known_user, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed)
-        if exc.status in (401, 403):
-            log_warning("WEBHOOK", f"Webhook refused: {exc.detail}", user=known_user, ip=ip)
-        return _error(exc)
-    return _classify_and_store(
-        user_id=known_user,
-        context=context,
-        parsed=parsed,
-        symbol=symbol,
-        exchange_symbol=exchange_symbol,
-        ip=ip,
-        started=started,
-    )
+def _envelope_check(raw: bytes, content_type: str) -> None:
+    if len(raw) > settings.WEBHOOK_MAX_BODY_BYTES:
+        raise WebhookError(
+            413,
+            "payload_too_large",
+            f"The body is larger than {settings.WEBHOOK_MAX_BODY_BYTES // 1024} KiB.",
+            {"body": ["too large"]},
+        )
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type not in ACCEPTED_CONTENT_TYPES:
+        raise WebhookError(
+            415,
+            "unsupported_media_type",
+            f"Send the alert as application/json or text/plain, not {media_type or 'nothing'}.",
+            {"content_type": [f"unsupported: {media_type or 'missing'}"]},
+        )
 
 
 class _DuplicateError(Exception):
     """The signal's idempotency key is taken: undo the classification, store it as a duplicate."""
 
 
-def _lock_and_read(cur: Any, identity: list[Any]) -> tuple[_OpenGroup | None, int]:
-    """Lock the user, then lock and read the identity's open group, and count the pool (one statement).
+def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | None) -> IntakeResult:
+    """Everything the webhook does, in order; every request leaves a `WebhookSignal` row.
 
-    The pool is every open group (`riskengine.services.pool_used`). The user row is locked first, and
-    NO KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows that
-    reference the user (logs) and must not wait for us while we wait for that group.
+    The body is decoded, validated and its symbol resolved first (pure Python and per-process caches);
+    then one transaction reads and locks (`_read_locked`), and either stores the rejection or classifies
+    and stores the signal. Errors are reported in CONTRACT order: size, media type, unknown user, IP,
+    JSON, secret, rate limit, schema, exchange, symbol.
     """
-    group_columns = (
-        "id, user_id, symbol, timeframe, side, status, pyramid_count, max_pyramids, last_pyramid_candle,"
-        " config::text, filled_quantity, avg_entry_price, realized_pnl"
-    )
-    groups = sql.table(PositionGroup)
-    cur.execute(
-        f"""SELECT (SELECT count(*) FROM {groups} p WHERE p.user_id = u.id AND p.status = ANY(%s)), g.*
-              FROM (SELECT id FROM {sql.table(User)} WHERE id = %s FOR NO KEY UPDATE) u
-              LEFT JOIN LATERAL (
-                   SELECT {group_columns} FROM {groups}
-                    WHERE user_id = u.id AND exchange_config_id = %s AND symbol = %s AND timeframe = %s
-                      AND side = %s AND status <> ALL(%s)
-                    LIMIT 1 FOR UPDATE) g ON true""",
-        [[str(s) for s in OPEN_GROUP_STATUSES], *identity, [str(s) for s in FINAL_GROUP_STATUSES]],
-    )
-    row = cur.fetchone()
-    return (None if row[1] is None else _OpenGroup(*row[1:])), int(row[0])
+    started = time.perf_counter()
+    body: Any = None
+    parsed: ParsedSignal | None = None
+    try:
+        _envelope_check(raw, content_type)
+    except WebhookError as exc:
+        with transaction.atomic():
+            _store_rejection(
+                sql.cursor(), user_id=None, ip=ip, exc=exc, body=None, raw=raw, started=started, parsed=None
+            )
+        return _error(exc)
+    body_error = schema_error = symbol_error = None
+    symbol = exchange_symbol = ""
+    try:
+        body = decode_body(raw)
+        parsed = parse_signal(body)
+        symbol, exchange_symbol = resolve_symbol(parsed.exchange, parsed.raw_symbol)
+    except WebhookError as exc:
+        if body is None:
+            body_error = exc
+        elif parsed is None:
+            schema_error = exc
+        else:
+            symbol_error = exc
+    wanted = _user_uuid(user_id)
+    try:
+        with transaction.atomic():
+            cur = sql.cursor()
+            context = _read_locked(cur, wanted, parsed, symbol) if wanted else None
+            try:
+                if context is None:
+                    raise WebhookError(404, "not_found", "No such webhook URL.")
+                if settings.WEBHOOK_ALLOWED_IPS and ip not in settings.WEBHOOK_ALLOWED_IPS:
+                    raise WebhookError(403, "ip_not_allowed", "Requests from this address are not accepted.")
+                if body_error is not None:
+                    raise body_error
+                _secret_check(body, context.secret)
+                if context.recent >= settings.WEBHOOK_RATE_LIMIT_PER_MINUTE:
+                    raise WebhookError(429, "throttled", "Too many webhooks for this user; slow down.")
+                if schema_error is not None:
+                    raise schema_error
+                assert parsed is not None
+                if context.config_id is None:
+                    raise WebhookError(
+                        400,
+                        "unknown_exchange",
+                        f"No enabled exchange config named {parsed.exchange!r}.",
+                        {"tv.exchange": [f"no enabled exchange config named {parsed.exchange!r}"]},
+                    )
+                if symbol_error is not None:
+                    raise symbol_error
+            except WebhookError as exc:
+                known = wanted if context is not None else None
+                _store_rejection(cur, user_id=known, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed)
+                return _error(exc)
+            return _classify_and_store(
+                cur,
+                user_id=wanted,
+                context=context,
+                parsed=parsed,
+                symbol=symbol,
+                exchange_symbol=exchange_symbol,
+                ip=ip,
+                started=started,
+            )
+    except _DuplicateError as duplicate:
+        values = duplicate.args[0]
+        reason = "the same trade_id, timestamp and action was already received"
+        values.update(
+            id=uuid.uuid4(),
+            idempotency_key=None,
+            classification="",
+            status=SignalStatus.DUPLICATE,
+            http_status=200,
+            reason=reason,
+            group_id=None,
+            processing_status=ProcessingStatus.NONE,
+            ack_ms=(time.perf_counter() - started) * 1000,
+        )
+        sql.row_insert(sql.cursor(), WebhookSignal, values)
+        return IntakeResult(200, {"status": "duplicate", "reason": reason, "signal_id": str(values["id"])})
+
+
+def _secret_check(body: dict[str, Any], expected: str) -> None:
+    secret = body.get("secret")
+    if secret is None or secret == "":
+        raise WebhookError(401, "secret_missing", "The body has no secret.", {"secret": ["is required"]})
+    if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), expected.encode()):
+        raise WebhookError(403, "secret_invalid", "The secret is wrong.", {"secret": ["does not match"]})
 
 
 def _classify_and_store(
+    cur: Any,
     *,
     user_id: uuid.UUID,
     context: _Context,
@@ -355,6 +417,8 @@ def _classify_and_store(
     ip: str | None,
     started: float,
 ) -> IntakeResult:
+    """Classify under the user lock and write everything in one statement (`sql.Batch`), the signal
+    row last: the unique constraint on its idempotency key decides whether all of it stands."""
     now = timezone.now()
     values = {
         "id": uuid.uuid4(),
@@ -375,59 +439,41 @@ def _classify_and_store(
         "order_size": parsed.order_size,
         "idempotency_key": _idempotency_key(parsed),
     }
-    try:
-        with transaction.atomic():
-            cur = sql.cursor()
-            identity = [user_id, context.config_id, symbol, parsed.timeframe, SIDE]
-            group, pool_used = _lock_and_read(cur, identity)
-            outcome = _Outcome(id=values["id"], user_id=user_id, symbol=symbol, action=parsed.action)
-            if parsed.is_exit:
-                result = _classify_exit(outcome, group, identity)
-            elif group is not None:
-                result = _classify_pyramid(cur, outcome, group, parsed, now)
-            else:
-                result = _classify_new(cur, outcome, context, parsed, symbol, exchange_symbol, now, pool_used)
-            # The signal row goes in last, with its outcome: its foreign keys are checked at commit, and
-            # the unique constraint on the idempotency key decides here whether all of this stands.
-            values.update(
-                classification=outcome.classification,
-                status=outcome.status,
-                http_status=outcome.http_status,
-                reason=outcome.reason,
-                group_id=outcome.group_id,
-                processing_status=outcome.processing_status,
-                ack_ms=(time.perf_counter() - started) * 1000,
-            )
-            if not outcome.keep_idempotency_key:
-                values["idempotency_key"] = None
-            # A pending signal is announced to the dispatcher by the same statement (NOTIFY is
-            # delivered on commit): no enqueue call on the web process (see `positions.dispatch`).
-            pending = outcome.processing_status == ProcessingStatus.PENDING
-            stored = sql.row_insert(
-                cur,
-                WebhookSignal,
-                values,
-                suffix=" ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
-                + (announce_returning() if pending else " RETURNING id"),
-            )
-            if stored is None:
-                raise _DuplicateError
-            publish_signal(outcome)
-    except _DuplicateError:
-        reason = "the same trade_id, timestamp and action was already received"
-        values.update(
-            id=uuid.uuid4(),
-            idempotency_key=None,
-            classification="",
-            status=SignalStatus.DUPLICATE,
-            http_status=200,
-            reason=reason,
-            group_id=None,
-            processing_status=ProcessingStatus.NONE,
-            ack_ms=(time.perf_counter() - started) * 1000,
-        )
-        sql.row_insert(sql.cursor(), WebhookSignal, values)
-        return IntakeResult(200, {"status": "duplicate", "reason": reason, "signal_id": str(values["id"])})
+    batch = sql.Batch()
+    identity = [user_id, context.config_id, symbol, parsed.timeframe, SIDE]
+    outcome = _Outcome(id=values["id"], user_id=user_id, symbol=symbol, action=parsed.action)
+    group = context.group
+    if parsed.is_exit:
+        result = _classify_exit(outcome, group, identity)
+    elif group is not None:
+        result = _classify_pyramid(batch, outcome, group, parsed, now)
+    else:
+        result = _classify_new(cur, batch, outcome, context, parsed, symbol, exchange_symbol, now)
+    values.update(
+        classification=outcome.classification,
+        status=outcome.status,
+        http_status=outcome.http_status,
+        reason=outcome.reason,
+        group_id=outcome.group_id,
+        processing_status=outcome.processing_status,
+        ack_ms=(time.perf_counter() - started) * 1000,
+    )
+    if not outcome.keep_idempotency_key:
+        values["idempotency_key"] = None
+    # A pending signal is announced to the dispatcher by the same statement (NOTIFY is delivered on
+    # commit): no enqueue call on the web process (see `positions.dispatch`).
+    pending = outcome.processing_status == ProcessingStatus.PENDING
+    statement, params = sql.insert_statement(WebhookSignal, values)
+    stored = batch.run(
+        cur,
+        statement
+        + " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+        + (announce_returning() if pending else " RETURNING id"),
+        params,
+    )
+    if stored is None:
+        raise _DuplicateError(values)
+    publish_signal(outcome)
     return result
 
 
@@ -453,7 +499,7 @@ def _candle(parsed: ParsedSignal, now: datetime) -> datetime:
 
 
 def _classify_pyramid(
-    cur: Any, outcome: _Outcome, group: _OpenGroup, parsed: ParsedSignal, now: datetime
+    batch: sql.Batch, outcome: _Outcome, group: _OpenGroup, parsed: ParsedSignal, now: datetime
 ) -> IntakeResult:
     outcome.classification, outcome.group_id = SignalClassification.PYRAMID, group.id
     candle = _candle(parsed, now)
@@ -474,8 +520,10 @@ def _classify_pyramid(
         return skipped
     index = group.pyramid_count
     merged, grid = effective_config_shared(group.config, symbol=group.symbol, timeframe=group.timeframe)
-    _pyramid_insert(cur, group.id, outcome.id, index, grid, parsed, use_signal_size=bool(merged.get("use_signal_size")))
-    cur.execute(
+    _pyramid_insert(
+        batch, group.id, outcome.id, index, grid, parsed, use_signal_size=bool(merged.get("use_signal_size"))
+    )
+    batch.add(
         f"UPDATE {sql.table(PositionGroup)} SET pyramid_count = %s, last_pyramid_candle = %s, updated_at = %s"
         " WHERE id = %s",
         [index + 1, candle, now, group.id],
@@ -491,7 +539,7 @@ def _with(group: _OpenGroup, **changes: Any) -> _OpenGroup:
 
 
 def _pyramid_insert(
-    cur: Any,
+    batch: sql.Batch,
     group_id: uuid.UUID,
     signal_id: uuid.UUID,
     index: int,
@@ -507,8 +555,7 @@ def _pyramid_insert(
         {"gap_percent": str(lv.gap_percent), "weight_percent": str(lv.weight_percent), "tp_percent": str(lv.tp_percent)}
         for lv in levels_for_pyramid(grid, index)
     ]
-    sql.row_insert(
-        cur,
+    batch.insert(
         Pyramid,
         {
             "group_id": group_id,
@@ -524,20 +571,21 @@ def _pyramid_insert(
 
 def _classify_new(
     cur: Any,
+    batch: sql.Batch,
     outcome: _Outcome,
     context: _Context,
     parsed: ParsedSignal,
     symbol: str,
     exchange_symbol: str,
     now: datetime,
-    pool_used: int,
 ) -> IntakeResult:
     from riskengine.services import queue_upsert
 
     merged, grid = effective_config_shared(context.engine_config, symbol=symbol, timeframe=parsed.timeframe)
-    if pool_used >= merged["max_open_groups"]:
+    if context.pool_used >= merged["max_open_groups"]:
         outcome.classification = SignalClassification.QUEUED
         queued, reason = queue_upsert(
+            cur,
             user_id=outcome.user_id,
             signal_id=outcome.id,
             exchange_config_id=context.config_id,
@@ -552,7 +600,7 @@ def _classify_new(
         outcome.reason = reason
         return outcome.accept(SignalClassification.QUEUED, None, "Execution pool is full; signal queued")
     group_id = group_insert(
-        cur,
+        batch,
         signal_id=outcome.id,
         user_id=outcome.user_id,
         config_id=context.config_id,
@@ -568,7 +616,7 @@ def _classify_new(
 
 
 def group_insert(
-    cur: Any,
+    batch: sql.Batch,
     *,
     signal_id: uuid.UUID,
     user_id: uuid.UUID,
@@ -581,7 +629,8 @@ def group_insert(
     parsed: ParsedSignal,
     now: datetime,
 ) -> uuid.UUID:
-    """Create a `waiting` group with pyramid 0 (the caller holds the user lock and has checked the pool)."""
+    """Add a `waiting` group with pyramid 0 to `batch` (the caller holds the user lock and has checked
+    the pool)."""
     group_id = uuid.uuid4()
     values = {
         "id": group_id,
@@ -600,10 +649,9 @@ def group_insert(
         "created_at": now,
         "updated_at": now,
     }
-    sql.row_insert(cur, PositionGroup, values)
-    _pyramid_insert(cur, group_id, signal_id, 0, grid, parsed, use_signal_size=bool(merged.get("use_signal_size")))
-    sql.row_insert(
-        cur,
+    batch.insert(PositionGroup, values)
+    _pyramid_insert(batch, group_id, signal_id, 0, grid, parsed, use_signal_size=bool(merged.get("use_signal_size")))
+    batch.insert(
         GroupEvent,
         {
             "group_id": group_id,
@@ -642,8 +690,9 @@ def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
     parsed = replace(parse_signal(signal.body or {}), entry_price=entry.entry_price)
     stored = EngineConfig.objects.filter(user_id=entry.user_id).values_list("data", flat=True).first()
     merged, grid = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
+    batch = sql.Batch()
     group_id = group_insert(
-        sql.cursor(),
+        batch,
         signal_id=signal.pk,
         user_id=entry.user_id,
         config_id=entry.exchange_config_id,
@@ -655,6 +704,10 @@ def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
         parsed=parsed,
         now=timezone.now(),
     )
-    WebhookSignal.objects.filter(pk=signal.pk).update(group_id=group_id, processing_status=ProcessingStatus.PENDING)
-    announce(sql.cursor(), signal.pk)
+    batch.run(
+        sql.cursor(),
+        f"UPDATE {sql.table(WebhookSignal)} SET group_id = %s, processing_status = %s WHERE id = %s"
+        + announce_returning(),
+        [group_id, ProcessingStatus.PENDING, signal.pk],
+    )
     return PositionGroup.objects.get(pk=group_id)

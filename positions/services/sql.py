@@ -40,14 +40,8 @@ def _insert_statement(model: type[models.Model]) -> tuple[str, tuple[models.Fiel
     return f"INSERT INTO {table(model)} ({columns}) VALUES ({placeholders})", fields
 
 
-def row_insert(
-    cur: psycopg.Cursor, model: type[models.Model], values: Mapping[str, Any], *, suffix: str = ""
-) -> Sequence[Any] | None:
-    """Insert one row: `values` by attribute name (`user_id`), the field's default for the rest.
-
-    `suffix` is appended to the statement (``ON CONFLICT ... RETURNING ...``); the first returned row,
-    if any, is the result.
-    """
+def insert_statement(model: type[models.Model], values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """``INSERT`` of one row: `values` by attribute name (`user_id`), the field's default for the rest."""
     statement, fields = _insert_statement(model)
     now = None
     params = []
@@ -59,5 +53,41 @@ def row_insert(
         else:
             value = field.get_default()
         params.append(field.get_db_prep_save(value, connection))
+    return statement, params
+
+
+def row_insert(
+    cur: psycopg.Cursor, model: type[models.Model], values: Mapping[str, Any], *, suffix: str = ""
+) -> Sequence[Any] | None:
+    """Insert one row (see `insert_statement`). `suffix` is appended (``ON CONFLICT ... RETURNING ...``);
+    the first returned row, if any, is the result."""
+    statement, params = insert_statement(model, values)
     cur.execute(statement + suffix, params)
-    return cur.fetchone() if suffix and "RETURNING" in suffix else None
+    return cur.fetchone() if "RETURNING" in suffix else None
+
+
+class Batch:
+    """Writes sent as one statement: data-modifying CTEs ahead of a final statement.
+
+    PostgreSQL runs every statement of a ``WITH`` exactly once, on one snapshot; none of ours reads
+    what another writes, and foreign keys are checked at commit (Django makes them deferrable).
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, list[Any]]] = []
+
+    def add(self, statement: str, params: Sequence[Any]) -> None:
+        self._parts.append((statement, list(params)))
+
+    def insert(self, model: type[models.Model], values: Mapping[str, Any]) -> None:
+        self._parts.append(insert_statement(model, values))
+
+    def run(self, cur: psycopg.Cursor, statement: str, params: Sequence[Any]) -> Sequence[Any] | None:
+        """Execute the batch ending with `statement`; its first returned row, if it returns any."""
+        prefix = ", ".join(f"w{index} AS ({part})" for index, (part, _) in enumerate(self._parts))
+        cur.execute(
+            (f"WITH {prefix} " if prefix else "") + statement,
+            [value for _, part_params in self._parts for value in part_params] + list(params),
+        )
+        self._parts = []
+        return cur.fetchone() if "RETURNING" in statement else None
