@@ -195,44 +195,55 @@ _GROUP_COLUMNS = (
 
 
 def _read_locked(cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str) -> _Context | None:
-    """One statement: lock the active user, read their secret, the enabled exchange config the alert
-    names, the engine config, the rate-limit count and the pool count; lock and read the alert's open
-    group. ``None`` when there is no such active user.
+    """Lock the active user, then read (one statement) their secret, the enabled exchange config the
+    alert names, the engine config, the rate-limit count and the pool count, and lock and read the
+    alert's open group. ``None`` when there is no such active user.
 
+    Two statements, not one: a statement reads from the snapshot it took when it started, so reads in
+    the statement that waited for the user lock could miss what the previous holder committed.
+    The user row is locked NO KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows
+    may insert rows that reference the user (logs) and must not wait for us while we wait for that group.
     The rate limit is a sliding window over the stored requests themselves: those of the last minute
-    that passed authentication. The user row is locked first, and NO KEY UPDATE, not UPDATE: a worker
-    that holds one of this user's group rows may insert rows that reference the user (logs) and must
-    not wait for us while we wait for that group.
+    that passed authentication.
     """
     from exchanges.models import ExchangeConfig
 
+    cur.execute(
+        f"SELECT webhook_secret FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE", [user_id]
+    )
+    user = cur.fetchone()
+    if user is None:
+        return None
     groups = sql.table(PositionGroup)
     cur.execute(
-        f"""SELECT u.webhook_secret, ec.id, ec.exchange_name,
-                   (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = u.id),
+        f"""SELECT ec.id, ec.exchange_name,
+                   (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = %s),
                    (SELECT count(*) FROM (
                         SELECT 1 FROM {sql.table(WebhookSignal)} s
-                         WHERE s.user_id = u.id AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
+                         WHERE s.user_id = %s AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
                          LIMIT %s) recent),
-                   (SELECT count(*) FROM {groups} p WHERE p.user_id = u.id AND p.status = ANY(%s)),
+                   (SELECT count(*) FROM {groups} p WHERE p.user_id = %s AND p.status = ANY(%s)),
                    g.*
-              FROM (SELECT id, webhook_secret FROM {sql.table(User)}
-                     WHERE id = %s AND is_active FOR NO KEY UPDATE) u
+              FROM (SELECT 1) one
               LEFT JOIN LATERAL (
                    SELECT c.id, c.exchange_name FROM {sql.table(ExchangeConfig)} c
-                    WHERE c.user_id = u.id AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
+                    WHERE c.user_id = %s AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
                     ORDER BY c.created_at LIMIT 1) ec ON true
               LEFT JOIN LATERAL (
                    SELECT {_GROUP_COLUMNS} FROM {groups}
-                    WHERE user_id = u.id AND exchange_config_id = ec.id AND symbol = %s AND timeframe = %s
+                    WHERE user_id = %s AND exchange_config_id = ec.id AND symbol = %s AND timeframe = %s
                       AND side = %s AND status <> ALL(%s)
                     LIMIT 1 FOR UPDATE) g ON true""",
         [
+            user_id,
+            user_id,
             timezone.now() - RATE_WINDOW,
             settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
+            user_id,
             [str(s) for s in OPEN_GROUP_STATUSES],
             user_id,
             (parsed.exchange if parsed else "").strip(),
+            user_id,
             symbol,
             parsed.timeframe if parsed else "",
             SIDE,
@@ -240,16 +251,14 @@ def _read_locked(cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symb
         ],
     )
     row = cur.fetchone()
-    if row is None:
-        return None
     return _Context(
-        secret=row[0],
-        config_id=row[1],
-        exchange_name=row[2] or "",
-        engine_config=row[3],
-        recent=row[4],
-        pool_used=row[5],
-        group=None if row[6] is None else _OpenGroup(*row[6:]),
+        secret=user[0],
+        config_id=row[0],
+        exchange_name=row[1] or "",
+        engine_config=row[2],
+        recent=row[3],
+        pool_used=row[4],
+        group=None if row[5] is None else _OpenGroup(*row[5:]),
     )
 
 
