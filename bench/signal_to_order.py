@@ -183,6 +183,8 @@ def run(harness: Harness) -> dict[str, Any]:
         "http_p50_ms": ms(percentile(http, 50)),
         "queue_p50_ms": ms(percentile(queue, 50)),
         "place_p50_ms": ms(percentile(place, 50)),
+        "queue_max_ms": ms(max(queue, default=float("nan"))),
+        "place_max_ms": ms(max(place, default=float("nan"))),
         "traders": len(traders),
         "loadavg_1m": load,
     }

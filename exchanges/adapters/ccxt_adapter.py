@@ -489,15 +489,20 @@ class CcxtAdapter(ExchangeAdapter):
         exchangeInfo (Binance weight 20) on first use — a threaded worker with many accounts would
         spend the whole minute's budget on it.
         """
-        key = (self.ccxt_id, self._host(client), self.sandbox)
-        with _SHARED_MARKETS_LOCK:
-            cached = _SHARED_MARKETS.get(key)
-        if cached is not None and time.monotonic() - cached[1] < SHARED_MARKETS_TTL_S:
-            client.set_markets(cached[0])
+        if self._attach_shared_markets(client):
             return
         await client.load_markets()
         with _SHARED_MARKETS_LOCK:
-            _SHARED_MARKETS[key] = (client.markets, time.monotonic())
+            _SHARED_MARKETS[(self.ccxt_id, self._host(client), self.sandbox)] = (client.markets, time.monotonic())
+
+    def _attach_shared_markets(self, client: Any) -> bool:
+        """Give `client` this process's loaded markets when they are fresh; False when it must load."""
+        with _SHARED_MARKETS_LOCK:
+            cached = _SHARED_MARKETS.get((self.ccxt_id, self._host(client), self.sandbox))
+        if cached is None or time.monotonic() - cached[1] >= SHARED_MARKETS_TTL_S:
+            return False
+        client.set_markets(cached[0])
+        return True
 
     def _call(
         self,
@@ -514,8 +519,8 @@ class CcxtAdapter(ExchangeAdapter):
             self._circuit.before_call()
             client = self._client()
             budget = self._budget_for(client)
-            if needs_markets and not client.markets:
-                budget.reserve("markets")  # ccxt loads them implicitly before the first call
+            if needs_markets and not client.markets and not self._attach_shared_markets(client):
+                budget.reserve("markets")  # the first call below loads them (exchangeInfo)
             budget.reserve(operation, count=count, orders=1 if placing else 0)
             try:
                 result = _run(self._invoke(client, fn, needs_markets=needs_markets))

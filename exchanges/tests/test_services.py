@@ -104,6 +104,32 @@ def test_every_call_books_weight_and_the_header_corrects_it(simulator_account: S
     assert budget.used() >= reported
 
 
+def test_a_second_account_reuses_the_process_markets_and_books_no_exchange_info(
+    simulator_account: SimulatorAccount, user_factory: Any
+) -> None:
+    """exchangeInfo (weight 20) is loaded once per process, and only that load is booked: a worker with
+    many accounts and threads once spent its whole minute of weight on markets it already had."""
+    import time
+
+    from exchanges.tests.support import make_simulator_account
+
+    first = simulator_account.adapter()
+    first.fetch_ticker("BTC/USDT")
+    other = make_simulator_account(simulator_account.simulator, user=user_factory())
+    try:
+        for _ in range(3):  # a minute boundary in between resets the counters: measure again
+            minute = int(time.time() // 60)
+            first.fetch_ticker("BTC/USDT")
+            booked = first.budget.used()  # type: ignore[attr-defined]
+            second = other.adapter()
+            second.fetch_ticker("BTC/USDT")  # this client's first call
+            if int(time.time() // 60) == minute:
+                break
+        assert second.budget.used() == booked + 2  # type: ignore[attr-defined]  # the ticker, no markets
+    finally:
+        other.close()
+
+
 def test_repeated_network_failures_open_the_circuit(settings: Any) -> None:
     settings.SIMULATOR_URL = "http://127.0.0.1:9"
     settings.EXCHANGE_TIMEOUT_MS = 300
