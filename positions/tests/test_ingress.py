@@ -1,0 +1,128 @@
+"""The webhook's own ASGI route (`positions.ingress`) and the signal dispatcher (`positions.dispatch`).
+
+The route is driven through the project's real ASGI application, as daphne calls it; the intake runs in
+the route's own threads, so these tests use committed data (transactional database).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import HttpCommunicator
+from django.db import connections
+
+from positions.models import PositionGroup, WebhookSignal
+from positions.tests.conftest import alert, post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _asgi(method: str, path: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None) -> dict:
+    from tradingsite.asgi import application
+
+    async def call() -> dict:
+        sent = [(b"host", b"localhost"), *(headers or [])]
+        communicator = HttpCommunicator(application, method, path, body=body, headers=sent)
+        return await communicator.get_response(timeout=20)
+
+    return async_to_sync(call)()
+
+
+def _json_headers(extra: list[tuple[bytes, bytes]] | None = None) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), *(extra or [])]
+
+
+def test_a_webhook_post_is_answered_by_the_route_and_opens_a_group(trader, sim_config):
+    body = json.dumps(alert(trader.webhook_secret)).encode()
+    response = _asgi("POST", f"/api/webhook/{trader.pk}", body, _json_headers())
+
+    payload = json.loads(response["body"])
+    assert response["status"] == 202, payload
+    assert payload["classification"] == "new_entry" and payload["status"] == "accepted"
+    assert (b"x-content-type-options", b"nosniff") in response["headers"]
+    group = PositionGroup.objects.get(pk=payload["group_id"])
+    assert group.status == "waiting" and group.symbol == "BTC/USDT"
+    signal = WebhookSignal.objects.get(pk=payload["signal_id"])
+    assert signal.processing_status == "pending" and signal.body["secret"] == "[redacted]"
+
+
+def test_an_announced_oversized_body_is_refused_unread_and_recorded(trader, sim_config):
+    headers = _json_headers([(b"content-length", str(10 * 1024 * 1024).encode())])
+    response = _asgi("POST", f"/api/webhook/{trader.pk}", b"{}", headers)
+
+    assert response["status"] == 413
+    assert json.loads(response["body"])["error"] == "payload_too_large"
+    assert WebhookSignal.objects.get().http_status == 413
+
+
+def test_other_methods_reach_django_and_get_405(trader):
+    response = _asgi("GET", f"/api/webhook/{trader.pk}")
+    assert response["status"] == 405
+
+
+def test_the_route_honours_the_trusted_proxy_for_the_allowlist(trader, sim_config, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.WEBHOOK_ALLOWED_IPS = ["52.89.214.238"]
+    body = json.dumps(alert(trader.webhook_secret)).encode()
+    refused = _asgi("POST", f"/api/webhook/{trader.pk}", body, _json_headers([(b"x-forwarded-for", b"10.0.0.9")]))
+    allowed = _asgi("POST", f"/api/webhook/{trader.pk}", body, _json_headers([(b"x-forwarded-for", b"52.89.214.238")]))
+
+    assert refused["status"] == 403 and json.loads(refused["body"])["error"] == "ip_not_allowed"
+    assert allowed["status"] == 202
+    assert WebhookSignal.objects.filter(source_ip="52.89.214.238", http_status=202).count() == 1
+
+
+# ------------------------------------------------------------------------------------------ dispatcher
+
+
+def _wait(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_one_dispatcher_leads_sweeps_on_takeover_and_relays_announcements(client, trader, sim_config):
+    """The celery enqueue is replaced by a list here; the worker's bootstep enqueues `process_signal`."""
+    from positions.dispatch import SignalDispatcher
+
+    first_id = post(client, trader, alert(trader.webhook_secret)).json()["signal_id"]
+    params = connections["default"].get_connection_params()
+    sent_a: list[str] = []
+    sent_b: list[str] = []
+    lock = threading.Lock()
+
+    def sink(into: list[str]):  # type: ignore[no-untyped-def]
+        def send(signal_id: str) -> None:
+            with lock:
+                into.append(signal_id)
+
+        return send
+
+    a = SignalDispatcher(params, dispatch=sink(sent_a))
+    b = SignalDispatcher(params, dispatch=sink(sent_b))
+    a.start()
+    try:
+        assert a.leading.wait(10)
+        assert _wait(lambda: sent_a == [first_id])  # pending before anyone listened: swept on start
+        b.start()
+        time.sleep(1.5)
+        assert not b.leading.is_set()  # a standby while `a` holds the lock
+
+        second = alert(trader.webhook_secret, tv={"symbol": "ETHUSDT"}, strategy_info={"trade_id": "T-9"})
+        second_id = post(client, trader, second).json()["signal_id"]
+        assert _wait(lambda: sent_a == [first_id, second_id])  # NOTIFY on commit, relayed at once
+        assert sent_b == []
+
+        a.stop()
+        assert b.leading.wait(10)  # takes over, and hands over everything still pending
+        assert _wait(lambda: sorted(sent_b) == sorted([first_id, second_id]))
+    finally:
+        a.stop()
+        b.stop()
