@@ -122,3 +122,7 @@ class DispatcherStep(bootsteps.StartStopStep):
         if self.dispatcher is not None:
             self.dispatcher.stop()
             self.dispatcher = None
+
+    # A worker told to terminate (not to stop) calls this instead; the dispatcher must go either way, or
+    # its connection keeps the leader lock.
+    terminate = stop

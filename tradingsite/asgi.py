@@ -11,8 +11,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from positions.ingress import WebhookIngress  # noqa: E402
+from tradingsite import daphne_tuning  # noqa: E402
 from tradingsite.routing import websocket_urlpatterns  # noqa: E402
 from tradingsite.websocket_auth import JWTOrSessionAuthMiddleware  # noqa: E402
+
+daphne_tuning.install()
 
 application = ProtocolTypeRouter(
     {

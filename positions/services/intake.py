@@ -208,52 +208,49 @@ def _read_locked(cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symb
     """
     from exchanges.models import ExchangeConfig
 
-    groups = sql.table(PositionGroup)
-    lock, read = cur, sql.cursor()
-    # BEGIN, the lock and the read go to the server in one round trip; it runs them in order, so the read
-    # still starts after the lock is held.
-    with cur.connection.pipeline():
-        lock.execute(
-            f"SELECT webhook_secret FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE", [user_id]
-        )
-        read.execute(
-            f"""SELECT ec.id, ec.exchange_name,
-                   (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = %s),
-                   (SELECT count(*) FROM (
-                        SELECT 1 FROM {sql.table(WebhookSignal)} s
-                         WHERE s.user_id = %s AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
-                         LIMIT %s) recent),
-                   (SELECT count(*) FROM {groups} p WHERE p.user_id = %s AND p.status = ANY(%s)),
-                   g.*
-              FROM (SELECT 1) one
-              LEFT JOIN LATERAL (
-                   SELECT c.id, c.exchange_name FROM {sql.table(ExchangeConfig)} c
-                    WHERE c.user_id = %s AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
-                    ORDER BY c.created_at LIMIT 1) ec ON true
-              LEFT JOIN LATERAL (
-                   SELECT {_GROUP_COLUMNS} FROM {groups}
-                    WHERE user_id = %s AND exchange_config_id = ec.id AND symbol = %s AND timeframe = %s
-                      AND side = %s AND status <> ALL(%s)
-                    LIMIT 1 FOR UPDATE) g ON true""",
-            [
-                user_id,
-                user_id,
-                timezone.now() - RATE_WINDOW,
-                settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
-                user_id,
-                [str(s) for s in OPEN_GROUP_STATUSES],
-                user_id,
-                (parsed.exchange if parsed else "").strip(),
-                user_id,
-                symbol,
-                parsed.timeframe if parsed else "",
-                SIDE,
-                [str(s) for s in FINAL_GROUP_STATUSES],
-            ],
-        )
-    user, row = lock.fetchone(), read.fetchone()
+    cur.execute(
+        f"SELECT webhook_secret FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE", [user_id]
+    )
+    user = cur.fetchone()
     if user is None:
         return None
+    groups = sql.table(PositionGroup)
+    cur.execute(
+        f"""SELECT ec.id, ec.exchange_name,
+               (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = %s),
+               (SELECT count(*) FROM (
+                    SELECT 1 FROM {sql.table(WebhookSignal)} s
+                     WHERE s.user_id = %s AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
+                     LIMIT %s) recent),
+               (SELECT count(*) FROM {groups} p WHERE p.user_id = %s AND p.status = ANY(%s)),
+               g.*
+          FROM (SELECT 1) one
+          LEFT JOIN LATERAL (
+               SELECT c.id, c.exchange_name FROM {sql.table(ExchangeConfig)} c
+                WHERE c.user_id = %s AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
+                ORDER BY c.created_at LIMIT 1) ec ON true
+          LEFT JOIN LATERAL (
+               SELECT {_GROUP_COLUMNS} FROM {groups}
+                WHERE user_id = %s AND exchange_config_id = ec.id AND symbol = %s AND timeframe = %s
+                  AND side = %s AND status <> ALL(%s)
+                LIMIT 1 FOR UPDATE) g ON true""",
+        [
+            user_id,
+            user_id,
+            timezone.now() - RATE_WINDOW,
+            settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
+            user_id,
+            [str(s) for s in OPEN_GROUP_STATUSES],
+            user_id,
+            (parsed.exchange if parsed else "").strip(),
+            user_id,
+            symbol,
+            parsed.timeframe if parsed else "",
+            SIDE,
+            [str(s) for s in FINAL_GROUP_STATUSES],
+        ],
+    )
+    row = cur.fetchone()
     return _Context(
         secret=user[0],
         config_id=row[0],

@@ -1,8 +1,8 @@
 """Raw SQL on Django's own connection, for the webhook's hot path (see `intake`).
 
 The ORM costs 150–300 µs of CPU per statement (query compilation, model instances); a statement sent
-here costs a fraction of that. Cursors bind parameters on the server, so psycopg prepares a statement
-after a few uses and PostgreSQL stops parsing and planning it. They run on `django.db.connection`, so
+here costs a fraction of that. Cursors bind parameters on the server and prepare their statements, so
+PostgreSQL stops parsing and planning them. They run on `django.db.connection`, so
 `transaction.atomic()`, `on_commit` and the test database's transaction all apply as usual.
 
 `row_insert` builds its column list from the model (serial keys left to their sequence), so a field
@@ -21,10 +21,23 @@ from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
 
-def cursor() -> psycopg.Cursor:
-    """A server-side-binding cursor on this thread's Django connection."""
+class PreparedCursor(psycopg.Cursor):  # type: ignore[type-arg]
+    """Binds parameters on the server and prepares every statement it runs.
+
+    Django turns psycopg's automatic preparation off for its connections (`prepare_threshold=None`,
+    for connection poolers); these statements are few and run for every webhook, so they are prepared
+    explicitly: PostgreSQL then parses each once per connection and stops planning it once a generic plan
+    is as good (planning cost more than executing the webhook's main read).
+    """
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = True, binary: bool | None = None):  # type: ignore[override]
+        return super().execute(query, params, prepare=prepare, binary=binary)
+
+
+def cursor() -> PreparedCursor:
+    """A preparing, server-side-binding cursor on this thread's Django connection."""
     connection.ensure_connection()
-    return psycopg.Cursor(connection.connection)
+    return PreparedCursor(connection.connection)
 
 
 def table(model: type[models.Model]) -> str:

@@ -1,0 +1,22 @@
+"""Turn off Twisted's POST form parsing in daphne's requests.
+
+Twisted's `Request` parses the Content-Type of every POST with the `email` package and, for form
+uploads, parses the whole body into `request.args` (`parsePOSTFormSubmission`, default on). Daphne never
+reads `args`: it hands the raw body to the ASGI application, and Django parses forms itself. So the
+parse is pure cost: about a tenth of a web process's CPU per webhook, and for multipart uploads a
+second copy of the body in memory. Daphne creates its requests without the argument, so its request
+class gets it as a default here. Imported by `tradingsite.asgi`, i.e. in every daphne process.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from daphne.http_protocol import WebRequest
+
+
+def install() -> None:
+    if getattr(WebRequest, "_form_parsing_off", False):
+        return
+    WebRequest.__init__ = functools.partialmethod(WebRequest.__init__, parsePOSTFormSubmission=False)  # type: ignore[method-assign]
+    WebRequest._form_parsing_off = True  # type: ignore[attr-defined]
