@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import pytest
 
 from positions.tests.conftest import alert, post
+from tradingsite.tests.support import test_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -119,21 +119,6 @@ def _candles(path: Path, scale: Decimal, tick: Decimal) -> list[Candle]:
 
 
 # -------------------------------------------------------------------------------------- the worker
-
-
-def _database_url() -> str:
-    """The test database as a URL for the worker process (the socket directory may be HOST or an option)."""
-    from django.db import connection
-
-    db = connection.settings_dict
-    host = str(db.get("HOST") or "")
-    host = quote(host, safe="") if host.startswith("/") else host
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    user = quote(str(db.get("USER") or ""), safe="")
-    password = f":{quote(str(db['PASSWORD']), safe='')}" if db.get("PASSWORD") else ""
-    options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if isinstance(v, str | int)}
-    query = f"?{urlencode(options)}" if options else ""
-    return f"postgres://{user}{password}@{host}{port}/{quote(db['NAME'], safe='')}{query}"
 
 
 @dataclass
@@ -374,7 +359,7 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tradingsite.settings.test",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": test_database_url(),
         "SIMULATOR_URL": simulator.url,
         "EXCHANGE_TIMEOUT_MS": str(EXCHANGE_TIMEOUT_MS),
         "CELERY_VISIBILITY_TIMEOUT": "10",

@@ -1,0 +1,102 @@
+"""The web processes as `make run` starts them: daphne on per-process SO_REUSEPORT sockets, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from accounts.models import AuditLog
+from positions.models import PositionGroup
+from positions.tests.conftest import alert, load_rules
+from tradingsite.tests.support import test_database_url
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def web(tmp_path):  # type: ignore[no-untyped-def]
+    """Two daphne processes on one port, each on its own socket; yields the base URL."""
+    from tradingsite.stack import listening_sockets, web_argv
+
+    sockets = listening_sockets("127.0.0.1", 0, 2)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tradingsite.settings.test", "DATABASE_URL": test_database_url()}
+    processes = []
+    for index, sock in enumerate(sockets):
+        log = (tmp_path / f"web-{index}.log").open("wb")
+        processes.append(
+            subprocess.Popen(
+                web_argv(sock.fileno(), access_log=False),
+                cwd=ROOT,
+                env=env,
+                pass_fds=(sock.fileno(),),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(base + "/api/health", timeout=5)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, (tmp_path / "web-0.log").read_text(errors="replace")[-3000:]
+                time.sleep(0.2)
+        time.sleep(1)  # the second process may still be importing
+        yield base
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(20)
+        for sock in sockets:
+            sock.close()
+
+
+def test_webhooks_and_forms_through_real_daphne(web, trader):
+    from exchanges.models import ExchangeConfig
+
+    config = ExchangeConfig(user=trader, exchange_name="simulator", mode="testnet", is_enabled=True)
+    config.set_credentials(api_key="demo-key-0001", api_secret="demo-secret-0001-xxxxxxxxxxxxxxxx", password=None)
+    config.save()
+    load_rules("simulator")
+    with httpx.Client(base_url=web, timeout=20) as client:
+        # Webhooks: the ASGI route in front of Django, over fresh connections spread by the kernel.
+        answers = []
+        for index, symbol in enumerate(["BTCUSDT", "ETHUSDT", "SOLUSDT"]):
+            body = alert(trader.webhook_secret, tv={"symbol": symbol}, strategy_info={"trade_id": f"D-{index}"})
+            answers.append(
+                httpx.post(
+                    f"{web}/api/webhook/{trader.pk}",
+                    content=json.dumps(body),
+                    headers={"Content-Type": "text/plain"},
+                    timeout=20,
+                )
+            )
+        assert [a.status_code for a in answers] == [202, 202, 202], [a.text for a in answers]
+        assert PositionGroup.objects.filter(user=trader).count() == 3
+
+        # A form POST still reaches Django whole (Twisted's own form parsing is off in daphne): the CSRF
+        # token in the body is accepted and the wrong password is reported on the page.
+        page = client.get("/accounts/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and token is not None
+        refused = client.post(
+            "/accounts/login/",
+            data={"csrfmiddlewaretoken": token.group(1), "login": trader.email, "password": "Wrong-pass-123"},
+            headers={"Referer": f"{web}/accounts/login/"},
+        )
+        assert refused.status_code == 200  # not 403: the token in the body arrived
+        assert AuditLog.objects.filter(action="login_failed").exists()  # and so did the login fields
