@@ -37,6 +37,7 @@ PRICES = {
     "ETHBTC": "0.05",
 }
 SYMBOLS = list(PRICES)
+POOL = 10  # the default max_open_groups: identities 0-9 open groups, 10-15 queue
 
 
 def _request(trader: Trader, trader_index: int, n: int) -> tuple[str, bytes]:
@@ -53,6 +54,17 @@ def _request(trader: Trader, trader_index: int, n: int) -> tuple[str, bytes]:
         candle=n // IDENTITIES_PER_TRADER,
     )
     return trader.webhook_path, body
+
+
+def _expected_mix(count: int, traders: int) -> Counter[str]:
+    """What the measured requests must be classified as (the plan is deterministic; see the docstring)."""
+    per_trader = WARMUP_PER_TRADER + -(-count // traders)
+    order = [n for n in range(per_trader) for _ in range(traders)][WARMUP_PER_TRADER * traders :][:count]
+    mix: Counter[str] = Counter()
+    for n in order:
+        identity, candle = n % IDENTITIES_PER_TRADER, n // IDENTITIES_PER_TRADER
+        mix["queued" if identity >= POOL else "pyramid" if candle else "new_entry"] += 1
+    return mix
 
 
 def _plan(traders: list[Trader]) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
@@ -123,6 +135,9 @@ def run(harness: Harness) -> dict[str, Any]:
     latencies, outcomes, errors, problems, wall = asyncio.run(_fire(base_url, measured, CONCURRENCY))
     web_cpu = sum(cpu_seconds(pid) for pid in harness.web_pids) - cpu_before
     harness.check_alive()
+    expected = _expected_mix(len(measured), len(traders))
+    if outcomes != expected:
+        say(f"webhook_ack: classifications {dict(outcomes)} differ from the plan's {dict(expected)}")
     if problems:
         say(f"webhook_ack: {errors} error(s), e.g. {problems[:5]}")
     harness.purge_queue()
@@ -138,5 +153,6 @@ def run(harness: Harness) -> dict[str, Any]:
         "web_cpu_ms_per_request": round(web_cpu * 1000 / len(measured), 1),
         "traders": len(traders),
         "mix": dict(sorted(outcomes.items())),
+        "mix_as_planned": outcomes == expected,
         "loadavg_1m": load,
     }

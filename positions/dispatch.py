@@ -33,13 +33,8 @@ WAIT_S = 1.0  # how often a dispatcher checks for stop (and a standby for leader
 RETRY_S = 5.0
 
 
-def announce(cur: Any, signal_id: Any) -> None:
-    """Announce a pending signal from inside the transaction that made it pending."""
-    cur.execute("SELECT pg_notify(%s, %s)", [CHANNEL, str(signal_id)])
-
-
 def announce_returning() -> str:
-    """The same as a RETURNING clause, for the INSERT that stores the signal."""
+    """A RETURNING clause that announces the row's signal id (for the statement that makes it pending)."""
     return f" RETURNING id, pg_notify('{CHANNEL}', id::text)"
 
 

@@ -3,16 +3,18 @@
 This is the product's hottest path (CONTRACT §6 `webhook_ack`: 50 alerts in flight on two cores), so it
 is written for CPU:
 
-- one read gives the user's secret, the exchange config the alert names and the engine config;
-- the alert is decoded and validated before that read (pure Python); its errors are still reported in
-  CONTRACT order (unknown user, IP, JSON, secret, rate limit, schema, exchange, symbol);
-- market symbols resolve from a per-process index, engine configs are parsed once per content;
-- the classification runs in one short transaction of raw SQL statements (`sql.cursor`, prepared by
-  the server after a few uses) on Django's own connection, so `on_commit` and tests work as usual.
+- the alert is decoded, validated and its symbol resolved first (pure Python, a per-process symbol
+  index, engine configs parsed once per content); its errors are still reported in CONTRACT order;
+- then one transaction of four statements on Django's own connection (`sql.cursor`: raw SQL, bound and
+  prepared by the server): lock the user; read the secret, the exchange config, the engine config, the
+  rate-limit and pool counts and the locked open group; write every row of the outcome in one
+  statement (`sql.Batch`), the signal row last; commit;
+- a pending signal is announced with NOTIFY by the statement that stores it (`positions.dispatch`).
 
 Idempotency is decided by the `signal_idempotency` unique constraint (INSERT ... ON CONFLICT), not by a
-check-then-insert. One user's signals are classified one at a time under a row lock on the user, so
-the pool count and the open-group check cannot race.
+check-then-insert: when the key is taken, the whole transaction is undone and a duplicate row stored.
+One user's signals are classified one at a time under a row lock on the user, so the pool count and the
+open-group check cannot race.
 """
 
 from __future__ import annotations
