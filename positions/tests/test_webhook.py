@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,30 @@ def test_pool_full_queues_replaces_and_exit_removes(client, trader, sim_config):
     assert dropped.status_code == 202 and dropped.json()["classification"] == "exit"
     assert not QueuedSignal.objects.exists()
     assert PositionGroup.objects.count() == 1
+
+
+def test_a_full_waiting_queue_ignores_new_identities_but_still_takes_replacements(client, trader, sim_config):
+    from positions.services.configs import config_set
+
+    config_set(user=trader, data={"max_open_groups": 1, "queue_max_size": 1}, partial=True)
+    assert post(client, trader, alert(trader.webhook_secret)).json()["classification"] == "new_entry"
+
+    def entry(symbol: str, price: str, trade_id: str):  # type: ignore[no-untyped-def]
+        body = alert(
+            trader.webhook_secret, tv={"symbol": symbol, "entry_price": price}, strategy_info={"trade_id": trade_id}
+        )
+        return post(client, trader, body)
+
+    assert entry("ETHUSDT", "3000", "Q-1").json()["classification"] == "queued"
+    full = entry("SOLUSDT", "150", "Q-2")
+    assert full.status_code == 200 and full.json()["status"] == "ignored"
+    assert full.json()["reason"] == "the waiting queue is full (1)"
+    replaced = entry("ETHUSDT", "2950", "Q-3")
+    assert replaced.status_code == 202 and replaced.json()["classification"] == "queued"
+    queued = QueuedSignal.objects.get()
+    assert queued.symbol == "ETH/USDT" and queued.replacement_count == 1 and queued.entry_price == Decimal("2950")
+    stored = WebhookSignal.objects.get(pk=full.json()["signal_id"])
+    assert (stored.classification, stored.status, stored.http_status) == ("queued", "ignored", 200)
 
 
 def test_exit_without_position_is_ignored(client, trader, sim_config):
