@@ -34,6 +34,15 @@ WEBHOOK_PATH = re.compile(r"^/api/webhook/(?P<user_id>[^/]+)/?$")
 RESPONSE_HEADERS = [(b"content-type", b"application/json"), (b"x-content-type-options", b"nosniff")]
 
 
+def warm_webhook_path() -> None:
+    """Import what the intake imports lazily, so that it is loaded (and frozen, see `tradingsite.asgi`)
+    before the first alert rather than during it."""
+    import exchanges.models  # noqa: F401
+    import riskengine.services  # noqa: F401
+
+    from .services import sql  # noqa: F401
+
+
 class _TooLargeError(Exception):
     pass
 
