@@ -57,15 +57,19 @@ def _request(trader: Trader, trader_index: int, n: int) -> tuple[str, bytes]:
     return trader.webhook_path, body
 
 
-def _expected_mix(count: int, traders: int) -> Counter[str]:
-    """What the measured requests must be classified as (the plan is deterministic; see the docstring)."""
-    per_trader = WARMUP_PER_TRADER + -(-count // traders)
-    order = [n for n in range(per_trader) for _ in range(traders)][WARMUP_PER_TRADER * traders :][:count]
-    mix: Counter[str] = Counter()
-    for n in order:
-        identity, candle = n % IDENTITIES_PER_TRADER, n // IDENTITIES_PER_TRADER
-        mix["queued" if identity >= POOL else "pyramid" if candle else "new_entry"] += 1
-    return mix
+def _pool_overfilled() -> int:
+    """Traders holding more open groups than the pool allows (must be 0).
+
+    The exact mix may differ from the plan's by a few: a trader's alerts 50 apart in the plan can be in
+    flight at once, and which of two new identities gets the pool's last slot is then a matter of which
+    takes the trader's lock first, as with real concurrent alerts.
+    """
+    from django.db.models import Count
+
+    from positions.models import PositionGroup
+
+    counts = PositionGroup.objects.values("user").annotate(n=Count("id")).values_list("n", flat=True)
+    return sum(1 for n in counts if n > POOL)
 
 
 def _plan(traders: list[Trader]) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
@@ -140,9 +144,9 @@ def run(harness: Harness) -> dict[str, Any]:
     latencies, outcomes, errors, problems, wall = asyncio.run(_fire(base_url, measured, CONCURRENCY))
     web_cpu = sum(cpu_seconds(pid) for pid in harness.web_pids) - cpu_before
     harness.check_alive()
-    expected = _expected_mix(len(measured), len(traders))
-    if outcomes != expected:
-        say(f"webhook_ack: classifications {dict(outcomes)} differ from the plan's {dict(expected)}")
+    overfilled = _pool_overfilled()
+    if overfilled:
+        say(f"webhook_ack: {overfilled} trader(s) hold more than {POOL} open groups")
     if problems:
         say(f"webhook_ack: {errors} error(s), e.g. {problems[:5]}")
     harness.purge_queue()
@@ -158,6 +162,6 @@ def run(harness: Harness) -> dict[str, Any]:
         "web_cpu_ms_per_request": round(web_cpu * 1000 / len(measured), 1),
         "traders": len(traders),
         "mix": dict(sorted(outcomes.items())),
-        "mix_as_planned": outcomes == expected,
+        "pool_overfilled": overfilled,
         "loadavg_1m": load,
     }
