@@ -8,7 +8,8 @@ is written for CPU:
 - then one transaction of four statements on Django's own connection (`sql.cursor`: raw SQL, bound and
   prepared by the server): lock the user; read the secret, the exchange config, the engine config, the
   rate-limit and pool counts and the locked open group; write every row of the outcome in one
-  statement (`sql.Batch`), the signal row last; commit;
+  statement (`sql.Batch`), the signal row last; commit. (A queued alert's queue upsert and an exit's
+  queue removal are one statement more.)
 - a pending signal is announced with NOTIFY by the statement that stores it (`positions.dispatch`).
 
 Idempotency is decided by the `signal_idempotency` unique constraint (INSERT ... ON CONFLICT), not by a
