@@ -20,11 +20,11 @@ open-group check cannot race.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -60,13 +60,13 @@ SIDE = "long"  # spot: every group is a long
 RATE_WINDOW = timedelta(minutes=1)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class IntakeResult:
     status: int
     body: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _OpenGroup:
     """The open group of the alert's identity, locked; the attributes `publish_group` reads."""
 
@@ -85,9 +85,9 @@ class _OpenGroup:
     realized_pnl: Decimal
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Context:
-    """What the one read at the start of the transaction tells about the addressed user (locked)."""
+    """What the transaction's lock and read tell about the addressed user."""
 
     secret: str
     config_id: uuid.UUID | None
@@ -98,9 +98,9 @@ class _Context:
     group: _OpenGroup | None  # the open group of the alert's identity, locked
 
 
-@dataclass
+@dataclasses.dataclass
 class _Outcome:
-    """How an accepted-for-classification signal ends; written back to its row in one UPDATE."""
+    """How a signal that reached classification ends; stored with its row (the batch's last statement)."""
 
     id: uuid.UUID
     user_id: uuid.UUID
@@ -540,14 +540,8 @@ def _classify_pyramid(
         " WHERE id = %s",
         [index + 1, candle, now, group.id],
     )
-    publish_group(_with(group, pyramid_count=index + 1))
+    publish_group(dataclasses.replace(group, pyramid_count=index + 1))
     return outcome.accept(SignalClassification.PYRAMID, group.id, f"Pyramid {index} added and pending execution")
-
-
-def _with(group: _OpenGroup, **changes: Any) -> _OpenGroup:
-    from dataclasses import replace
-
-    return replace(group, **changes)
 
 
 def _pyramid_insert(
@@ -695,11 +689,9 @@ def group_insert(
 
 def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
     """Open the group of a queued signal (the caller holds the user lock and has checked the pool)."""
-    from dataclasses import replace
-
     signal = entry.signal
     # The queued body was valid when it arrived; its price is the latest replacement's.
-    parsed = replace(parse_signal(signal.body or {}), entry_price=entry.entry_price)
+    parsed = dataclasses.replace(parse_signal(signal.body or {}), entry_price=entry.entry_price)
     stored = EngineConfig.objects.filter(user_id=entry.user_id).values_list("data", flat=True).first()
     merged, grid = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
     batch = sql.Batch()
