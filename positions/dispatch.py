@@ -8,8 +8,9 @@ announcement into a `process_signal` task; celery then does what it does (thread
 
 - One dispatcher at a time: the one holding a session advisory lock. The others wait and take over when
   its connection goes (a killed worker's lock goes with it).
-- On taking over, and after every reconnect, the dispatcher hands every still-pending signal to celery:
-  announcements made while nobody listened are not kept by PostgreSQL. A signal that was already
+- On taking over, after every reconnect, and a few seconds after an enqueue failed (broker down), the
+  dispatcher hands every still-pending signal to celery: announcements made while nobody listened are
+  not kept by PostgreSQL. A signal that was already
   dispatched may so be processed twice; processing is idempotent (see `processing.signal_process`).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +52,8 @@ class SignalDispatcher(threading.Thread):
         self._connect_kwargs = connect_kwargs
         self._dispatch = dispatch
         self._stopping = threading.Event()
+        self._failed = False  # an enqueue failed since the last sweep
+        self._swept_at = 0.0
         self.leading = threading.Event()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -77,11 +81,14 @@ class SignalDispatcher(threading.Thread):
         while not self._stopping.is_set():
             for notice in conn.notifies(timeout=WAIT_S):
                 self._send(notice.payload)
+            if self._failed and time.monotonic() - self._swept_at >= RETRY_S:
+                self._sweep(conn)  # an enqueue failed (broker down?): hand over what is still pending
 
     def _sweep(self, conn: psycopg.Connection) -> None:
         from .models import WebhookSignal
         from .services.sql import table
 
+        self._failed, self._swept_at = False, time.monotonic()
         rows = conn.execute(
             f"SELECT id FROM {table(WebhookSignal)} WHERE processing_status = %s ORDER BY received_at",
             [str(ProcessingStatus.PENDING)],
@@ -94,7 +101,8 @@ class SignalDispatcher(threading.Thread):
     def _send(self, signal_id: str) -> None:
         try:
             self._dispatch(signal_id)
-        except Exception:  # a broker hiccup must not kill the dispatcher; the sweep finds the signal again
+        except Exception:  # a broker hiccup must not kill the dispatcher; a sweep finds the signal again
+            self._failed = True
             logger.exception("signal dispatcher: could not enqueue signal %s", signal_id)
 
 

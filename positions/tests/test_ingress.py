@@ -126,3 +126,26 @@ def test_one_dispatcher_leads_sweeps_on_takeover_and_relays_announcements(client
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_failed_enqueue_is_retried_by_a_sweep(client, trader, sim_config, monkeypatch):
+    """The broker refuses the first enqueue: the signal is handed over again a few seconds later."""
+    from positions import dispatch
+
+    monkeypatch.setattr(dispatch, "RETRY_S", 0.5)
+    params = connections["default"].get_connection_params()
+    attempts: list[str] = []
+
+    def flaky_broker(signal_id: str) -> None:
+        attempts.append(signal_id)
+        if len(attempts) == 1:
+            raise ConnectionError("broker unreachable")
+
+    dispatcher = dispatch.SignalDispatcher(params, dispatch=flaky_broker)
+    dispatcher.start()
+    try:
+        assert dispatcher.leading.wait(10)
+        signal_id = post(client, trader, alert(trader.webhook_secret)).json()["signal_id"]
+        assert _wait(lambda: attempts.count(signal_id) >= 2)
+    finally:
+        dispatcher.stop()
