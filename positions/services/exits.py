@@ -135,25 +135,36 @@ def _create_close_order(group: PositionGroup, adapter: Any) -> ExitOrder | None:
             f"{group.filled_quantity} {group.symbol.split('/')[0]} left is below the exchange minimum; nothing to sell",
         )
         return None
-    order_id = uuid.uuid4()
     with transaction.atomic():
         locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
         existing = _close_order(locked)
         if existing is not None:
             return existing
-        return ExitOrder.objects.create(
-            id=order_id,
-            group=locked,
-            exchange_config_id=locked.exchange_config_id,
-            symbol=locked.symbol,
-            side="sell",
-            order_type=OrderType.MARKET,
-            price=None,
-            quantity=quantity,
-            client_order_id=client_order_id_for(order_id),
-            purpose=locked.close_reason or ExitPurpose.MANUAL,
-            reference_price=reference,
+        return market_sell_intent(
+            locked, quantity=quantity, purpose=locked.close_reason or ExitPurpose.MANUAL, reference_price=reference
         )
+
+
+def market_sell_intent(
+    locked: PositionGroup, *, quantity: Decimal, purpose: str, reference_price: Decimal | None, pyramid: Any = None
+) -> ExitOrder:
+    """Commit the intent of a market sell (the caller holds the group's row lock): the row and its
+    deterministic client order id exist before anything is sent (`orders.order_submit`)."""
+    order_id = uuid.uuid4()
+    return ExitOrder.objects.create(
+        id=order_id,
+        group=locked,
+        exchange_config_id=locked.exchange_config_id,
+        symbol=locked.symbol,
+        side="sell",
+        order_type=OrderType.MARKET,
+        price=None,
+        quantity=quantity,
+        client_order_id=client_order_id_for(order_id),
+        purpose=purpose,
+        pyramid=pyramid,
+        reference_price=reference_price,
+    )
 
 
 def _record_slippage(group: PositionGroup, order: ExitOrder) -> None:

@@ -24,7 +24,7 @@ from exchanges.services import adapter_for
 from ..choices import ExitPurpose, GroupStatus, OrderStatus, TpMode
 from ..models import DCAOrder, ExitOrder, PositionGroup
 from . import orders
-from .exits import group_close, group_close_continue
+from .exits import group_close, group_close_continue, market_sell_intent
 
 logger = logging.getLogger(__name__)
 
@@ -263,12 +263,9 @@ def _pyramid_average(pyramid_id: Any, base: str) -> tuple[Decimal, Decimal] | No
 
 def pyramid_take_profits(*, group_id: Any, price: Decimal) -> int:
     """`pyramid_aggregate`: each pyramid sells its own filled quantity once price reaches its average + tp%."""
-    import uuid
 
-    from exchanges.client_ids import client_order_id_for
     from exchanges.precision import round_qty_down, validate_order
 
-    from ..choices import OrderType
     from ..models import Pyramid
     from .market import rules_for
 
@@ -289,26 +286,18 @@ def pyramid_take_profits(*, group_id: Any, price: Decimal) -> int:
         quantity = round_qty_down(held[0], rules) if held else Decimal("0")
         if quantity <= 0 or validate_order(price, quantity, rules):
             continue
-        order_id = uuid.uuid4()
         with transaction.atomic():
             locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
             if locked.status not in (GroupStatus.PARTIALLY_FILLED, GroupStatus.ACTIVE):
                 return sent
-            ExitOrder.objects.create(
-                id=order_id,
-                group=locked,
-                exchange_config_id=locked.exchange_config_id,
-                symbol=locked.symbol,
-                side="sell",
-                order_type=OrderType.MARKET,
-                price=None,
+            order = market_sell_intent(
+                locked,
                 quantity=min(quantity, locked.filled_quantity),
-                client_order_id=client_order_id_for(order_id),
                 purpose=ExitPurpose.TAKE_PROFIT_PYRAMID,
-                pyramid=pyramid,
                 reference_price=price,
+                pyramid=pyramid,
             )
-        orders.order_submit(order_id=order_id)
+        orders.order_submit(order_id=order.pk)
         sent += 1
     return sent
 
