@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from exchanges.simulator import BUILT_IN_PRICES
+
 from .harness import Harness, load_average, say
 from .stats import ms, percentile
 from .traders import TV_TIMEFRAMES, Trader, signal_body, traders_create
@@ -33,7 +35,7 @@ TRADERS = 40
 WARMUP_SIGNALS = 8
 ACK_TIMEOUT_S = 30.0
 POLL_S = 0.005
-PRICES = {"BTCUSDT": "65000", "ETHUSDT": "3500", "SOLUSDT": "150", "BNBUSDT": "600", "XRPUSDT": "0.6"}
+PRICES = {s: BUILT_IN_PRICES[s] for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")}
 SYMBOLS = list(PRICES)
 
 

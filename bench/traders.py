@@ -77,31 +77,21 @@ def signal_body(
     and not duplicates of one another.
     """
     at = EPOCH + timedelta(seconds=TV_SECONDS[timeframe] * candle + second)
-    body = {
-        "secret": trader.secret,
-        "source": "tradingview",
-        "timestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "tv": {
-            "exchange": "SIMULATOR",
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "action": "buy",
-            "market_position": "long",
-            "market_position_size": "1",
-            "prev_market_position": "flat",
-            "prev_market_position_size": "0",
-            "entry_price": price,
-            "close_price": price,
-            "order_size": "1",
-        },
-        "strategy_info": {"trade_id": trade_id, "alert_name": "bench grid", "alert_message": ""},
-        "execution_intent": {
-            "type": "signal",
-            "side": "buy",
-            "strategy": "grid",
-            "position_size_type": "quote",
-            "precision_mode": "auto",
-        },
-        "risk": {"stop_loss": None, "take_profit": None, "max_slippage_percent": 0.2},
-    }
+    from positions.webhook import alert_template
+
+    body = alert_template(secret=trader.secret, exchange="SIMULATOR")
+    body["timestamp"] = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    body["tv"].update(
+        symbol=symbol,
+        timeframe=timeframe,
+        action="buy",
+        market_position="long",
+        market_position_size="1",
+        prev_market_position="flat",
+        prev_market_position_size="0",
+        entry_price=price,
+        close_price=price,
+        order_size="1",
+    )
+    body["strategy_info"].update(trade_id=trade_id, alert_name="bench grid", alert_message="")
     return json.dumps(body).encode()

@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from exchanges.simulator import BUILT_IN_PRICES
+
 from .harness import Harness, cpu_seconds, load_average, say
 from .stats import ms, percentile
 from .traders import TV_TIMEFRAMES, Trader, signal_body, traders_create
@@ -28,15 +30,7 @@ TRADERS = 50
 IDENTITIES_PER_TRADER = 16
 WARMUP_PER_TRADER = 2
 TIMEOUT_S = 30
-PRICES = {
-    "BTCUSDT": "65000",
-    "ETHUSDT": "3500",
-    "SOLUSDT": "150",
-    "BNBUSDT": "600",
-    "XRPUSDT": "0.6",
-    "PEPEUSDT": "0.00001234",
-    "ETHBTC": "0.05",
-}
+PRICES = BUILT_IN_PRICES
 SYMBOLS = list(PRICES)
 POOL = 10  # the default max_open_groups: identities 0-9 open groups, 10-15 queue
 

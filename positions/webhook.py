@@ -287,3 +287,39 @@ def redact_secret(data: Any) -> Any:
     if isinstance(data, Decimal):
         return str(data)
     return data
+
+
+def alert_template(*, secret: str, exchange: str) -> dict[str, Any]:
+    """CONTRACT §3.1's alert body for a grid buy, with TradingView's placeholders where TradingView fills
+    values in (what a trader pastes into an alert; tests and benches fill the values themselves)."""
+    return {
+        "secret": secret,
+        "source": "tradingview",
+        "timestamp": "{{timenow}}",
+        "tv": {
+            "exchange": exchange,
+            "symbol": "{{ticker}}",
+            "timeframe": "{{interval}}",
+            "action": "{{strategy.order.action}}",
+            "market_position": "{{strategy.market_position}}",
+            "market_position_size": "{{strategy.market_position_size}}",
+            "prev_market_position": "{{strategy.prev_market_position}}",
+            "prev_market_position_size": "{{strategy.prev_market_position_size}}",
+            "entry_price": "{{strategy.order.price}}",
+            "close_price": "{{close}}",
+            "order_size": "{{strategy.order.contracts}}",
+        },
+        "strategy_info": {
+            "trade_id": "{{strategy.order.id}}",
+            "alert_name": "{{alert_name}}",
+            "alert_message": "{{strategy.order.comment}}",
+        },
+        "execution_intent": {
+            "type": "signal",
+            "side": "buy",
+            "strategy": "grid",
+            "position_size_type": "quote",
+            "precision_mode": "auto",
+        },
+        "risk": {"stop_loss": None, "take_profit": None, "max_slippage_percent": 0.2},
+    }

@@ -32,36 +32,24 @@ def sim_config(trader):  # type: ignore[no-untyped-def]
 
 
 def alert(secret: str, **overrides):  # type: ignore[no-untyped-def]
-    """A rendered TradingView alert in our format (CONTRACT §3.1)."""
-    tv = {
-        "exchange": "SIMULATOR",
-        "symbol": "BTCUSDT",
-        "timeframe": "60",
-        "action": "buy",
-        "market_position": "long",
-        "market_position_size": "0.01",
-        "prev_market_position": "flat",
-        "prev_market_position_size": "0",
-        "entry_price": "65000",
-        "close_price": "65000",
-        "order_size": "0.01",
-    }
-    tv.update(overrides.pop("tv", {}))
-    body = {
-        "secret": secret,
-        "source": "tradingview",
-        "timestamp": "2026-11-20T10:00:05Z",
-        "tv": tv,
-        "strategy_info": {"trade_id": "T-1", "alert_name": "grid", "alert_message": ""},
-        "execution_intent": {
-            "type": "signal",
-            "side": "buy",
-            "strategy": "grid",
-            "position_size_type": "quote",
-            "precision_mode": "auto",
-        },
-        "risk": {"stop_loss": None, "take_profit": None, "max_slippage_percent": 0.2},
-    }
+    """A rendered TradingView alert in our format (CONTRACT §3.1): a grid buy of BTCUSDT at 65000."""
+    from positions.webhook import alert_template
+
+    body = alert_template(secret=secret, exchange="SIMULATOR")
+    body["timestamp"] = "2026-11-20T10:00:05Z"
+    body["tv"].update(
+        symbol="BTCUSDT",
+        timeframe="60",
+        action="buy",
+        market_position="long",
+        market_position_size="0.01",
+        prev_market_position="flat",
+        prev_market_position_size="0",
+        entry_price="65000",
+        close_price="65000",
+        order_size="0.01",
+    )
+    body["strategy_info"].update(trade_id="T-1", alert_name="grid", alert_message="")
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(body.get(key), dict):
             body[key] = {**body[key], **value}

@@ -11,19 +11,10 @@ from django.db import transaction
 
 from accounts.choices import Role
 from accounts.models import User
+from exchanges.simulator import BUILT_IN_PRICES
 
 DEMO_ADMIN = "admin@example.com"
 DEMO_TRADER = "trader@example.com"
-# Starting prices for the simulator's built-in markets (it has none until told).
-DEMO_PRICES = {
-    "BTCUSDT": "65000",
-    "ETHUSDT": "3500",
-    "SOLUSDT": "150",
-    "BNBUSDT": "600",
-    "XRPUSDT": "0.6",
-    "PEPEUSDT": "0.00001234",
-    "ETHBTC": "0.0538",
-}
 
 
 def _demo_passwords() -> dict[str, str]:
@@ -52,7 +43,7 @@ class Command(BaseCommand):
         from exchanges.exceptions import ExchangeError
         from exchanges.services import market_rules_refresh
 
-        for symbol, price in DEMO_PRICES.items():
+        for symbol, price in BUILT_IN_PRICES.items():
             request = urllib.request.Request(
                 f"{settings.SIMULATOR_URL}/_sim/price",
                 method="POST",
@@ -94,37 +85,9 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"  Demo trader:  {DEMO_TRADER} / {passwords['trader']}")
         self.stdout.write(f"  Webhook URL:  {base}/api/webhook/{trader.pk}")
-        body = {
-            "secret": trader.webhook_secret,
-            "source": "tradingview",
-            "timestamp": "{{timenow}}",
-            "tv": {
-                "exchange": "simulator",
-                "symbol": "{{ticker}}",
-                "timeframe": "{{interval}}",
-                "action": "{{strategy.order.action}}",
-                "market_position": "{{strategy.market_position}}",
-                "market_position_size": "{{strategy.market_position_size}}",
-                "prev_market_position": "{{strategy.prev_market_position}}",
-                "prev_market_position_size": "{{strategy.prev_market_position_size}}",
-                "entry_price": "{{strategy.order.price}}",
-                "close_price": "{{close}}",
-                "order_size": "{{strategy.order.contracts}}",
-            },
-            "strategy_info": {
-                "trade_id": "{{strategy.order.id}}",
-                "alert_name": "{{alert_name}}",
-                "alert_message": "{{strategy.order.comment}}",
-            },
-            "execution_intent": {
-                "type": "signal",
-                "side": "buy",
-                "strategy": "grid",
-                "position_size_type": "quote",
-                "precision_mode": "auto",
-            },
-            "risk": {"stop_loss": None, "take_profit": None, "max_slippage_percent": 0.2},
-        }
+        from positions.webhook import alert_template
+
+        body = alert_template(secret=trader.webhook_secret, exchange="simulator")
         self.stdout.write("  Alert body (paste into TradingView's alert message):")
         self.stdout.write(json.dumps(body, indent=2))
         self.stdout.write("")
