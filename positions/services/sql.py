@@ -27,20 +27,29 @@ from django.utils import timezone
 class PreparedCursor(psycopg.Cursor):  # type: ignore[type-arg]
     """Binds parameters on the server and prepares every statement it runs.
 
-    Django turns psycopg's automatic preparation off for its connections (`prepare_threshold=None`,
-    for connection poolers); these statements are few and run for every webhook, so they are prepared
-    explicitly: PostgreSQL then parses each once per connection and stops planning it once a generic plan
-    is as good (planning cost more than executing the webhook's main read).
+    These statements are few and run for every webhook, so they are prepared: PostgreSQL then parses
+    each once per connection and stops planning it once a generic plan is as good (parsing and planning
+    cost several times more than executing them).
     """
 
     def execute(self, query: Any, params: Any = None, *, prepare: bool | None = True, binary: bool | None = None):  # type: ignore[override]
         return super().execute(query, params, prepare=prepare, binary=binary)
 
 
+# psycopg prepares nothing, even when asked, on a connection whose `prepare_threshold` is None, and
+# that is how Django opens its connections (for connection poolers). Django's own cursors bind on the
+# client and never prepare, so a threshold no statement reaches by count alone leaves them as they are
+# and lets `PreparedCursor` ask for preparation explicitly.
+EXPLICIT_ONLY = 2**31 - 1
+
+
 def cursor() -> PreparedCursor:
     """A preparing, server-side-binding cursor on this thread's Django connection."""
     connection.ensure_connection()
-    return PreparedCursor(connection.connection)
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = EXPLICIT_ONLY
+    return PreparedCursor(raw)
 
 
 def table(model: type[models.Model]) -> str:

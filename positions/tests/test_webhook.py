@@ -121,6 +121,26 @@ def test_duplicate_same_trade_id_timestamp_action(client, trader, sim_config):
     assert WebhookSignal.objects.filter(status="duplicate").count() == 1
 
 
+def test_the_intake_statements_are_prepared_once_and_reused(trader, sim_config):
+    """Parsing and planning the intake's statements cost several times more than running them: each is
+    prepared once per connection (Django's connections prepare nothing unless asked)."""
+    from django.db import connection
+
+    from positions.services.intake import signal_receive
+
+    for index in range(3):
+        body = json.dumps(alert(trader.webhook_secret, strategy_info={"trade_id": f"T-{index}"})).encode()
+        result = signal_receive(user_id=str(trader.pk), raw=body, content_type="application/json", ip="127.0.0.1")
+        assert result.status in (200, 202), result.body
+    with connection.cursor() as cur:
+        cur.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
+        prepared = dict(cur.fetchall())
+    lock = [runs for statement, runs in prepared.items() if "FOR NO KEY UPDATE" in statement]
+    assert lock == [3], prepared
+    # Django's own statements are left unprepared.
+    assert not any("django_session" in statement for statement in prepared)
+
+
 def test_pyramid_then_same_candle_duplicate_then_max(client, trader, sim_config):
     from positions.services.configs import config_set
 
