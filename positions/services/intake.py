@@ -5,22 +5,25 @@ is written for CPU:
 
 - the alert is decoded, validated and its symbol resolved first (pure Python, a per-process symbol
   index, engine configs parsed once per content); its errors are still reported in CONTRACT order;
-- then one transaction of four statements on Django's own connection (`sql.cursor`: raw SQL, bound and
-  prepared by the server): lock the user; read the secret, the exchange config, the engine config, the
-  rate-limit and pool counts and the locked open group; write every row of the outcome in one
-  statement (`sql.Batch`), the signal row last; commit. (A queued alert's queue upsert and an exit's
-  queue removal are one statement more.)
+- then one transaction on Django's own connection (`sql.cursor`: raw SQL, bound and prepared by the
+  server), three round trips: read the secret, the exchange config, the engine config, the rate-limit
+  and pool counts and the alert's open group, locked; write every row of the outcome in one statement
+  (`sql.Batch`), the signal row last; commit. An alert with no open group (a new entry, a queued signal,
+  an exit without a position) first locks its user and reads again, in one more round trip. (A queued
+  alert's queue upsert and an exit's queue removal are one statement more.)
 - a pending signal is announced with NOTIFY by the statement that stores it (`positions.dispatch`).
 
 Idempotency is decided by the `signal_idempotency` unique constraint (INSERT ... ON CONFLICT), not by a
 check-then-insert: when the key is taken, the whole transaction is undone and a duplicate row stored.
-One user's signals are classified one at a time under a row lock on the user, so the pool count and the
-open-group check cannot race.
+Whatever depends on the pool is decided under a row lock on the user, so the pool count and the
+open-group check cannot race; an alert for an open group (a pyramid, an exit) only locks that group's
+row, so a trader's alerts on several symbols at one candle close do not wait for each other.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import time
@@ -197,71 +200,79 @@ _GROUP_COLUMNS = (
 )
 
 
-def _read_locked(cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str) -> _Context | None:
-    """Lock the active user, then read (one statement) their secret, the enabled exchange config the
-    alert names, the engine config, the rate-limit count and the pool count, and lock and read the
-    alert's open group. ``None`` when there is no such active user.
-
-    Two statements, not one: a statement reads from the snapshot it took when it started, so reads in
-    the statement that waited for the user lock could miss what the previous holder committed.
-    The user row is locked NO KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows
-    may insert rows that reference the user (logs) and must not wait for us while we wait for that group.
-    The rate limit is a sliding window over the stored requests themselves: those of the last minute
-    that passed authentication.
-    """
+@functools.cache
+def _read_statements() -> tuple[str, str]:
+    """(user lock, read): see `_read`. Built once; the read is long and every webhook sends it."""
     from exchanges.models import ExchangeConfig
 
-    cur.execute(
-        f"SELECT webhook_secret FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE", [user_id]
-    )
-    user = cur.fetchone()
-    if user is None:
-        return None
     groups = sql.table(PositionGroup)
-    cur.execute(
-        f"""SELECT ec.id, ec.exchange_name,
-               (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = %s),
+    lock = f"SELECT 1 FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE"
+    read = f"""SELECT u.webhook_secret, ec.id, ec.exchange_name,
+               (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = u.id),
                (SELECT count(*) FROM (
                     SELECT 1 FROM {sql.table(WebhookSignal)} s
-                     WHERE s.user_id = %s AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
+                     WHERE s.user_id = u.id AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
                      LIMIT %s) recent),
-               (SELECT count(*) FROM {groups} p WHERE p.user_id = %s AND p.status = ANY(%s)),
+               (SELECT count(*) FROM {groups} p WHERE p.user_id = u.id AND p.status = ANY(%s)),
                g.*
-          FROM (SELECT 1) one
+          FROM {sql.table(User)} u
           LEFT JOIN LATERAL (
                SELECT c.id, c.exchange_name FROM {sql.table(ExchangeConfig)} c
-                WHERE c.user_id = %s AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
+                WHERE c.user_id = u.id AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
                 ORDER BY c.created_at LIMIT 1) ec ON true
           LEFT JOIN LATERAL (
                SELECT {_GROUP_COLUMNS} FROM {groups}
-                WHERE user_id = %s AND exchange_config_id = ec.id AND symbol = %s AND timeframe = %s
+                WHERE user_id = u.id AND exchange_config_id = ec.id AND symbol = %s AND timeframe = %s
                   AND side = %s AND status <> ALL(%s)
-                LIMIT 1 FOR UPDATE) g ON true""",
-        [
-            user_id,
-            user_id,
-            timezone.now() - RATE_WINDOW,
-            settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
-            user_id,
-            [str(s) for s in OPEN_GROUP_STATUSES],
-            user_id,
-            (parsed.exchange if parsed else "").strip(),
-            user_id,
-            symbol,
-            parsed.timeframe if parsed else "",
-            SIDE,
-            [str(s) for s in FINAL_GROUP_STATUSES],
-        ],
-    )
+                LIMIT 1 FOR UPDATE) g ON true
+         WHERE u.id = %s AND u.is_active"""
+    return lock, read
+
+
+def _read(
+    cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str, *, lock_user: bool
+) -> _Context | None:
+    """Read (one statement) the active user's secret, the enabled exchange config the alert names, the
+    engine config, the rate-limit and pool counts, and lock and read the alert's open group. ``None``
+    when there is no such active user.
+
+    With `lock_user`, the user row is locked first (FOR NO KEY UPDATE) by a statement of its own, sent
+    in the same round trip (a pipeline): a statement reads from the snapshot it took when it started, so
+    a read in the statement that waited for the lock could miss what the previous holder committed.
+    The user lock serializes what depends on the pool (a new entry, a queued signal, an exit without a
+    group); a signal for an open group needs only that group's row lock (`signal_receive`). It is NO
+    KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows that
+    reference the user (logs) and must not wait for us while we wait for that group.
+    The rate limit is a sliding window over the stored requests themselves: those of the last minute
+    that passed authentication.
+    """
+    lock, read = _read_statements()
+    params = [
+        timezone.now() - RATE_WINDOW,
+        settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
+        [str(s) for s in OPEN_GROUP_STATUSES],
+        (parsed.exchange if parsed else "").strip(),
+        symbol,
+        parsed.timeframe if parsed else "",
+        SIDE,
+        [str(s) for s in FINAL_GROUP_STATUSES],
+        user_id,
+    ]
+    with cur.connection.pipeline():
+        if lock_user:
+            cur.execute(lock, [user_id])
+        cur.execute(read, params)
     row = cur.fetchone()
+    if row is None:
+        return None
     return _Context(
-        secret=user[0],
-        config_id=row[0],
-        exchange_name=row[1] or "",
-        engine_config=row[2],
-        recent=row[3],
-        pool_used=row[4],
-        group=None if row[5] is None else _OpenGroup(*row[5:]),
+        secret=row[0],
+        config_id=row[1],
+        exchange_name=row[2] or "",
+        engine_config=row[3],
+        recent=row[4],
+        pool_used=row[5],
+        group=None if row[6] is None else _OpenGroup(*row[6:]),
     )
 
 
@@ -323,7 +334,7 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
     """Everything the webhook does, in order; every request leaves a `WebhookSignal` row.
 
     The body is decoded, validated and its symbol resolved first (pure Python and per-process caches);
-    then one transaction reads and locks (`_read_locked`), and either stores the rejection or classifies
+    then one transaction reads and locks (`_read`), and either stores the rejection or classifies
     and stores the signal. Errors are reported in CONTRACT order: size, media type, unknown user, IP,
     JSON, secret, rate limit, schema, exchange, symbol.
     """
@@ -355,7 +366,7 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
     try:
         with transaction.atomic():
             cur = sql.cursor()
-            context = _read_locked(cur, wanted, parsed, symbol) if wanted else None
+            context = _read(cur, wanted, parsed, symbol, lock_user=False) if wanted else None
             try:
                 if context is None:
                     raise WebhookError(404, "not_found", "No such webhook URL.")
@@ -382,6 +393,16 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
                 known = wanted if context is not None else None
                 _store_rejection(cur, user_id=known, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed)
                 return _error(exc)
+            if context.group is None:
+                # No open group: the outcome depends on the pool (or the queue), so take the user lock and
+                # read again. A group opened meanwhile by an alert of the same identity is seen now.
+                context = _read(cur, wanted, parsed, symbol, lock_user=True)
+                if context is None:  # the user was deactivated meanwhile
+                    exc = WebhookError(404, "not_found", "No such webhook URL.")
+                    _store_rejection(
+                        cur, user_id=None, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed
+                    )
+                    return _error(exc)
             return _classify_and_store(
                 cur,
                 user_id=wanted,
@@ -429,7 +450,7 @@ def _classify_and_store(
     ip: str | None,
     started: float,
 ) -> IntakeResult:
-    """Classify under the user lock and write everything in one statement (`sql.Batch`), the signal
+    """Classify under the locks `_read` took and write everything in one statement (`sql.Batch`), the signal
     row last: the unique constraint on its idempotency key decides whether all of it stands."""
     now = timezone.now()
     values = {

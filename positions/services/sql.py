@@ -44,12 +44,20 @@ EXPLICIT_ONLY = 2**31 - 1
 
 
 def cursor() -> PreparedCursor:
-    """A preparing, server-side-binding cursor on this thread's Django connection."""
+    """A preparing, server-side-binding cursor on this thread's Django connection.
+
+    One per connection, reused: a cursor keeps the loaders and dumpers it looked up for each type, and
+    looking them up again for every statement cost as much as binding the parameters.
+    """
     connection.ensure_connection()
     raw = connection.connection
+    cached = getattr(connection, "_prepared_cursor", None)
+    if cached is not None and cached.connection is raw:
+        return cached
     if raw.prepare_threshold is None:
         raw.prepare_threshold = EXPLICIT_ONLY
-    return PreparedCursor(raw)
+    cached = connection._prepared_cursor = PreparedCursor(raw)
+    return cached
 
 
 def table(model: type[models.Model]) -> str:

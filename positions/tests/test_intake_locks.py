@@ -119,3 +119,70 @@ def test_concurrent_copies_of_one_pyramid_make_one_pyramid(client, trader, sim_c
     assert sorted(r.status for r in results) == [200] * 5 + [202]
     group.refresh_from_db()
     assert group.pyramid_count == 2 and group.pyramids.count() == 2
+
+
+def _receive(trader, body: dict):  # type: ignore[no-untyped-def]
+    import json
+
+    from positions.services.intake import signal_receive
+
+    return signal_receive(
+        user_id=str(trader.pk), raw=json.dumps(body).encode(), content_type="application/json", ip="127.0.0.1"
+    )
+
+
+def test_concurrent_alerts_for_one_new_identity_open_one_group(trader, sim_config):
+    """Alerts that find no group take the user lock and read again: the first opens the group, the others
+    see it (one candle: duplicates of its pyramid)."""
+    bodies = [
+        alert(trader.webhook_secret, strategy_info={"trade_id": f"N-{i}"}, timestamp=f"2026-11-20T10:00:0{i}Z")
+        for i in range(6)
+    ]
+    results = _concurrently([lambda body=body: _receive(trader, body) for body in bodies])
+
+    assert sorted((r.status, r.body.get("classification") or r.body["status"]) for r in results) == [
+        (200, "duplicate")
+    ] * 5 + [(202, "new_entry")]
+    assert PositionGroup.objects.filter(user=trader).count() == 1
+
+
+def test_an_alert_for_an_open_group_does_not_wait_for_the_users_lock(client, trader, sim_config):
+    """Only what depends on the pool waits for the user lock: a pyramid locks just its group, so a trader's
+    alerts on several symbols at one candle close do not queue behind each other."""
+    from django.db import connections
+
+    from accounts.models import User
+
+    post(client, trader, alert(trader.webhook_secret))
+    answers: dict = {}
+
+    def send(name: str, body: dict) -> threading.Thread:
+        def run() -> None:
+            try:
+                answers[name] = _receive(trader, body)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    with holder.cursor() as cur:
+        cur.execute(f"SELECT 1 FROM {User._meta.db_table} WHERE id = %s FOR NO KEY UPDATE", [trader.pk])
+    try:
+        entry = send("entry", alert(trader.webhook_secret, tv={"symbol": "ETHUSDT"}, strategy_info={"trade_id": "E"}))
+        pyramid = send(
+            "pyramid",
+            alert(trader.webhook_secret, strategy_info={"trade_id": "T-2"}, timestamp="2026-11-20T11:00:01Z"),
+        )
+        pyramid.join(10)
+        assert not pyramid.is_alive(), "the pyramid waited for the user lock"
+        assert answers["pyramid"].status == 202 and answers["pyramid"].body["classification"] == "pyramid"
+        assert entry.is_alive() and "entry" not in answers  # a new entry needs the pool: it waits for the lock
+    finally:
+        holder.rollback()
+        holder.close()
+    entry.join(10)
+    assert answers["entry"].status == 202 and answers["entry"].body["classification"] == "new_entry"
