@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -60,9 +62,57 @@ class _EventSender:
 
 
 _events = _EventSender()
+_capture = threading.local()
+
+Event = tuple[tuple[str, ...], dict[str, Any]]  # (channel groups, event)
 
 
-async def _send_batch(batch: list[tuple[tuple[str, ...], dict[str, Any]]]) -> None:
+@contextlib.contextmanager
+def captured() -> Iterator[list[Event]]:
+    """Collect the events this thread publishes (once committed) instead of sending them.
+
+    The webhook's ASGI route runs the intake in a worker thread and sends what it collected from the
+    event loop, after the response, through a `LoopBatcher`: no thread hand-off per event.
+    """
+    events: list[Event] = []
+    previous = getattr(_capture, "events", None)
+    _capture.events = events
+    try:
+        yield events
+    finally:
+        _capture.events = previous
+
+
+class LoopBatcher:
+    """Sends events from the running event loop, gathered over `window_s` into one message per group.
+
+    A burst of alerts makes events for many users but the operators' group gets every one of them:
+    gathering them for a few milliseconds turns one publish per alert into one per burst.
+    """
+
+    def __init__(self, window_s: float = 0.02) -> None:
+        self.window_s = window_s
+        self._pending: list[Event] = []
+        self._scheduled_on: asyncio.AbstractEventLoop | None = None
+
+    def add(self, events: list[Event]) -> None:
+        """Queue `events`; call from the event loop's thread."""
+        if not events:
+            return
+        self._pending.extend(events)
+        loop = asyncio.get_running_loop()
+        # A flush scheduled on another loop (one that has ended: tests run one loop per call) never comes.
+        if self._scheduled_on is not loop:
+            self._scheduled_on = loop
+            loop.call_later(self.window_s, self._flush)
+
+    def _flush(self) -> None:
+        batch, self._pending, self._scheduled_on = self._pending, [], None
+        task = asyncio.ensure_future(_send_batch(batch))
+        task.add_done_callback(_log_failure)
+
+
+async def _send_batch(batch: list[Event]) -> None:
     """One channel message per group for the whole batch (a webhook alone makes two or three events,
     and every event goes to the owner's group and the operators' group)."""
     layer = get_channel_layer()
@@ -88,7 +138,12 @@ def _log_failure(task: asyncio.Future) -> None:  # type: ignore[type-arg]
 
 
 def _send(user_id: Any, event_type: str, data: dict[str, Any]) -> None:
-    _events.send((user_group_name(user_id), OPERATORS_GROUP), {"type": event_type, "data": data})
+    event = ((user_group_name(user_id), OPERATORS_GROUP), {"type": event_type, "data": data})
+    capturing = getattr(_capture, "events", None)
+    if capturing is not None:
+        capturing.append(event)
+    else:
+        _events.send(*event)
 
 
 def publish(user_id: Any, event_type: str, data: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ web CPU counts (CONTRACT §6 `webhook_ack`). Django's ASGI handler, its middlewa
 sync/async hand-offs cost about as much CPU as the whole intake, and the webhook needs none of them: no
 session, no CSRF, no templates. So the ASGI application sends webhook POSTs here and everything else to
 Django. The intake itself (`services.intake.signal_receive`) is the same code Django's view calls, run
-in a small thread pool of its own because it uses the database.
+in a small thread pool of its own because it uses the database. The live events it commits come back
+with its answer and are sent from the event loop, gathered over a few milliseconds (`events.LoopBatcher`).
 
 Non-POST requests to the webhook path go to Django, which answers 405 as before.
 """
@@ -25,6 +26,7 @@ from django.db import close_old_connections
 
 from accounts.middleware import client_ip_from
 
+from . import events
 from .services.intake import IntakeResult, signal_receive
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,12 @@ def receive_in_thread(user_id: str, raw: bytes, content_type: str, ip: str | Non
         close_old_connections()
 
 
+def _receive_capturing(*args: Any) -> tuple[IntakeResult, list[events.Event]]:
+    """`receive_in_thread`, returning the live events it committed instead of sending them."""
+    with events.captured() as committed:
+        return receive_in_thread(*args), committed
+
+
 async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
@@ -79,6 +87,7 @@ class WebhookIngress:
         self.app = app
         self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
+        self._events = events.LoopBatcher()
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -107,10 +116,11 @@ class WebhookIngress:
         client = scope.get("client") or (None, None)
         ip = client_ip_from(client[0], headers.get(b"x-forwarded-for", ""))
         loop = asyncio.get_running_loop()
+        committed: list[events.Event] = []
         try:
-            result = await loop.run_in_executor(
+            result, committed = await loop.run_in_executor(
                 self._pool(),
-                receive_in_thread,
+                _receive_capturing,
                 match["user_id"],
                 raw,
                 headers.get(b"content-type", ""),
@@ -124,3 +134,4 @@ class WebhookIngress:
             )
         await send({"type": "http.response.start", "status": result.status, "headers": RESPONSE_HEADERS})
         await send({"type": "http.response.body", "body": json.dumps(result.body).encode()})
+        self._events.add(committed)

@@ -50,6 +50,48 @@ def test_a_webhook_post_is_answered_by_the_route_and_opens_a_group(trader, sim_c
     assert signal.processing_status == "pending" and signal.body["secret"] == "[redacted]"
 
 
+def test_the_routes_committed_events_reach_the_owner_from_the_event_loop(trader, sim_config):
+    """The route sends the intake's live events itself, after the answer, gathered on its event loop."""
+    from channels.testing import WebsocketCommunicator
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.tests.factories import UserFactory
+    from tradingsite.asgi import application
+
+    other = UserFactory()
+    body = json.dumps(alert(trader.webhook_secret)).encode()
+
+    async def scenario() -> None:
+        sockets = []
+        for user in (trader, other):
+            socket = WebsocketCommunicator(
+                application,
+                f"/ws/updates/?token={AccessToken.for_user(user)}",
+                headers=[(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")],
+            )
+            assert (await socket.connect())[0]
+            assert (await socket.receive_json_from(timeout=5))["type"] == "hello"
+            sockets.append(socket)
+        http = HttpCommunicator(
+            application,
+            "POST",
+            f"/api/webhook/{trader.pk}",
+            body=body,
+            headers=[(b"host", b"localhost"), *_json_headers()],
+        )
+        answer = json.loads((await http.get_response(timeout=20))["body"])
+        received = [await sockets[0].receive_json_from(timeout=5) for _ in range(2)]
+        by_type = {event["type"]: event["data"] for event in received}
+        assert by_type["signal.received"]["id"] == answer["signal_id"]
+        assert by_type["signal.received"]["classification"] == "new_entry"
+        assert by_type["group.updated"] == {**by_type["group.updated"], "id": answer["group_id"], "status": "waiting"}
+        assert await sockets[1].receive_nothing(timeout=0.3)
+        for socket in sockets:
+            await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
 def test_an_announced_oversized_body_is_refused_unread_and_recorded(trader, sim_config):
     headers = _json_headers([(b"content-length", str(10 * 1024 * 1024).encode())])
     response = _asgi("POST", f"/api/webhook/{trader.pk}", b"{}", headers)
