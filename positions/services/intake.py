@@ -7,10 +7,10 @@ is written for CPU:
   index, engine configs parsed once per content); its errors are still reported in CONTRACT order;
 - then one transaction on Django's own connection (`sql.cursor`: raw SQL, bound and prepared by the
   server), three round trips: read the secret, the exchange config, the engine config, the rate-limit
-  and pool counts and the alert's open group, locked; write every row of the outcome in one statement
+  count and the alert's open group, locked; write every row of the outcome in one statement
   (`sql.Batch`), the signal row last; commit. An alert with no open group (a new entry, a queued signal,
-  an exit without a position) first locks its user and reads again, in one more round trip. (A queued
-  alert's queue upsert and an exit's queue removal are one statement more.)
+  an exit without a position) first locks its user and reads the pool count and its group again, two
+  round trips more. (A queued alert's queue upsert and an exit's queue removal are one statement more.)
 - a pending signal is announced with NOTIFY by the statement that stores it (`positions.dispatch`).
 
 Idempotency is decided by the `signal_idempotency` unique constraint (INSERT ... ON CONFLICT), not by a
@@ -97,7 +97,7 @@ class _Context:
     exchange_name: str
     engine_config: str | None  # the stored JSON text
     recent: int  # authenticated requests in the last minute (capped just above the limit)
-    pool_used: int  # open groups (`riskengine.services.pool_used`)
+    pool_used: int | None  # open groups (`riskengine.services.pool_used`), read under the user lock
     group: _OpenGroup | None  # the open group of the alert's identity, locked
 
 
@@ -200,68 +200,66 @@ _GROUP_COLUMNS = (
 )
 
 
+def _status_list(statuses: Any) -> str:
+    """An SQL list of our own status constants (literals: arrays bound per call cost more than the rest
+    of the parameters together)."""
+    assert all(str(status).isidentifier() for status in statuses)
+    return ", ".join(f"'{status}'" for status in statuses)
+
+
 @functools.cache
-def _read_statements() -> tuple[str, str]:
-    """(user lock, read): see `_read`. Built once; the read is long and every webhook sends it."""
+def _statements() -> tuple[str, str, str]:
+    """(read, user lock, pool read): see `_read` and `_read_pool`. Built once."""
     from exchanges.models import ExchangeConfig
 
     groups = sql.table(PositionGroup)
-    lock = f"SELECT 1 FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE"
+
+    def open_group(user: str, config: str) -> str:
+        return f"""SELECT {_GROUP_COLUMNS} FROM {groups}
+                WHERE user_id = {user} AND exchange_config_id = {config} AND symbol = %s AND timeframe = %s
+                  AND side = %s AND status NOT IN ({_status_list(FINAL_GROUP_STATUSES)})
+                LIMIT 1 FOR UPDATE"""
+
     read = f"""SELECT u.webhook_secret, ec.id, ec.exchange_name,
                (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = u.id),
                (SELECT count(*) FROM (
                     SELECT 1 FROM {sql.table(WebhookSignal)} s
                      WHERE s.user_id = u.id AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
                      LIMIT %s) recent),
-               (SELECT count(*) FROM {groups} p WHERE p.user_id = u.id AND p.status = ANY(%s)),
                g.*
           FROM {sql.table(User)} u
           LEFT JOIN LATERAL (
                SELECT c.id, c.exchange_name FROM {sql.table(ExchangeConfig)} c
                 WHERE c.user_id = u.id AND c.is_enabled AND lower(c.exchange_name) = lower(%s)
                 ORDER BY c.created_at LIMIT 1) ec ON true
-          LEFT JOIN LATERAL (
-               SELECT {_GROUP_COLUMNS} FROM {groups}
-                WHERE user_id = u.id AND exchange_config_id = ec.id AND symbol = %s AND timeframe = %s
-                  AND side = %s AND status <> ALL(%s)
-                LIMIT 1 FOR UPDATE) g ON true
+          LEFT JOIN LATERAL ({open_group("u.id", "ec.id")}) g ON true
          WHERE u.id = %s AND u.is_active"""
-    return lock, read
+    lock = f"SELECT 1 FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE"
+    pool = f"""SELECT (SELECT count(*) FROM {groups} p
+                        WHERE p.user_id = %s AND p.status IN ({_status_list(OPEN_GROUP_STATUSES)})), g.*
+          FROM (SELECT 1) one LEFT JOIN LATERAL ({open_group("%s", "%s")}) g ON true"""
+    return read, lock, pool
 
 
-def _read(
-    cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str, *, lock_user: bool
-) -> _Context | None:
+def _read(cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str) -> _Context | None:
     """Read (one statement) the active user's secret, the enabled exchange config the alert names, the
-    engine config, the rate-limit and pool counts, and lock and read the alert's open group. ``None``
-    when there is no such active user.
+    engine config and the rate-limit count, and lock and read the alert's open group. ``None`` when
+    there is no such active user. The pool count is read by `_read_pool`, under the user lock.
 
-    With `lock_user`, the user row is locked first (FOR NO KEY UPDATE) by a statement of its own, sent
-    in the same round trip (a pipeline): a statement reads from the snapshot it took when it started, so
-    a read in the statement that waited for the lock could miss what the previous holder committed.
-    The user lock serializes what depends on the pool (a new entry, a queued signal, an exit without a
-    group); a signal for an open group needs only that group's row lock (`signal_receive`). It is NO
-    KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows that
-    reference the user (logs) and must not wait for us while we wait for that group.
     The rate limit is a sliding window over the stored requests themselves: those of the last minute
     that passed authentication.
     """
-    lock, read = _read_statements()
+    read, _, _ = _statements()
     params = [
         timezone.now() - RATE_WINDOW,
         settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
-        [str(s) for s in OPEN_GROUP_STATUSES],
         (parsed.exchange if parsed else "").strip(),
         symbol,
         parsed.timeframe if parsed else "",
         SIDE,
-        [str(s) for s in FINAL_GROUP_STATUSES],
         user_id,
     ]
-    with cur.connection.pipeline():
-        if lock_user:
-            cur.execute(lock, [user_id])
-        cur.execute(read, params)
+    cur.execute(read, params)
     row = cur.fetchone()
     if row is None:
         return None
@@ -271,9 +269,30 @@ def _read(
         exchange_name=row[2] or "",
         engine_config=row[3],
         recent=row[4],
-        pool_used=row[5],
-        group=None if row[6] is None else _OpenGroup(*row[6:]),
+        pool_used=None,
+        group=None if row[5] is None else _OpenGroup(*row[5:]),
     )
+
+
+def _read_pool(cur: Any, context: _Context, user_id: uuid.UUID, symbol: str, timeframe: str) -> _Context | None:
+    """Lock the user, then read the pool count and the alert's open group again (one statement each).
+    ``None`` when the user is no longer active.
+
+    The user lock serializes what depends on the pool (a new entry, a queued signal, an exit without a
+    group); an alert for an open group needs only that group's row lock (`signal_receive`). Two
+    statements, not one: a statement reads from the snapshot it took when it started, so a read in the
+    statement that waited for the lock could miss what the previous holder committed. The lock is NO
+    KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows that
+    reference the user (logs) and must not wait for us while we wait for that group.
+    """
+    _, lock, pool = _statements()
+    cur.execute(lock, [user_id])
+    if cur.fetchone() is None:
+        return None
+    cur.execute(pool, [user_id, user_id, context.config_id, symbol, timeframe, SIDE])
+    row = cur.fetchone()
+    group = None if row[1] is None else _OpenGroup(*row[1:])
+    return dataclasses.replace(context, pool_used=row[0], group=group)
 
 
 def _store_rejection(
@@ -366,7 +385,7 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
     try:
         with transaction.atomic():
             cur = sql.cursor()
-            context = _read(cur, wanted, parsed, symbol, lock_user=False) if wanted else None
+            context = _read(cur, wanted, parsed, symbol) if wanted else None
             try:
                 if context is None:
                     raise WebhookError(404, "not_found", "No such webhook URL.")
@@ -396,7 +415,7 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
             if context.group is None:
                 # No open group: the outcome depends on the pool (or the queue), so take the user lock and
                 # read again. A group opened meanwhile by an alert of the same identity is seen now.
-                context = _read(cur, wanted, parsed, symbol, lock_user=True)
+                context = _read_pool(cur, context, wanted, symbol, parsed.timeframe)
                 if context is None:  # the user was deactivated meanwhile
                     exc = WebhookError(404, "not_found", "No such webhook URL.")
                     _store_rejection(
@@ -609,6 +628,7 @@ def _classify_new(
     from riskengine.services import queue_upsert
 
     merged, grid = effective_config_shared(context.engine_config, symbol=symbol, timeframe=parsed.timeframe)
+    assert context.pool_used is not None  # read under the user lock (`_read_pool`)
     if context.pool_used >= merged["max_open_groups"]:
         outcome.classification = SignalClassification.QUEUED
         queued, reason = queue_upsert(

@@ -135,9 +135,11 @@ def test_the_intake_statements_are_prepared_once_and_reused(trader, sim_config):
     with connection.cursor() as cur:
         cur.execute("SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")
         prepared = dict(cur.fetchall())
-    # The first alert opens the group (read, then lock and read again), the other two find it.
     read = [runs for statement, runs in prepared.items() if statement.startswith("SELECT u.webhook_secret")]
-    assert read == [4], prepared
+    assert read == [3], prepared
+    # Only the first alert, which opens the group, locked the user to read the pool.
+    lock = [runs for statement, runs in prepared.items() if "FOR NO KEY UPDATE" in statement]
+    assert lock == [1], prepared
     # Django's own statements are left unprepared.
     assert not any("django_session" in statement for statement in prepared)
 
