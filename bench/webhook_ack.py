@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import time
 from collections import Counter
 from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from exchanges.simulator import BUILT_IN_PRICES
 
+from . import http
 from .harness import Harness, cpu_seconds, load_average, say
 from .stats import ms, percentile
 from .traders import TV_TIMEFRAMES, Trader, signal_body, traders_create
@@ -81,25 +82,24 @@ async def _fire(
     outcomes: Counter[str] = Counter()
     problems: list[str] = []
     errors = 0
-    pending = iter(requests)
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
-    headers = {"Content-Type": "application/json"}
+    address = urlsplit(base_url)
+    host, port = address.hostname or "127.0.0.1", address.port or 80
+    pending = iter([http.request_bytes(address.netloc, path, body) for path, body in requests])
 
-    async with aiohttp.ClientSession(
-        base_url, connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout
-    ) as session:
-
-        async def lane() -> None:
-            nonlocal errors
-            for path, body in pending:
+    async def lane() -> None:
+        nonlocal errors
+        connection = await http.Connection.open(host, port)
+        try:
+            for raw in pending:
                 started = time.perf_counter()
                 try:
-                    async with session.post(path, data=body, headers=headers) as response:
-                        payload: Any = await response.json(content_type=None)
-                        status = response.status
-                except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    status, content = await connection.request(raw, TIMEOUT_S)
+                    payload: Any = json.loads(content)
+                except (http.HTTPError, OSError, TimeoutError, ValueError) as exc:
                     errors += 1
                     problems.append(f"{type(exc).__name__}: {exc}")
+                    connection.close()  # its state is unknown: a new one for the next request
+                    connection = await http.Connection.open(host, port)
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)
                 if status in (200, 202):
@@ -107,10 +107,12 @@ async def _fire(
                 else:
                     errors += 1
                     problems.append(f"HTTP {status}: {str(payload)[:200]}")
+        finally:
+            connection.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(lane() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    wall = time.perf_counter() - started
     return latencies, outcomes, errors, problems, wall
 
 

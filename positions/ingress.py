@@ -132,6 +132,9 @@ class WebhookIngress:
                 503,
                 {"error": "unavailable", "detail": "The signal could not be stored; nothing was done.", "fields": {}},
             )
-        await send({"type": "http.response.start", "status": result.status, "headers": RESPONSE_HEADERS})
-        await send({"type": "http.response.body", "body": json.dumps(result.body).encode()})
+        content = json.dumps(result.body).encode()
+        # With its length announced the answer goes out as one plain body, not chunked.
+        headers = [*RESPONSE_HEADERS, (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": result.status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
         self._events.add(committed)
