@@ -191,3 +191,37 @@ def test_a_failed_enqueue_is_retried_by_a_sweep(client, trader, sim_config, monk
         assert _wait(lambda: attempts.count(signal_id) >= 2)
     finally:
         dispatcher.stop()
+
+
+def test_a_connection_that_just_served_a_webhook_skips_the_health_check(trader, sim_config, monkeypatch):
+    """Django checks a persistent connection with `SELECT 1` once per request (CONN_HEALTH_CHECKS); the
+    webhook route skips that for a connection that finished a webhook within the last second, and still
+    checks one that sat idle."""
+    from django.db import connections
+
+    from positions.ingress import HEALTHY_AFTER_USE_S, receive_in_thread
+
+    connection = connections["default"]
+    checks: list[bool] = []
+    is_usable = type(connection).is_usable
+
+    def counted(self) -> bool:  # type: ignore[no-untyped-def]
+        checks.append(usable := is_usable(self))
+        return usable
+
+    monkeypatch.setattr(type(connection), "is_usable", counted)
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+    monkeypatch.setitem(connection.settings_dict, "CONN_HEALTH_CHECKS", True)
+    connection.close()
+
+    def send(trade_id: str) -> int:
+        body = json.dumps(alert(trader.webhook_secret, strategy_info={"trade_id": trade_id})).encode()
+        return receive_in_thread(str(trader.pk), body, "application/json", "127.0.0.1").status
+
+    try:
+        assert send("H-1") == 202  # a new connection: nothing to check
+        assert send("H-2") == 200 and checks == []  # the same connection, a moment later
+        connection._webhook_served_at -= HEALTHY_AFTER_USE_S + 1  # as if idle since
+        assert send("H-3") == 200 and checks == [True]
+    finally:
+        connection.close()
