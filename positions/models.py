@@ -53,8 +53,14 @@ class WebhookSignal(models.Model):
     """Every webhook request, accepted or not, with its outcome (the secret is never stored)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Indexed by `signal_idempotency` and (user, -received_at): a third index would only slow every webhook.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="signals"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="signals",
+        db_index=False,
     )
     exchange_config = models.ForeignKey(
         "exchanges.ExchangeConfig", null=True, blank=True, on_delete=models.SET_NULL, related_name="signals"
@@ -116,13 +122,17 @@ class PositionGroup(models.Model):
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="position_groups")
+    # Indexed by (user, status) and `one_open_group_per_identity`.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="position_groups", db_index=False
+    )
     exchange_config = models.ForeignKey("exchanges.ExchangeConfig", on_delete=models.PROTECT, related_name="groups")
     symbol = models.CharField(max_length=32)
     exchange_symbol = models.CharField(max_length=32, blank=True)
     timeframe = models.CharField(max_length=8)
     side = models.CharField(max_length=8, choices=Side.choices, default=Side.LONG)
-    status = models.CharField(max_length=20, choices=GroupStatus.choices, default=GroupStatus.WAITING, db_index=True)
+    # Indexed in Meta: a plain index, without the pattern-matching twin `db_index` adds on PostgreSQL.
+    status = models.CharField(max_length=20, choices=GroupStatus.choices, default=GroupStatus.WAITING)
     config = models.JSONField(default=dict, help_text="The effective engine config when the group opened.")
     tp_mode = models.CharField(max_length=20, choices=TpMode.choices, default=TpMode.PER_LEG)
     max_pyramids = models.PositiveSmallIntegerField(default=5)
@@ -161,7 +171,7 @@ class PositionGroup(models.Model):
                 name="one_open_group_per_identity",
             ),
         ]
-        indexes = [models.Index(fields=["user", "status"])]
+        indexes = [models.Index(fields=["user", "status"]), models.Index(fields=["status"], name="group_status")]
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.timeframe} {self.side} [{self.status}]"
@@ -174,7 +184,9 @@ class PositionGroup(models.Model):
 class Pyramid(models.Model):
     """One entry into a group (index 0 is the first), with its own grid from its own entry price."""
 
-    group = models.ForeignKey(PositionGroup, on_delete=models.CASCADE, related_name="pyramids")
+    group = models.ForeignKey(  # indexed by `one_pyramid_per_index`
+        PositionGroup, on_delete=models.CASCADE, related_name="pyramids", db_index=False
+    )
     index = models.PositiveSmallIntegerField()
     signal = models.ForeignKey(WebhookSignal, null=True, blank=True, on_delete=models.SET_NULL, related_name="pyramids")
     entry_price = PriceField()

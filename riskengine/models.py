@@ -13,7 +13,9 @@ class QueuedSignal(models.Model):
     """A new-group entry waiting for a pool slot. One per group identity; a newer entry replaces it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queued_signals")
+    user = models.ForeignKey(  # indexed by `one_queued_signal_per_identity`
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queued_signals", db_index=False
+    )
     exchange_config = models.ForeignKey(
         "exchanges.ExchangeConfig", on_delete=models.CASCADE, related_name="queued_signals"
     )
