@@ -6,11 +6,11 @@ is written for CPU:
 - the alert is decoded, validated and its symbol resolved first (pure Python, a per-process symbol
   index, engine configs parsed once per content); its errors are still reported in CONTRACT order;
 - then one transaction on Django's own connection (`sql.cursor`: raw SQL, bound and prepared by the
-  server), three round trips: read the secret, the exchange config, the engine config, the rate-limit
+  server), three statements: read the secret, the exchange config, the engine config, the rate-limit
   count and the alert's open group, locked; write every row of the outcome in one statement
   (`sql.Batch`), the signal row last; commit. An alert with no open group (a new entry, a queued signal,
   an exit without a position) first locks its user and reads the pool count and its group again, two
-  round trips more. (A queued alert's queue upsert and an exit's queue removal are one statement more.)
+  statements more. (A queued alert's queue upsert and an exit's queue removal are one statement more.)
 - a pending signal is announced with NOTIFY by the statement that stores it (`positions.dispatch`).
 
 Idempotency is decided by the `signal_idempotency` unique constraint (INSERT ... ON CONFLICT), not by a
