@@ -408,20 +408,16 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
                     )
                 if symbol_error is not None:
                     raise symbol_error
+                if context.group is None:
+                    # No open group: the outcome depends on the pool (or the queue), so take the user lock
+                    # and read again. A group opened meanwhile by an alert of the same identity is seen now.
+                    context = _read_pool(cur, context, wanted, symbol, parsed.timeframe)
+                    if context is None:  # the user was deactivated meanwhile
+                        raise WebhookError(404, "not_found", "No such webhook URL.")
             except WebhookError as exc:
                 known = wanted if context is not None else None
                 _store_rejection(cur, user_id=known, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed)
                 return _error(exc)
-            if context.group is None:
-                # No open group: the outcome depends on the pool (or the queue), so take the user lock and
-                # read again. A group opened meanwhile by an alert of the same identity is seen now.
-                context = _read_pool(cur, context, wanted, symbol, parsed.timeframe)
-                if context is None:  # the user was deactivated meanwhile
-                    exc = WebhookError(404, "not_found", "No such webhook URL.")
-                    _store_rejection(
-                        cur, user_id=None, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed
-                    )
-                    return _error(exc)
             return _classify_and_store(
                 cur,
                 user_id=wanted,
