@@ -56,15 +56,31 @@ class _TooLargeError(Exception):
 HEALTHY_AFTER_USE_S = 1.0
 
 
+# When the intake itself fails (the database is unreachable, say) the outcome may be unknown: the sender
+# is told so, and that a copy of the alert is recognised as a duplicate if the first one was stored.
+UNAVAILABLE = IntakeResult(
+    503,
+    {
+        "error": "unavailable",
+        "detail": "The signal could not be confirmed as stored; sending it again is safe (copies are recognised).",
+        "fields": {},
+    },
+)
+
+
 def receive_in_thread(user_id: str, raw: bytes, content_type: str, ip: str | None) -> IntakeResult:
-    """The intake, from a worker thread (this route's pool, or the thread pool of Django's view)."""
-    close_old_connections()  # honour CONN_MAX_AGE, errors and health checks in this pool thread
-    if time.monotonic() - getattr(connection, "_webhook_served_at", -HEALTHY_AFTER_USE_S) < HEALTHY_AFTER_USE_S:
-        connection.health_check_done = True
+    """The intake, from a worker thread (this route's pool, or the thread pool of Django's view); 503 when
+    it fails."""
     try:
+        close_old_connections()  # honour CONN_MAX_AGE, errors and health checks in this pool thread
+        if time.monotonic() - getattr(connection, "_webhook_served_at", -HEALTHY_AFTER_USE_S) < HEALTHY_AFTER_USE_S:
+            connection.health_check_done = True
         result = signal_receive(user_id=user_id, raw=raw, content_type=content_type, ip=ip)
         connection._webhook_served_at = time.monotonic()
         return result
+    except Exception:
+        logger.exception("webhook intake failed")
+        return UNAVAILABLE
     finally:
         close_old_connections()
 
@@ -126,26 +142,12 @@ class WebhookIngress:
             return
         client = scope.get("client") or (None, None)
         ip = client_ip_from(client[0], headers.get(b"x-forwarded-for", ""))
-        loop = asyncio.get_running_loop()
-        committed: list[events.Event] = []
-        try:
-            result, committed = await loop.run_in_executor(
-                self._pool(),
-                _receive_capturing,
-                match["user_id"],
-                raw,
-                headers.get(b"content-type", ""),
-                ip,
-            )
-        except Exception:
-            logger.exception("webhook intake failed")
-            result = IntakeResult(
-                503,
-                {"error": "unavailable", "detail": "The signal could not be stored; nothing was done.", "fields": {}},
-            )
+        result, committed = await asyncio.get_running_loop().run_in_executor(
+            self._pool(), _receive_capturing, match["user_id"], raw, headers.get(b"content-type", ""), ip
+        )
         content = json.dumps(result.body).encode()
         # With its length announced the answer goes out as one plain body, not chunked.
-        headers = [*RESPONSE_HEADERS, (b"content-length", str(len(content)).encode())]
-        await send({"type": "http.response.start", "status": result.status, "headers": headers})
+        response_headers = [*RESPONSE_HEADERS, (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": result.status, "headers": response_headers})
         await send({"type": "http.response.body", "body": content})
         self._events.add(committed)

@@ -14,16 +14,23 @@ from positions.choices import OPEN_GROUP_STATUSES
 from .models import QueuedSignal
 
 
-def pool_used(*, user_id: Any) -> int:
-    """Groups holding a slot: every group that is not closed or failed (pyramids take no extra slot)."""
+def pool_used_statement() -> str:
+    """``SELECT count(*)`` of the groups holding a slot of the user bound to its one parameter: every
+    group that is not closed or failed (pyramids take no extra slot). The webhook intake embeds it."""
     from positions.models import PositionGroup
-    from positions.services.sql import cursor, table
+    from positions.services.sql import literals, table
+
+    return (
+        f"SELECT count(*) FROM {table(PositionGroup)}"
+        f" WHERE user_id = %s AND status IN ({literals(OPEN_GROUP_STATUSES)})"
+    )
+
+
+def pool_used(*, user_id: Any) -> int:
+    from positions.services.sql import cursor
 
     cur = cursor()
-    cur.execute(
-        f"SELECT count(*) FROM {table(PositionGroup)} WHERE user_id = %s AND status = ANY(%s)",
-        [user_id, [str(s) for s in OPEN_GROUP_STATUSES]],
-    )
+    cur.execute(pool_used_statement(), [user_id])
     return int(cur.fetchone()[0])
 
 

@@ -42,7 +42,6 @@ from exchanges.selectors import market_rules_count, market_symbol_resolve
 
 from ..choices import (
     FINAL_GROUP_STATUSES,
-    OPEN_GROUP_STATUSES,
     GroupStatus,
     ProcessingStatus,
     SignalClassification,
@@ -200,24 +199,18 @@ _GROUP_COLUMNS = (
 )
 
 
-def _status_list(statuses: Any) -> str:
-    """An SQL list of our own status constants (literals: arrays bound per call cost more than the rest
-    of the parameters together)."""
-    assert all(str(status).isidentifier() for status in statuses)
-    return ", ".join(f"'{status}'" for status in statuses)
-
-
 @functools.cache
 def _statements() -> tuple[str, str, str]:
     """(read, user lock, pool read): see `_read` and `_read_pool`. Built once."""
     from exchanges.models import ExchangeConfig
+    from riskengine.services import pool_used_statement
 
     groups = sql.table(PositionGroup)
 
     def open_group(user: str, config: str) -> str:
         return f"""SELECT {_GROUP_COLUMNS} FROM {groups}
                 WHERE user_id = {user} AND exchange_config_id = {config} AND symbol = %s AND timeframe = %s
-                  AND side = %s AND status NOT IN ({_status_list(FINAL_GROUP_STATUSES)})
+                  AND side = %s AND status NOT IN ({sql.literals(FINAL_GROUP_STATUSES)})
                 LIMIT 1 FOR UPDATE"""
 
     read = f"""SELECT u.webhook_secret, ec.id, ec.exchange_name,
@@ -235,8 +228,7 @@ def _statements() -> tuple[str, str, str]:
           LEFT JOIN LATERAL ({open_group("u.id", "ec.id")}) g ON true
          WHERE u.id = %s AND u.is_active"""
     lock = f"SELECT 1 FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE"
-    pool = f"""SELECT (SELECT count(*) FROM {groups} p
-                        WHERE p.user_id = %s AND p.status IN ({_status_list(OPEN_GROUP_STATUSES)})), g.*
+    pool = f"""SELECT ({pool_used_statement()}), g.*
           FROM (SELECT 1) one LEFT JOIN LATERAL ({open_group("%s", "%s")}) g ON true"""
     return read, lock, pool
 

@@ -64,6 +64,15 @@ def table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+def literals(values: Sequence[Any]) -> str:
+    """An SQL list of the project's own constants (statuses): written into statements built once, where
+    an array parameter would be dumped again on every execution. Anything but a plain word is refused."""
+    words = [str(value) for value in values]
+    if not all(word.isidentifier() for word in words):
+        raise ValueError(f"not plain words: {words!r}")
+    return ", ".join(f"'{word}'" for word in words)
+
+
 @functools.cache
 def _insert_statement(model: type[models.Model]) -> tuple[str, tuple[models.Field, ...]]:  # type: ignore[type-arg]
     # Serial keys come from their sequence.
@@ -102,14 +111,9 @@ def insert_statement(model: type[models.Model], values: Mapping[str, Any]) -> tu
     return statement, params
 
 
-def row_insert(
-    cur: psycopg.Cursor, model: type[models.Model], values: Mapping[str, Any], *, suffix: str = ""
-) -> Sequence[Any] | None:
-    """Insert one row (see `insert_statement`). `suffix` is appended (``ON CONFLICT ... RETURNING ...``);
-    the first returned row, if any, is the result."""
-    statement, params = insert_statement(model, values)
-    cur.execute(statement + suffix, params)
-    return cur.fetchone() if "RETURNING" in suffix else None
+def row_insert(cur: psycopg.Cursor, model: type[models.Model], values: Mapping[str, Any]) -> None:
+    """Insert one row (see `insert_statement`)."""
+    cur.execute(*insert_statement(model, values))
 
 
 class Batch:

@@ -225,3 +225,30 @@ def test_a_connection_that_just_served_a_webhook_skips_the_health_check(trader, 
         assert send("H-3") == 200 and checks == [True]
     finally:
         connection.close()
+
+
+def test_an_unreachable_database_is_a_503_that_says_a_resend_is_safe(client, trader, sim_config, monkeypatch):
+    """Through the route and through Django's view: never a 500, and the sender learns that sending the
+    alert again cannot open a second position (the idempotency key recognises a stored copy)."""
+    from django.db import connections
+
+    from bench.harness import free_port
+
+    body = json.dumps(alert(trader.webhook_secret)).encode()
+    connection = connections["default"]
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(connection.settings_dict, "PORT", str(free_port()))  # nothing listens there
+    try:
+        routed = _asgi("POST", f"/api/webhook/{trader.pk}", body, _json_headers())
+        viewed = post(client, trader, body)
+    finally:
+        connection.close()
+        monkeypatch.undo()
+
+    for status, payload in ((routed["status"], json.loads(routed["body"])), (viewed.status_code, viewed.json())):
+        assert status == 503
+        assert payload["error"] == "unavailable" and "sending it again is safe" in payload["detail"]
+    assert WebhookSignal.objects.count() == 0
+    again = post(client, trader, body)  # the database is back: the resend is simply the signal
+    assert again.status_code == 202 and again.json()["classification"] == "new_entry"
