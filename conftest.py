@@ -30,6 +30,18 @@ def _clear_cache():  # type: ignore[no-untyped-def]
         pass
 
 
+@pytest.fixture(autouse=True)
+def _close_async_pools():  # type: ignore[no-untyped-def]
+    """The webhook route's own database connections (`sql.AsyncPool`) end with the test that opened
+    them: each test runs its own event loop, and the test database is dropped at the end."""
+    yield
+    try:
+        from positions.services.sql import close_async_pools
+    except Exception:  # tests without Django settings loaded
+        return
+    close_async_pools()
+
+
 @pytest.fixture
 def api_client():  # type: ignore[no-untyped-def]
     from rest_framework.test import APIClient

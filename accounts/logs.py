@@ -75,23 +75,30 @@ def _user_id(user: Any) -> Any:
     return user if isinstance(user, uuid.UUID) else getattr(user, "pk", None)
 
 
+def log_row(level: str, category: str, message: str, *, user=None, details=None, ip=None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Log `message` (scrubbed) and return the `SystemLog` row to store, by attribute name: for a caller
+    that writes its rows itself (the webhook intake writes it with the rest of its statement)."""
+    clean_message = _scrub_text(message)
+    logger.log(getattr(logging, level), "[%s] %s", category, clean_message)
+    return {
+        "id": uuid.uuid4(),
+        "level": level,
+        "category": LogCategory(category),
+        "user_id": _user_id(user),
+        "message": clean_message,
+        "details": scrub(details or {}),
+        "ip_address": ip,
+    }
+
+
 def _write(level: str, category: str, message: str, *, user=None, details=None, ip=None) -> None:  # type: ignore[no-untyped-def]
     from .models import SystemLog
 
-    clean_message = _scrub_text(message)
-    clean_details = scrub(details or {})
-    logger.log(getattr(logging, level), "[%s] %s", category, clean_message)
+    row = log_row(level, category, message, user=user, details=details, ip=ip)
     try:
         # A savepoint: a failing log write must never roll back the caller's transaction.
         with transaction.atomic():
-            SystemLog.objects.create(
-                level=level,
-                category=LogCategory(category),
-                user_id=_user_id(user),
-                message=clean_message,
-                details=clean_details,
-                ip_address=ip,
-            )
+            SystemLog.objects.create(**row)
     except DatabaseError:
         logger.exception("could not store system log")
 

@@ -154,10 +154,16 @@ def market_symbol_index_clear(exchange_name: str | None = None) -> None:
         _symbol_index.pop(exchange_name, None)
 
 
-def _symbol_index_for(exchange_name: str) -> dict[str, tuple[str, str]]:
+class NotCachedError(Exception):
+    """The answer needs the database, and the caller asked for cached answers only."""
+
+
+def _symbol_index_for(exchange_name: str, *, cached_only: bool = False) -> dict[str, tuple[str, str]]:
     loaded = _symbol_index.get(exchange_name)
     if loaded is not None and time.monotonic() - loaded[0] < SYMBOL_INDEX_TTL_S:
         return loaded[1]
+    if cached_only:
+        raise NotCachedError(exchange_name)
     index: dict[str, tuple[str, str]] = {}
     rows = MarketRule.objects.filter(exchange_name=exchange_name).order_by("symbol")
     for symbol, exchange_symbol, compact in rows.values_list("symbol", "exchange_symbol", "compact_symbol"):
@@ -167,19 +173,22 @@ def _symbol_index_for(exchange_name: str) -> dict[str, tuple[str, str]]:
     return index
 
 
-def market_symbol_resolve(*, exchange_name: str, raw: str) -> tuple[str, str] | None:
+def market_symbol_resolve(*, exchange_name: str, raw: str, cached_only: bool = False) -> tuple[str, str] | None:
     """(unified symbol, exchange symbol) for a ticker written any common way, as `market_rule_resolve`.
 
     The webhook asks this for every alert: the answer comes from a per-process index of the exchange's
     markets (one query a minute); a ticker the index does not know is looked up in the database.
+    With `cached_only`, `NotCachedError` instead of any query (for a caller on an event loop).
     """
     text = raw.strip()
     if not text:
         return None
-    index = _symbol_index_for(exchange_name)
+    index = _symbol_index_for(exchange_name, cached_only=cached_only)
     hit = index.get(text.upper()) or index.get(compact_symbol(text))
     if hit is not None:
         return hit
+    if cached_only:
+        raise NotCachedError(exchange_name)
     rules = market_rule_resolve(exchange_name=exchange_name, raw=text)
     return (rules.symbol, rules.exchange_symbol) if rules is not None else None
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -62,29 +60,15 @@ class _EventSender:
 
 
 _events = _EventSender()
-_capture = threading.local()
 
 Event = tuple[tuple[str, ...], dict[str, Any]]  # (channel groups, event)
 
 
-@contextlib.contextmanager
-def captured() -> Iterator[list[Event]]:
-    """Collect the events this thread publishes (once committed) instead of sending them.
-
-    The webhook's ASGI route runs the intake in a worker thread and sends what it collected from the
-    event loop, after the response, through a `LoopBatcher`: no thread hand-off per event.
-    """
-    events: list[Event] = []
-    previous = getattr(_capture, "events", None)
-    _capture.events = events
-    try:
-        yield events
-    finally:
-        _capture.events = previous
-
-
 class LoopBatcher:
     """Sends events from the running event loop, gathered over `window_s` into one message per group.
+
+    The webhook's ASGI route runs the intake on its event loop and hands the events its transaction
+    committed to one of these: no thread hand-off per event.
 
     A burst of alerts makes events for many users but the operators' group gets every one of them:
     gathering them for a few milliseconds turns one publish per alert into one per burst.
@@ -137,22 +121,24 @@ def _log_failure(task: asyncio.Future) -> None:  # type: ignore[type-arg]
         logger.warning("could not publish a live event: %s", task.exception())
 
 
-def _send(user_id: Any, event_type: str, data: dict[str, Any]) -> None:
-    event = ((user_group_name(user_id), OPERATORS_GROUP), {"type": event_type, "data": data})
-    capturing = getattr(_capture, "events", None)
-    if capturing is not None:
-        capturing.append(event)
-    else:
-        _events.send(*event)
+def event(user_id: Any, event_type: str, data: dict[str, Any]) -> Event:
+    """An event for the owner's group and the operators' group."""
+    return (user_group_name(user_id), OPERATORS_GROUP), {"type": event_type, "data": data}
+
+
+def publish_events(events: list[Event]) -> None:
+    """Send `events` once the current transaction commits (at once when none is open)."""
+    if events:
+        transaction.on_commit(lambda: [_events.send(*item) for item in events])
 
 
 def publish(user_id: Any, event_type: str, data: dict[str, Any]) -> None:
     """Queue an event for after commit (immediately when no transaction is open)."""
-    transaction.on_commit(lambda: _send(user_id, event_type, data))
+    publish_events([event(user_id, event_type, data)])
 
 
-def publish_group(group) -> None:  # type: ignore[no-untyped-def]
-    publish(
+def group_event(group) -> Event:  # type: ignore[no-untyped-def]
+    return event(
         group.user_id,
         "group.updated",
         {
@@ -167,6 +153,10 @@ def publish_group(group) -> None:  # type: ignore[no-untyped-def]
             "realized_pnl": str(group.realized_pnl),
         },
     )
+
+
+def publish_group(group) -> None:  # type: ignore[no-untyped-def]
+    publish_events([group_event(group)])
 
 
 def publish_order(order) -> None:  # type: ignore[no-untyped-def]
@@ -188,10 +178,8 @@ def publish_order(order) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def publish_signal(signal) -> None:  # type: ignore[no-untyped-def]
-    if signal.user_id is None:
-        return
-    publish(
+def signal_event(signal) -> Event:  # type: ignore[no-untyped-def]
+    return event(
         signal.user_id,
         "signal.received",
         {

@@ -4,9 +4,13 @@ TradingView gives up on an alert after 3 s, and a burst of alerts is exactly whe
 web CPU counts (CONTRACT §6 `webhook_ack`). Django's ASGI handler, its middleware stack and the
 sync/async hand-offs cost about as much CPU as the whole intake, and the webhook needs none of them: no
 session, no CSRF, no templates. So the ASGI application sends webhook POSTs here and everything else to
-Django. The intake itself (`services.intake.signal_receive`) is the same code Django's view calls, run
-in a small thread pool of its own because it uses the database. The live events it commits come back
-with its answer and are sent from the event loop, gathered over a few milliseconds (`events.LoopBatcher`).
+Django. The intake is the same code Django's view runs (`services.intake.intake_steps`), driven here on
+the event loop over a few database connections of the route's own (`sql.AsyncPool`): a burst of alerts
+costs no thread hand-offs and no threads waiting for the GIL between their round trips, which is where
+the slowest answers came from when the route ran the intake in a thread pool. The live events the
+intake commits are sent from the event loop, gathered over a few milliseconds (`events.LoopBatcher`).
+An alert whose symbol the per-process market index cannot answer (the index is stale, or the ticker is
+unknown to it) is decoded in a thread instead, because that answer needs Django's ORM.
 
 Non-POST requests to the webhook path go to Django, which answers 405 as before.
 """
@@ -17,18 +21,19 @@ import asyncio
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections
 
 from accounts.middleware import client_ip_from
+from exchanges.selectors import NotCachedError
 
 from . import events
-from .services.intake import IntakeResult, signal_receive
+from .services import sql
+from .services.intake import Alert, IntakeResult, alert_read, intake_steps, signal_receive
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +55,6 @@ class _TooLargeError(Exception):
     pass
 
 
-# A connection that finished a webhook this recently needs no health check (CONN_HEALTH_CHECKS) before
-# the next one: Django checks once per request with a `SELECT 1` round trip, which under a burst of
-# alerts was one statement in five. A connection that went stale while idle is still checked.
-HEALTHY_AFTER_USE_S = 1.0
-
-
 # When the intake itself fails (the database is unreachable, say) the outcome may be unknown: the sender
 # is told so, and that a copy of the alert is recognised as a duplicate if the first one was stored.
 UNAVAILABLE = IntakeResult(
@@ -69,15 +68,11 @@ UNAVAILABLE = IntakeResult(
 
 
 def receive_in_thread(user_id: str, raw: bytes, content_type: str, ip: str | None) -> IntakeResult:
-    """The intake, from a worker thread (this route's pool, or the thread pool of Django's view); 503 when
-    it fails."""
+    """The intake on this thread's Django connection (Django's view, from its thread pool); 503 when it
+    fails."""
     try:
         close_old_connections()  # honour CONN_MAX_AGE, errors and health checks in this pool thread
-        if time.monotonic() - getattr(connection, "_webhook_served_at", -HEALTHY_AFTER_USE_S) < HEALTHY_AFTER_USE_S:
-            connection.health_check_done = True
-        result = signal_receive(user_id=user_id, raw=raw, content_type=content_type, ip=ip)
-        connection._webhook_served_at = time.monotonic()
-        return result
+        return signal_receive(user_id=user_id, raw=raw, content_type=content_type, ip=ip)
     except Exception:
         logger.exception("webhook intake failed")
         return UNAVAILABLE
@@ -85,10 +80,12 @@ def receive_in_thread(user_id: str, raw: bytes, content_type: str, ip: str | Non
         close_old_connections()
 
 
-def _receive_capturing(*args: Any) -> tuple[IntakeResult, list[events.Event]]:
-    """`receive_in_thread`, returning the live events it committed instead of sending them."""
-    with events.captured() as committed:
-        return receive_in_thread(*args), committed
+def _alert_read_in_thread(user_id: str, raw: bytes, content_type: str, ip: str | None) -> Alert:
+    try:
+        close_old_connections()
+        return alert_read(user_id=user_id, raw=raw, content_type=content_type, ip=ip)
+    finally:
+        close_old_connections()
 
 
 async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
@@ -110,18 +107,32 @@ async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: in
 class WebhookIngress:
     """ASGI middleware: webhook POSTs to the intake, everything else to `app`."""
 
-    def __init__(self, app: ASGIApp, *, threads: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, *, connections: int | None = None) -> None:
         self.app = app
-        self._threads = threads
+        self.database = sql.AsyncPool(connections or settings.WEBHOOK_CONNECTIONS)
         self._executor: ThreadPoolExecutor | None = None
         self._events = events.LoopBatcher()
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def _threads(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._threads or settings.WEBHOOK_THREADS, thread_name_prefix="webhook"
-            )
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook")
         return self._executor
+
+    async def receive(
+        self, user_id: str, raw: bytes, content_type: str, ip: str | None
+    ) -> tuple[IntakeResult, list[events.Event]]:
+        """The intake's answer and the live events it committed; 503 when it fails."""
+        try:
+            try:
+                alert = alert_read(user_id=user_id, raw=raw, content_type=content_type, ip=ip, cached_only=True)
+            except NotCachedError:
+                alert = await asyncio.get_running_loop().run_in_executor(
+                    self._threads(), _alert_read_in_thread, user_id, raw, content_type, ip
+                )
+            return await self.database.run(intake_steps(alert))
+        except Exception:
+            logger.exception("webhook intake failed")
+            return UNAVAILABLE, []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         match = WEBHOOK_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
@@ -142,9 +153,7 @@ class WebhookIngress:
             return
         client = scope.get("client") or (None, None)
         ip = client_ip_from(client[0], headers.get(b"x-forwarded-for", ""))
-        result, committed = await asyncio.get_running_loop().run_in_executor(
-            self._pool(), _receive_capturing, match["user_id"], raw, headers.get(b"content-type", ""), ip
-        )
+        result, committed = await self.receive(match["user_id"], raw, headers.get(b"content-type", ""), ip)
         content = json.dumps(result.body).encode()
         # With its length announced the answer goes out as one plain body, not chunked.
         response_headers = [*RESPONSE_HEADERS, (b"content-length", str(len(content)).encode())]

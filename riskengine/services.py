@@ -38,8 +38,7 @@ def pool_has_room(*, user_id: Any, max_open_groups: int) -> bool:
     return pool_used(user_id=user_id) < max_open_groups
 
 
-def queue_upsert(
-    cur: Any,
+def queue_upsert_statement(
     *,
     user_id: Any,
     signal_id: Any,
@@ -49,12 +48,13 @@ def queue_upsert(
     side: str,
     entry_price: Decimal,
     max_size: int | None,
-) -> tuple[bool, str]:
-    """Queue a new-group signal; a newer one for the same identity replaces it (new price, count + 1).
+) -> tuple[str, list[Any]]:
+    """The statement that queues a new-group signal; a newer one for the same identity replaces it (new
+    price, count + 1). It returns the replacement count (`queue_reason`), or no row when the queue
+    already holds `max_size` entries and this is not a replacement.
 
-    Called by the webhook intake on its cursor, under the user's row lock: one statement (the webhook's
-    hot path). A new entry is refused when the queue already holds `max_size` entries.
-    Returns (queued, reason).
+    Run by the webhook intake under the user's row lock, in its transaction: one statement on the
+    webhook's hot path. The caller sends `queue_event` once committed.
     """
     from positions.services.sql import insert_statement, table
 
@@ -74,7 +74,7 @@ def queue_upsert(
     )
     # INSERT ... VALUES (...) becomes INSERT ... SELECT ... WHERE <room in the queue, or a replacement>.
     columns, _, placeholders = statement.partition(" VALUES ")
-    cur.execute(
+    return (
         f"{columns.replace(queue, queue + ' AS q', 1)} SELECT {placeholders[1:-1]}"
         f" WHERE %s OR (SELECT count(*) FROM {queue} WHERE user_id = %s) < %s"
         " OR EXISTS (SELECT 1 FROM {queue} WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s"
@@ -95,22 +95,41 @@ def queue_upsert(
             side,
         ],
     )
-    row = cur.fetchone()
-    if row is None:
-        return False, f"the waiting queue is full ({max_size})"
-    _publish(user_id, symbol=symbol)
-    if row[0]:
-        return True, f"replaced the queued signal (replacement {row[0]})"
-    return True, "execution pool is full; queued"
+
+
+def queue_reason(replacement_count: int) -> str:
+    if replacement_count:
+        return f"replaced the queued signal (replacement {replacement_count})"
+    return "execution pool is full; queued"
+
+
+def queue_remove_statement(
+    *, user_id: Any, exchange_config_id: Any, symbol: str, timeframe: str, side: str
+) -> tuple[str, list[Any]]:
+    """The statement that drops the queued signal of an identity; it returns a row when there was one."""
+    from positions.services.sql import table
+
+    return (
+        f"DELETE FROM {table(QueuedSignal)} WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s"
+        " AND timeframe = %s AND side = %s RETURNING 1",
+        [user_id, exchange_config_id, symbol, timeframe, side],
+    )
 
 
 def queue_remove(*, user_id: Any, exchange_config_id: Any, symbol: str, timeframe: str, side: str) -> bool:
-    deleted, _ = QueuedSignal.objects.filter(
-        user_id=user_id, exchange_config_id=exchange_config_id, symbol=symbol, timeframe=timeframe, side=side
-    ).delete()
-    if deleted:
-        _publish(user_id)
-    return bool(deleted)
+    """Drop the queued signal of an identity (an exit for it arrived); `queue.updated` once committed."""
+    from positions.services import sql
+
+    cur = sql.cursor()
+    cur.execute(
+        *queue_remove_statement(
+            user_id=user_id, exchange_config_id=exchange_config_id, symbol=symbol, timeframe=timeframe, side=side
+        )
+    )
+    if cur.fetchone() is None:
+        return False
+    _publish(user_id)
+    return True
 
 
 def queue_delete(*, entry: QueuedSignal, actor: Any, ip: str | None = None) -> None:
@@ -128,11 +147,18 @@ def queue_delete(*, entry: QueuedSignal, actor: Any, ip: str | None = None) -> N
         _publish(entry.user_id)
 
 
-def _publish(user_id: Any, symbol: str | None = None) -> None:
-    """`queue.updated` after commit; clients re-read `/api/queue` (no count query on the webhook path)."""
-    from positions.events import publish
+def queue_event(user_id: Any, symbol: str | None = None):  # type: ignore[no-untyped-def]
+    """`queue.updated`: clients re-read `/api/queue` (no count query on the webhook path)."""
+    from positions.events import event
 
-    publish(user_id, "queue.updated", {"symbol": symbol})
+    return event(user_id, "queue.updated", {"symbol": symbol})
+
+
+def _publish(user_id: Any, symbol: str | None = None) -> None:
+    """`queue.updated` after commit."""
+    from positions.events import publish_events
+
+    publish_events([queue_event(user_id, symbol)])
 
 
 def queue_promote_after_commit(*, user_id: Any) -> None:

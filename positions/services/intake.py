@@ -3,15 +3,19 @@
 This is the product's hottest path (CONTRACT §6 `webhook_ack`: 50 alerts in flight on two cores), so it
 is written for CPU:
 
-- the alert is decoded, validated and its symbol resolved first (pure Python, a per-process symbol
-  index, engine configs parsed once per content); its errors are still reported in CONTRACT order;
-- then one transaction on Django's own connection (`sql.cursor`: raw SQL, bound and prepared by the
-  server), three statements: read the secret, the exchange config, the engine config, the rate-limit
-  count and the alert's open group, locked; write every row of the outcome in one statement
-  (`sql.Batch`), the signal row last; commit. An alert with no open group (a new entry, a queued signal,
-  an exit without a position) first locks its user and reads the pool count and its group again, two
-  statements more. (A queued alert's queue upsert and an exit's queue removal are one statement more.)
-- a pending signal is announced with NOTIFY by the statement that stores it (`positions.dispatch`).
+- the alert is decoded, validated and its symbol resolved first (`alert_read`: pure Python, a
+  per-process symbol index, engine configs parsed once per content); its errors are still reported in
+  CONTRACT order;
+- then one transaction (`intake_steps`, raw SQL bound and prepared by the server), written once as
+  `sql` steps: Django's view runs them on Django's connection (`signal_receive`), the ASGI route on
+  its event loop (`positions.ingress`). Three statements: read the secret, the exchange config, the
+  engine config, the rate-limit count and the alert's open group, locked; write every row of the
+  outcome in one statement (`sql.Batch`), the signal row last; commit. An alert with no open group (a
+  new entry, a queued signal, an exit without a position) first locks its user and reads the pool
+  count and its group again, two statements more. (A queued alert's queue upsert and an exit's queue
+  removal are one statement more.)
+- a pending signal is announced with NOTIFY by the statement that stores it (`positions.dispatch`);
+  the live events are returned with the answer and sent once committed.
 
 Idempotency is decided by the `signal_idempotency` unique constraint (INSERT ... ON CONFLICT), not by a
 check-then-insert: when the key is taken, the whole transaction is undone and a duplicate row stored.
@@ -28,18 +32,20 @@ import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from accounts.logs import log_info, log_warning
-from accounts.models import User
+from accounts.choices import LogLevel
+from accounts.logs import log_row
+from accounts.models import SystemLog, User
 from exchanges.selectors import market_rules_count, market_symbol_resolve
 
+from .. import events
 from ..choices import (
     FINAL_GROUP_STATUSES,
     GroupStatus,
@@ -50,7 +56,7 @@ from ..choices import (
 )
 from ..config import effective_config, effective_config_shared
 from ..dispatch import announce_returning
-from ..events import publish_group, publish_signal
+from ..events import Event, group_event, signal_event
 from ..grid import GridConfig, capital_for_pyramid, levels_for_pyramid
 from ..models import EngineConfig, GroupEvent, PositionGroup, Pyramid, WebhookSignal
 from ..webhook import ParsedSignal, WebhookError, candle_start, decode_body, parse_signal, redact_secret
@@ -115,6 +121,7 @@ class _Outcome:
     group_id: uuid.UUID | None = None
     processing_status: str = ProcessingStatus.NONE
     keep_idempotency_key: bool = True
+    events: list[Event] = dataclasses.field(default_factory=list)  # live events, sent once committed
 
     def skip(self, status: str, reason: str) -> IntakeResult:
         self.status, self.http_status, self.reason = status, 200, reason
@@ -148,15 +155,16 @@ def _excerpt(raw: bytes) -> str:
     return "".join("*" if ch.isalnum() else ch for ch in text)
 
 
-def resolve_symbol(exchange_name: str, raw: str) -> tuple[str, str]:
+def resolve_symbol(exchange_name: str, raw: str, *, cached_only: bool = False) -> tuple[str, str]:
     """(unified symbol, exchange symbol) from TradingView's ticker, using the cached market rules.
 
     With no rules cached for this exchange yet, the unified form is derived from known quote assets and
-    the market rules are checked when the signal is processed (the group waits until then).
+    the market rules are checked when the signal is processed (the group waits until then). With
+    `cached_only`, `NotCachedError` where the answer needs the database.
     """
     ticker = raw.split(":")[-1].strip().upper().removesuffix(".P")
     compact = ticker.replace("/", "").replace("-", "").replace("_", "")
-    match = market_symbol_resolve(exchange_name=exchange_name, raw=ticker)
+    match = market_symbol_resolve(exchange_name=exchange_name, raw=ticker, cached_only=cached_only)
     if match is not None:
         return match
     if market_rules_count(exchange_name=exchange_name):
@@ -233,26 +241,14 @@ def _statements() -> tuple[str, str, str]:
     return read, lock, pool
 
 
-def _read(cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str) -> _Context | None:
-    """Read (one statement) the active user's secret, the enabled exchange config the alert names, the
-    engine config and the rate-limit count, and lock and read the alert's open group. ``None`` when
-    there is no such active user. The pool count is read by `_read_pool`, under the user lock.
+def _context(row: Sequence[Any] | None) -> _Context | None:
+    """What `_read`'s statement read: the active user's secret, the enabled exchange config the alert
+    names, the engine config, the rate-limit count and the alert's open group (locked). ``None`` when
+    there is no such active user. The pool count is read by `_pool_steps`, under the user lock.
 
     The rate limit is a sliding window over the stored requests themselves: those of the last minute
     that passed authentication.
     """
-    read, _, _ = _statements()
-    params = [
-        timezone.now() - RATE_WINDOW,
-        settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
-        (parsed.exchange if parsed else "").strip(),
-        symbol,
-        parsed.timeframe if parsed else "",
-        SIDE,
-        user_id,
-    ]
-    cur.execute(read, params)
-    row = cur.fetchone()
     if row is None:
         return None
     return _Context(
@@ -266,57 +262,64 @@ def _read(cur: Any, user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str
     )
 
 
-def _read_pool(cur: Any, context: _Context, user_id: uuid.UUID, symbol: str, timeframe: str) -> _Context | None:
+def _read(user_id: uuid.UUID, parsed: ParsedSignal | None, symbol: str) -> sql.Step:
+    read, _, _ = _statements()
+    return read, [
+        timezone.now() - RATE_WINDOW,
+        settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
+        (parsed.exchange if parsed else "").strip(),
+        symbol,
+        parsed.timeframe if parsed else "",
+        SIDE,
+        user_id,
+    ]
+
+
+def _pool_steps(context: _Context, user_id: uuid.UUID, symbol: str, timeframe: str) -> sql.Steps[_Context | None]:
     """Lock the user, then read the pool count and the alert's open group again (one statement each).
     ``None`` when the user is no longer active.
 
     The user lock serializes what depends on the pool (a new entry, a queued signal, an exit without a
-    group); an alert for an open group needs only that group's row lock (`signal_receive`). Two
+    group); an alert for an open group needs only that group's row lock (`intake_steps`). Two
     statements, not one: a statement reads from the snapshot it took when it started, so a read in the
     statement that waited for the lock could miss what the previous holder committed. The lock is NO
     KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows that
     reference the user (logs) and must not wait for us while we wait for that group.
     """
     _, lock, pool = _statements()
-    cur.execute(lock, [user_id])
-    if cur.fetchone() is None:
+    if (yield lock, [user_id]) is None:
         return None
-    cur.execute(pool, [user_id, user_id, context.config_id, symbol, timeframe, SIDE])
-    row = cur.fetchone()
+    row = yield pool, [user_id, user_id, context.config_id, symbol, timeframe, SIDE]
+    assert row is not None
     group = None if row[1] is None else _OpenGroup(*row[1:])
     return dataclasses.replace(context, pool_used=row[0], group=group)
 
 
-def _store_rejection(
-    cur: Any,
-    *,
-    user_id: uuid.UUID | None,
-    ip: str | None,
-    exc: WebhookError,
-    body: Any,
-    raw: bytes,
-    started: float,
-    parsed: ParsedSignal | None,
-) -> None:
-    sql.row_insert(
-        cur,
+def _rejection(alert: Alert, user_id: uuid.UUID | None, exc: WebhookError) -> sql.Step:
+    """The statement that stores a refused request (and, for a refused secret, a warning in the log)."""
+    parsed, body = alert.parsed, alert.body
+    batch = sql.Batch()
+    if exc.status in (401, 403):
+        batch.insert(
+            SystemLog, log_row(LogLevel.WARNING, "WEBHOOK", f"Webhook refused: {exc.detail}", user=user_id, ip=alert.ip)
+        )
+    statement, params = sql.insert_statement(
         WebhookSignal,
         {
             "id": uuid.uuid4(),
             "user_id": user_id,
-            "source_ip": ip,
+            "source_ip": alert.ip,
             "body": redact_secret(body) if isinstance(body, dict) else None,
-            "raw_excerpt": "" if isinstance(body, dict) else _excerpt(raw),
+            "raw_excerpt": "" if isinstance(body, dict) else _excerpt(alert.raw),
             "status": SignalStatus.REJECTED,
             "http_status": exc.status,
             "reason": f"{exc.code}: {exc.detail}"[:2000],
             "action": parsed.action if parsed else "",
             "symbol": (parsed.raw_symbol if parsed else "")[:32],
-            "ack_ms": (time.perf_counter() - started) * 1000,
+            "ack_ms": (time.perf_counter() - alert.started) * 1000,
         },
     )
-    if exc.status in (401, 403):
-        log_warning("WEBHOOK", f"Webhook refused: {exc.detail}", user=user_id, ip=ip)
+    return batch.ending(statement, params)
 
 
 def _envelope_check(raw: bytes, content_type: str) -> None:
@@ -337,105 +340,100 @@ def _envelope_check(raw: bytes, content_type: str) -> None:
         )
 
 
-class _DuplicateError(Exception):
-    """The signal's idempotency key is taken: undo the classification, store it as a duplicate."""
+@dataclasses.dataclass(frozen=True)
+class Alert:
+    """A request as `alert_read` found it, before the database: what the intake then decides on."""
 
-
-def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | None) -> IntakeResult:
-    """Everything the webhook does, in order; every request leaves a `WebhookSignal` row.
-
-    The body is decoded, validated and its symbol resolved first (pure Python and per-process caches);
-    then one transaction reads and locks (`_read`), and either stores the rejection or classifies
-    and stores the signal. Errors are reported in CONTRACT order: size, media type, unknown user, IP,
-    JSON, secret, rate limit, schema, exchange, symbol.
-    """
-    started = time.perf_counter()
+    user_id: str
+    raw: bytes
+    ip: str | None
+    started: float
     body: Any = None
     parsed: ParsedSignal | None = None
+    symbol: str = ""
+    exchange_symbol: str = ""
+    envelope_error: WebhookError | None = None  # size, media type: refused before anything else
+    body_error: WebhookError | None = None  # JSON
+    schema_error: WebhookError | None = None
+    symbol_error: WebhookError | None = None
+
+
+def alert_read(*, user_id: str, raw: bytes, content_type: str, ip: str | None, cached_only: bool = False) -> Alert:
+    """Decode, validate and resolve the symbol of a request: pure Python and per-process caches. With
+    `cached_only`, `NotCachedError` where the symbol needs the database (see `resolve_symbol`)."""
+    alert = Alert(user_id=user_id, raw=raw, ip=ip, started=time.perf_counter())
     try:
         _envelope_check(raw, content_type)
     except WebhookError as exc:
-        with transaction.atomic():
-            _store_rejection(
-                sql.cursor(), user_id=None, ip=ip, exc=exc, body=None, raw=raw, started=started, parsed=None
-            )
-        return _error(exc)
-    body_error = schema_error = symbol_error = None
-    symbol = exchange_symbol = ""
+        return dataclasses.replace(alert, envelope_error=exc)
+    body = parsed = None
     try:
         body = decode_body(raw)
         parsed = parse_signal(body)
-        symbol, exchange_symbol = resolve_symbol(parsed.exchange, parsed.raw_symbol)
+        symbol, exchange_symbol = resolve_symbol(parsed.exchange, parsed.raw_symbol, cached_only=cached_only)
     except WebhookError as exc:
         if body is None:
-            body_error = exc
-        elif parsed is None:
-            schema_error = exc
-        else:
-            symbol_error = exc
-    wanted = _user_uuid(user_id)
+            return dataclasses.replace(alert, body_error=exc)
+        if parsed is None:
+            return dataclasses.replace(alert, body=body, schema_error=exc)
+        return dataclasses.replace(alert, body=body, parsed=parsed, symbol_error=exc)
+    return dataclasses.replace(alert, body=body, parsed=parsed, symbol=symbol, exchange_symbol=exchange_symbol)
+
+
+def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | None) -> IntakeResult:
+    """Everything the webhook does, on this thread's Django connection; every request leaves a
+    `WebhookSignal` row. Its live events are sent once it has committed."""
+    result, committed = sql.run(intake_steps(alert_read(user_id=user_id, raw=raw, content_type=content_type, ip=ip)))
+    events.publish_events(committed)
+    return result
+
+
+def intake_steps(alert: Alert) -> sql.Steps[tuple[IntakeResult, list[Event]]]:
+    """The intake's database work as `sql` steps, one transaction: read and lock (`_read`), then store
+    the rejection, or classify and store the signal. Returns the answer and the live events to send
+    once committed.
+
+    Errors are reported in CONTRACT order: size, media type, unknown user, IP, JSON, secret, rate
+    limit, schema, exchange, symbol.
+    """
+    if alert.envelope_error is not None:
+        yield _rejection(alert, None, alert.envelope_error)
+        return _error(alert.envelope_error), []
+    parsed = alert.parsed
+    wanted = _user_uuid(alert.user_id)
+    context = _context((yield _read(wanted, parsed, alert.symbol))) if wanted else None
     try:
-        with transaction.atomic():
-            cur = sql.cursor()
-            context = _read(cur, wanted, parsed, symbol) if wanted else None
-            try:
-                if context is None:
-                    raise WebhookError(404, "not_found", "No such webhook URL.")
-                if settings.WEBHOOK_ALLOWED_IPS and ip not in settings.WEBHOOK_ALLOWED_IPS:
-                    raise WebhookError(403, "ip_not_allowed", "Requests from this address are not accepted.")
-                if body_error is not None:
-                    raise body_error
-                _secret_check(body, context.secret)
-                if context.recent >= settings.WEBHOOK_RATE_LIMIT_PER_MINUTE:
-                    raise WebhookError(429, "throttled", "Too many webhooks for this user; slow down.")
-                if schema_error is not None:
-                    raise schema_error
-                assert parsed is not None
-                if context.config_id is None:
-                    raise WebhookError(
-                        400,
-                        "unknown_exchange",
-                        f"No enabled exchange config named {parsed.exchange!r}.",
-                        {"tv.exchange": [f"no enabled exchange config named {parsed.exchange!r}"]},
-                    )
-                if symbol_error is not None:
-                    raise symbol_error
-                if context.group is None:
-                    # No open group: the outcome depends on the pool (or the queue), so take the user lock
-                    # and read again. A group opened meanwhile by an alert of the same identity is seen now.
-                    context = _read_pool(cur, context, wanted, symbol, parsed.timeframe)
-                    if context is None:  # the user was deactivated meanwhile
-                        raise WebhookError(404, "not_found", "No such webhook URL.")
-            except WebhookError as exc:
-                known = wanted if context is not None else None
-                _store_rejection(cur, user_id=known, ip=ip, exc=exc, body=body, raw=raw, started=started, parsed=parsed)
-                return _error(exc)
-            return _classify_and_store(
-                cur,
-                user_id=wanted,
-                context=context,
-                parsed=parsed,
-                symbol=symbol,
-                exchange_symbol=exchange_symbol,
-                ip=ip,
-                started=started,
+        if context is None:
+            raise WebhookError(404, "not_found", "No such webhook URL.")
+        if settings.WEBHOOK_ALLOWED_IPS and alert.ip not in settings.WEBHOOK_ALLOWED_IPS:
+            raise WebhookError(403, "ip_not_allowed", "Requests from this address are not accepted.")
+        if alert.body_error is not None:
+            raise alert.body_error
+        _secret_check(alert.body, context.secret)
+        if context.recent >= settings.WEBHOOK_RATE_LIMIT_PER_MINUTE:
+            raise WebhookError(429, "throttled", "Too many webhooks for this user; slow down.")
+        if alert.schema_error is not None:
+            raise alert.schema_error
+        assert parsed is not None and wanted is not None
+        if context.config_id is None:
+            raise WebhookError(
+                400,
+                "unknown_exchange",
+                f"No enabled exchange config named {parsed.exchange!r}.",
+                {"tv.exchange": [f"no enabled exchange config named {parsed.exchange!r}"]},
             )
-    except _DuplicateError as duplicate:
-        values = duplicate.args[0]
-        reason = "the same trade_id, timestamp and action was already received"
-        values.update(
-            id=uuid.uuid4(),
-            idempotency_key=None,
-            classification="",
-            status=SignalStatus.DUPLICATE,
-            http_status=200,
-            reason=reason,
-            group_id=None,
-            processing_status=ProcessingStatus.NONE,
-            ack_ms=(time.perf_counter() - started) * 1000,
-        )
-        sql.row_insert(sql.cursor(), WebhookSignal, values)
-        return IntakeResult(200, {"status": "duplicate", "reason": reason, "signal_id": str(values["id"])})
+        if alert.symbol_error is not None:
+            raise alert.symbol_error
+        if context.group is None:
+            # No open group: the outcome depends on the pool (or the queue), so take the user lock
+            # and read again. A group opened meanwhile by an alert of the same identity is seen now.
+            context = yield from _pool_steps(context, wanted, alert.symbol, parsed.timeframe)
+            if context is None:  # the user was deactivated meanwhile
+                raise WebhookError(404, "not_found", "No such webhook URL.")
+    except WebhookError as exc:
+        yield _rejection(alert, wanted if context is not None else None, exc)
+        return _error(exc), []
+    return (yield from _classify_and_store(alert, wanted, context))
 
 
 def _secret_check(body: dict[str, Any], expected: str) -> None:
@@ -447,25 +445,20 @@ def _secret_check(body: dict[str, Any], expected: str) -> None:
 
 
 def _classify_and_store(
-    cur: Any,
-    *,
-    user_id: uuid.UUID,
-    context: _Context,
-    parsed: ParsedSignal,
-    symbol: str,
-    exchange_symbol: str,
-    ip: str | None,
-    started: float,
-) -> IntakeResult:
+    alert: Alert, user_id: uuid.UUID, context: _Context
+) -> sql.Steps[tuple[IntakeResult, list[Event]]]:
     """Classify under the locks `_read` took and write everything in one statement (`sql.Batch`), the signal
-    row last: the unique constraint on its idempotency key decides whether all of it stands."""
+    row last: the unique constraint on its idempotency key decides whether all of it stands. When the key
+    is taken, all of it is rolled back and a duplicate row stored instead."""
+    parsed, symbol = alert.parsed, alert.symbol
+    assert parsed is not None
     now = timezone.now()
     values = {
         "id": uuid.uuid4(),
         "user_id": user_id,
         "exchange_config_id": context.config_id,
         "received_at": now,
-        "source_ip": ip,
+        "source_ip": alert.ip,
         "source": parsed.source if parsed.source in SignalSource.values else SignalSource.OTHER,
         "body": redact_secret(parsed.body),
         "trade_id": parsed.trade_id,
@@ -484,11 +477,11 @@ def _classify_and_store(
     outcome = _Outcome(id=values["id"], user_id=user_id, symbol=symbol, action=parsed.action)
     group = context.group
     if parsed.is_exit:
-        result = _classify_exit(outcome, group, identity)
+        result = yield from _classify_exit(outcome, group, identity)
     elif group is not None:
         result = _classify_pyramid(batch, outcome, group, parsed, now)
     else:
-        result = _classify_new(cur, batch, outcome, context, parsed, symbol, exchange_symbol, now)
+        result = yield from _classify_new(batch, outcome, context, alert, now)
     values.update(
         classification=outcome.classification,
         status=outcome.status,
@@ -496,7 +489,7 @@ def _classify_and_store(
         reason=outcome.reason,
         group_id=outcome.group_id,
         processing_status=outcome.processing_status,
-        ack_ms=(time.perf_counter() - started) * 1000,
+        ack_ms=(time.perf_counter() - alert.started) * 1000,
     )
     if not outcome.keep_idempotency_key:
         values["idempotency_key"] = None
@@ -504,25 +497,43 @@ def _classify_and_store(
     # commit): no enqueue call on the web process (see `positions.dispatch`).
     pending = outcome.processing_status == ProcessingStatus.PENDING
     statement, params = sql.insert_statement(WebhookSignal, values)
-    stored = batch.run(
-        cur,
+    stored = yield batch.ending(
         statement
         + " ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
         + (announce_returning() if pending else " RETURNING id"),
         params,
     )
-    if stored is None:
-        raise _DuplicateError(values)
-    publish_signal(outcome)
-    return result
+    if stored is not None:
+        return result, [*outcome.events, signal_event(outcome)]
+    yield sql.ROLLBACK
+    reason = "the same trade_id, timestamp and action was already received"
+    values.update(
+        id=uuid.uuid4(),
+        idempotency_key=None,
+        classification="",
+        status=SignalStatus.DUPLICATE,
+        http_status=200,
+        reason=reason,
+        group_id=None,
+        processing_status=ProcessingStatus.NONE,
+        ack_ms=(time.perf_counter() - alert.started) * 1000,
+    )
+    yield sql.insert_statement(WebhookSignal, values)
+    return IntakeResult(200, {"status": "duplicate", "reason": reason, "signal_id": str(values["id"])}), []
 
 
-def _classify_exit(outcome: _Outcome, group: _OpenGroup | None, identity: list[Any]) -> IntakeResult:
-    from riskengine.services import queue_remove
+def _classify_exit(outcome: _Outcome, group: _OpenGroup | None, identity: list[Any]) -> sql.Steps[IntakeResult]:
+    from riskengine.services import queue_event, queue_remove_statement
 
     outcome.classification = SignalClassification.EXIT
     user_id, config_id, symbol, timeframe, side = identity
-    dropped = queue_remove(user_id=user_id, exchange_config_id=config_id, symbol=symbol, timeframe=timeframe, side=side)
+    dropped = (
+        yield queue_remove_statement(
+            user_id=user_id, exchange_config_id=config_id, symbol=symbol, timeframe=timeframe, side=side
+        )
+    ) is not None
+    if dropped:
+        outcome.events.append(queue_event(user_id))
     if group is None:
         if dropped:
             outcome.reason = "the queued entry for this position was removed"
@@ -551,11 +562,15 @@ def _classify_pyramid(
     elif group.pyramid_count >= group.max_pyramids:
         skipped = outcome.skip(SignalStatus.IGNORED, f"max pyramids reached ({group.max_pyramids})")
     if skipped is not None:
-        log_info(
-            "WEBHOOK",
-            f"Pyramid {outcome.status}: {outcome.reason}",
-            user=group.user_id,
-            details={"group_id": str(group.id), "signal_id": str(outcome.id)},
+        batch.insert(
+            SystemLog,
+            log_row(
+                LogLevel.INFO,
+                "WEBHOOK",
+                f"Pyramid {outcome.status}: {outcome.reason}",
+                user=group.user_id,
+                details={"group_id": str(group.id), "signal_id": str(outcome.id)},
+            ),
         )
         return skipped
     index = group.pyramid_count
@@ -568,7 +583,7 @@ def _classify_pyramid(
         " WHERE id = %s",
         [index + 1, candle, now, group.id],
     )
-    publish_group(dataclasses.replace(group, pyramid_count=index + 1))
+    outcome.events.append(group_event(dataclasses.replace(group, pyramid_count=index + 1)))
     return outcome.accept(SignalClassification.PYRAMID, group.id, f"Pyramid {index} added and pending execution")
 
 
@@ -604,23 +619,18 @@ def _pyramid_insert(
 
 
 def _classify_new(
-    cur: Any,
-    batch: sql.Batch,
-    outcome: _Outcome,
-    context: _Context,
-    parsed: ParsedSignal,
-    symbol: str,
-    exchange_symbol: str,
-    now: datetime,
-) -> IntakeResult:
-    from riskengine.services import queue_upsert
+    batch: sql.Batch, outcome: _Outcome, context: _Context, alert: Alert, now: datetime
+) -> sql.Steps[IntakeResult]:
+    from riskengine.services import queue_event, queue_reason, queue_upsert_statement
 
+    parsed, symbol = alert.parsed, alert.symbol
+    assert parsed is not None
     merged, grid = effective_config_shared(context.engine_config, symbol=symbol, timeframe=parsed.timeframe)
-    assert context.pool_used is not None  # read under the user lock (`_read_pool`)
+    assert context.pool_used is not None  # read under the user lock (`_pool_steps`)
     if context.pool_used >= merged["max_open_groups"]:
         outcome.classification = SignalClassification.QUEUED
-        queued, reason = queue_upsert(
-            cur,
+        max_size = merged.get("queue_max_size")
+        replacements = yield queue_upsert_statement(
             user_id=outcome.user_id,
             signal_id=outcome.id,
             exchange_config_id=context.config_id,
@@ -628,19 +638,21 @@ def _classify_new(
             timeframe=parsed.timeframe,
             side=SIDE,
             entry_price=parsed.entry_price or parsed.close_price,
-            max_size=merged.get("queue_max_size"),
+            max_size=max_size,
         )
-        if not queued:
-            return outcome.skip(SignalStatus.IGNORED, reason)
-        outcome.reason = reason
+        if replacements is None:
+            return outcome.skip(SignalStatus.IGNORED, f"the waiting queue is full ({max_size})")
+        outcome.events.append(queue_event(outcome.user_id, symbol=symbol))
+        outcome.reason = queue_reason(replacements[0])
         return outcome.accept(SignalClassification.QUEUED, None, "Execution pool is full; signal queued")
     group_id = group_insert(
         batch,
+        outcome.events,
         signal_id=outcome.id,
         user_id=outcome.user_id,
         config_id=context.config_id,
         symbol=symbol,
-        exchange_symbol=exchange_symbol,
+        exchange_symbol=alert.exchange_symbol,
         timeframe=parsed.timeframe,
         merged=merged,
         grid=grid,
@@ -652,6 +664,7 @@ def _classify_new(
 
 def group_insert(
     batch: sql.Batch,
+    published: list[Event],
     *,
     signal_id: uuid.UUID,
     user_id: uuid.UUID,
@@ -664,8 +677,8 @@ def group_insert(
     parsed: ParsedSignal,
     now: datetime,
 ) -> uuid.UUID:
-    """Add a `waiting` group with pyramid 0 to `batch` (the caller holds the user lock and has checked
-    the pool)."""
+    """Add a `waiting` group with pyramid 0 to `batch`, and its live event to `published` (the caller
+    holds the user lock and has checked the pool)."""
     group_id = uuid.uuid4()
     values = {
         "id": group_id,
@@ -696,21 +709,23 @@ def group_insert(
             "details": {},
         },
     )
-    publish_group(
-        _OpenGroup(
-            id=group_id,
-            user_id=user_id,
-            symbol=symbol,
-            timeframe=timeframe,
-            side=SIDE,
-            status=GroupStatus.WAITING,
-            pyramid_count=1,
-            max_pyramids=grid.max_pyramids,
-            last_pyramid_candle=values["last_pyramid_candle"],
-            config="",
-            filled_quantity=Decimal(0),
-            avg_entry_price=None,
-            realized_pnl=Decimal(0),
+    published.append(
+        group_event(
+            _OpenGroup(
+                id=group_id,
+                user_id=user_id,
+                symbol=symbol,
+                timeframe=timeframe,
+                side=SIDE,
+                status=GroupStatus.WAITING,
+                pyramid_count=1,
+                max_pyramids=grid.max_pyramids,
+                last_pyramid_candle=values["last_pyramid_candle"],
+                config="",
+                filled_quantity=Decimal(0),
+                avg_entry_price=None,
+                realized_pnl=Decimal(0),
+            )
         )
     )
     return group_id
@@ -724,8 +739,10 @@ def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
     stored = EngineConfig.objects.filter(user_id=entry.user_id).values_list("data", flat=True).first()
     merged, grid = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
     batch = sql.Batch()
+    published: list[Event] = []
     group_id = group_insert(
         batch,
+        published,
         signal_id=signal.pk,
         user_id=entry.user_id,
         config_id=entry.exchange_config_id,
@@ -737,10 +754,12 @@ def promote_signal(*, entry) -> PositionGroup:  # type: ignore[no-untyped-def]
         parsed=parsed,
         now=timezone.now(),
     )
-    batch.run(
-        sql.cursor(),
-        f"UPDATE {sql.table(WebhookSignal)} SET group_id = %s, processing_status = %s WHERE id = %s"
-        + announce_returning(),
-        [group_id, ProcessingStatus.PENDING, signal.pk],
+    sql.cursor().execute(
+        *batch.ending(
+            f"UPDATE {sql.table(WebhookSignal)} SET group_id = %s, processing_status = %s WHERE id = %s"
+            + announce_returning(),
+            [group_id, ProcessingStatus.PENDING, signal.pk],
+        )
     )
+    events.publish_events(published)
     return PositionGroup.objects.get(pk=group_id)

@@ -1,27 +1,37 @@
-"""Raw SQL on Django's own connection, for the webhook's hot path (see `intake`).
+"""Raw SQL for the webhook's hot path (see `intake`), on Django's connection or on the event loop.
 
 The ORM costs 150–300 µs of CPU per statement (query compilation, model instances); a statement sent
 here costs a fraction of that. Cursors bind parameters on the server and prepare their statements, so
-PostgreSQL stops parsing and planning them. They run on `django.db.connection`, so
-`transaction.atomic()`, `on_commit` and the test database's transaction all apply as usual.
+PostgreSQL stops parsing and planning them.
 
-`row_insert` builds its column list from the model (serial keys left to their sequence), so a field
+The intake's database work is written once as *steps*: a generator that yields ``(statement, params)``
+and is sent back the statement's first row (``None`` when it returns none), or yields `ROLLBACK`. Two
+drivers run steps in one transaction:
+
+- `run` on Django's own connection, in `transaction.atomic()` (Django's view, tests, workers), so
+  `on_commit` and the test database's transaction apply as usual;
+- `AsyncPool.run` on the event loop, over a few connections of its own (the webhook's ASGI route):
+  no thread hand-off and no thread waiting for the GIL between its round trips.
+
+`insert_statement` builds its column list from the model (serial keys left to their sequence), so a field
 added later is written with its default without anyone editing SQL here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import functools
 import re
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import psycopg
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
 
@@ -150,11 +160,6 @@ def insert_statement(model: type[models.Model], values: Mapping[str, Any]) -> tu
     return statement, params
 
 
-def row_insert(cur: psycopg.Cursor, model: type[models.Model], values: Mapping[str, Any]) -> None:
-    """Insert one row (see `insert_statement`)."""
-    cur.execute(*insert_statement(model, values))
-
-
 class Batch:
     """Writes sent as one statement: data-modifying CTEs ahead of a final statement.
 
@@ -171,12 +176,163 @@ class Batch:
     def insert(self, model: type[models.Model], values: Mapping[str, Any]) -> None:
         self._parts.append(insert_statement(model, values))
 
-    def run(self, cur: psycopg.Cursor, statement: str, params: Sequence[Any]) -> Sequence[Any] | None:
-        """Execute the batch ending with `statement`; its first returned row, if it returns any."""
+    def ending(self, statement: str, params: Sequence[Any]) -> Step:
+        """The batch as one statement that ends with `statement` (its rows are the batch's rows)."""
         prefix = ", ".join(f"w{index} AS ({part})" for index, (part, _) in enumerate(self._parts))
-        cur.execute(
-            (f"WITH {prefix} " if prefix else "") + statement,
-            [value for _, part_params in self._parts for value in part_params] + list(params),
-        )
+        merged = [value for _, part_params in self._parts for value in part_params] + list(params)
         self._parts = []
-        return cur.fetchone() if "RETURNING" in statement else None
+        return (f"WITH {prefix} " if prefix else "") + statement, merged
+
+
+Step = tuple[str, Sequence[Any]]
+# Yields statements (or `ROLLBACK`), is sent each one's first row, returns the result.
+type Steps[T] = Generator[Step | object, Sequence[Any] | None, T]
+
+# Yielded by steps: roll back what the transaction did so far and go on in a new one.
+ROLLBACK = object()
+
+
+def run[T](steps: Steps[T]) -> T:
+    """Run `steps` on this thread's Django connection, in `transaction.atomic()` (nested in the caller's
+    transaction, if any, as a savepoint)."""
+    reply: Sequence[Any] | None = None
+    while True:
+        with transaction.atomic():
+            cur = cursor()
+            try:
+                while (step := steps.send(reply)) is not ROLLBACK:
+                    statement, params = step  # type: ignore[misc]
+                    cur.execute(statement, params)
+                    reply = cur.fetchone() if cur.description is not None else None
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            transaction.set_rollback(True)
+            reply = None
+
+
+class _AsyncCursor(psycopg.AsyncRawCursor):  # type: ignore[type-arg]
+    async def execute(self, query: Any, params: Any = None, *, prepare: bool | None = True, binary: bool | None = None):  # type: ignore[override]
+        return await super().execute(numbered(query), params, prepare=prepare, binary=binary)
+
+
+class _Connection:
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
+        self.conn = conn
+        self.cursor = _AsyncCursor(conn)
+        self.used_at = time.monotonic()
+
+
+class AsyncPool:
+    """A few connections of the event loop's own for `run`ning steps, opened as they are needed.
+
+    Connections are made with Django's parameters for its default database (the test database in
+    tests). One that failed is dropped; one that sat idle longer than `check_after_s` is checked with
+    a round trip before use, as Django's CONN_HEALTH_CHECKS does, and one in steady use is not.
+    A pool belongs to the event loop it was first used on.
+    """
+
+    def __init__(self, size: int, *, check_after_s: float = 1.0) -> None:
+        self.size = size
+        self.check_after_s = check_after_s
+        self._idle: list[_Connection] = []
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        _pools.append(self)
+
+    async def _connect(self) -> _Connection:
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.update(autocommit=False, prepare_threshold=EXPLICIT_ONLY)
+        conn = await psycopg.AsyncConnection.connect(**params)
+        wanted = connection.timezone_name
+        if wanted and conn.info.parameter_status("TimeZone") != wanted:
+            await conn.execute("SELECT set_config('TimeZone', %s, false)", [wanted])
+            await conn.commit()
+        return _Connection(conn)
+
+    async def _usable(self, held: _Connection) -> bool:
+        if held.conn.closed:
+            return False
+        if time.monotonic() - held.used_at < self.check_after_s:
+            return True
+        try:
+            await held.conn.execute("SELECT 1")
+            await held.conn.rollback()
+        except psycopg.Error:
+            return False
+        return True
+
+    async def run[T](self, steps: Steps[T]) -> T:
+        """Run `steps` in one transaction on one of the pool's connections (waiting for one if all are
+        busy). An exception from the database or from `steps` rolls the transaction back and is raised."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new loop (tests run one per call): the old one's connections go
+            self.close()
+            self._loop, self._slots = loop, asyncio.Semaphore(self.size)
+        assert self._slots is not None
+        async with self._slots:
+            held = None
+            while self._idle and held is None:
+                candidate = self._idle.pop()
+                if await self._usable(candidate):
+                    held = candidate
+                else:
+                    _finish(candidate)
+            held = held or await self._connect()
+            try:
+                result = await _drive(held, steps)
+            except BaseException:
+                if held.conn.closed or held.conn.broken:
+                    _finish(held)
+                else:
+                    try:
+                        await held.conn.rollback()
+                    except psycopg.Error:
+                        _finish(held)
+                        raise
+                    self._release(held)
+                raise
+            self._release(held)
+            return result
+
+    def _release(self, held: _Connection) -> None:
+        held.used_at = time.monotonic()
+        self._idle.append(held)
+
+    def close(self) -> None:
+        """Close the idle connections (synchronously: the loop they were used on may be gone)."""
+        idle, self._idle = self._idle, []
+        for held in idle:
+            _finish(held)
+
+
+_pools: list[AsyncPool] = []
+
+
+def close_async_pools() -> None:
+    """Close every pool's idle connections (before a test database is dropped, say)."""
+    for pool in _pools:
+        pool.close()
+
+
+def _finish(held: _Connection) -> None:
+    if not held.conn.closed:
+        held.conn.pgconn.finish()
+
+
+async def _drive[T](held: _Connection, steps: Steps[T]) -> T:
+    cur = held.cursor
+    reply: Sequence[Any] | None = None
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration as done:
+            await held.conn.commit()
+            return done.value  # type: ignore[no-any-return]
+        if step is ROLLBACK:
+            await held.conn.rollback()
+            reply = None
+            continue
+        statement, params = step  # type: ignore[misc]
+        await cur.execute(statement, params)
+        reply = await cur.fetchone() if cur.description is not None else None

@@ -193,38 +193,72 @@ def test_a_failed_enqueue_is_retried_by_a_sweep(client, trader, sim_config, monk
         dispatcher.stop()
 
 
-def test_a_connection_that_just_served_a_webhook_skips_the_health_check(trader, sim_config, monkeypatch):
-    """Django checks a persistent connection with `SELECT 1` once per request (CONN_HEALTH_CHECKS); the
-    webhook route skips that for a connection that finished a webhook within the last second, and still
-    checks one that sat idle."""
-    from django.db import connections
+def test_a_copy_through_the_route_is_rolled_back_and_stored_as_a_duplicate(trader, sim_config):
+    """The route's driver runs the intake's rollback step: the copy's group is undone, the copy recorded."""
+    body = json.dumps(alert(trader.webhook_secret)).encode()
+    first = _asgi("POST", f"/api/webhook/{trader.pk}", body, _json_headers())
+    copy = _asgi("POST", f"/api/webhook/{trader.pk}", body, _json_headers())
 
-    from positions.ingress import HEALTHY_AFTER_USE_S, receive_in_thread
+    assert first["status"] == 202 and json.loads(first["body"])["classification"] == "new_entry"
+    assert copy["status"] == 200 and json.loads(copy["body"])["status"] == "duplicate"
+    assert PositionGroup.objects.count() == 1
+    assert sorted(WebhookSignal.objects.values_list("status", flat=True)) == ["accepted", "duplicate"]
 
-    connection = connections["default"]
-    checks: list[bool] = []
-    is_usable = type(connection).is_usable
 
-    def counted(self) -> bool:  # type: ignore[no-untyped-def]
-        checks.append(usable := is_usable(self))
-        return usable
+def _backend_pid():  # type: ignore[no-untyped-def]
+    return (yield "SELECT pg_backend_pid()", [])[0]
 
-    monkeypatch.setattr(type(connection), "is_usable", counted)
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
-    monkeypatch.setitem(connection.settings_dict, "CONN_HEALTH_CHECKS", True)
-    connection.close()
 
-    def send(trade_id: str) -> int:
-        body = json.dumps(alert(trader.webhook_secret, strategy_info={"trade_id": trade_id})).encode()
-        return receive_in_thread(str(trader.pk), body, "application/json", "127.0.0.1").status
+def test_the_routes_pool_reuses_a_connection_and_replaces_one_the_server_closed(trader):
+    """A connection in steady use is reused without a check; one that sat idle is checked first, and one
+    the server closed meanwhile is replaced rather than failing the alert."""
+    from django.db import connection
 
-    try:
-        assert send("H-1") == 202  # a new connection: nothing to check
-        assert send("H-2") == 200 and checks == []  # the same connection, a moment later
-        connection._webhook_served_at -= HEALTHY_AFTER_USE_S + 1  # as if idle since
-        assert send("H-3") == 200 and checks == [True]
-    finally:
-        connection.close()
+    from positions.services.sql import AsyncPool
+
+    pool = AsyncPool(1, check_after_s=60)
+
+    async def scenario() -> tuple[int, int, int]:
+        first = await pool.run(_backend_pid())
+        again = await pool.run(_backend_pid())
+        await sync_to_async_terminate(first)  # the server ends the idle connection
+        pool._idle[0].used_at -= 120  # and it sat idle past the check interval
+        replaced = await pool.run(_backend_pid())
+        return first, again, replaced
+
+    def terminate(pid: int) -> None:
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+    from asgiref.sync import sync_to_async
+
+    sync_to_async_terminate = sync_to_async(terminate)
+    first, again, replaced = async_to_sync(scenario)()
+    pool.close()
+    assert again == first
+    assert replaced != first
+
+
+def test_a_failing_step_rolls_back_and_the_connection_serves_the_next_alert(trader):
+    from positions.services.sql import AsyncPool
+
+    pool = AsyncPool(1)
+
+    def failing():  # type: ignore[no-untyped-def]
+        yield "UPDATE accounts_user SET username = 'changed' WHERE id = %s", [trader.pk]
+        raise RuntimeError("the intake broke")
+
+    async def scenario() -> tuple[int, int]:
+        first = await pool.run(_backend_pid())
+        with pytest.raises(RuntimeError):
+            await pool.run(failing())
+        return first, await pool.run(_backend_pid())
+
+    first, after = async_to_sync(scenario)()
+    pool.close()
+    assert after == first
+    trader.refresh_from_db()
+    assert trader.username != "changed"
 
 
 def test_an_unreachable_database_is_a_503_that_says_a_resend_is_safe(client, trader, sim_config, monkeypatch):

@@ -254,8 +254,8 @@ LOGGING = {
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
 
 WEBHOOK_MAX_BODY_BYTES = 64 * 1024
-# Threads per web process that run webhook intakes (each keeps a database connection).
-WEBHOOK_THREADS = int(env("WEBHOOK_THREADS", "4") or 4)
+# Database connections per web process for webhook intakes (the ASGI route runs them on its event loop).
+WEBHOOK_CONNECTIONS = int(env("WEBHOOK_CONNECTIONS", "4") or 4)
 WEBHOOK_RATE_LIMIT_PER_MINUTE = int(env("WEBHOOK_RATE_LIMIT_PER_MINUTE", "300") or 300)
 # Order placement: temporary errors are retried with backoff, this many times, before the order waits for
 # reconciliation.
