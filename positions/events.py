@@ -98,7 +98,8 @@ class LoopBatcher:
 
 async def _send_batch(batch: list[Event]) -> None:
     """One channel message per group for the whole batch (a webhook alone makes two or three events,
-    and every event goes to the owner's group and the operators' group)."""
+    and every event goes to the owner's group and the operators' group), sent in one go where the layer
+    can (`tradingsite.layers.PubSubChannelLayer.group_send_many`)."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -106,14 +107,19 @@ async def _send_batch(batch: list[Event]) -> None:
     for groups, event in batch:
         for name in groups:
             per_group.setdefault(name, []).append(event)
-    for name, events in per_group.items():
-        message = (
-            {"type": "relay", "event": events[0]} if len(events) == 1 else {"type": "relay_many", "events": events}
-        )
-        try:
+    messages = {
+        name: {"type": "relay", "event": events[0]} if len(events) == 1 else {"type": "relay_many", "events": events}
+        for name, events in per_group.items()
+    }
+    try:
+        send_many = getattr(layer, "group_send_many", None)
+        if send_many is not None:
+            await send_many(messages)
+            return
+        for name, message in messages.items():
             await layer.group_send(name, message)
-        except Exception as exc:  # a dead channel layer must never break trading, nor the rest of the batch
-            logger.warning("could not publish a live event: %s", exc)
+    except Exception as exc:  # a dead channel layer must never break trading
+        logger.warning("could not publish a live event: %s", exc)
 
 
 def _log_failure(task: asyncio.Future) -> None:  # type: ignore[type-arg]

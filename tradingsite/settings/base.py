@@ -127,7 +127,7 @@ CACHES = {
 # script per send). Live events are at-most-once either way; clients re-read state on reconnect.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "tradingsite.layers.PubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "prefix": (env("CACHE_KEY_PREFIX", "ts") or "ts") + ":asgi"},
     }
 }

@@ -28,7 +28,7 @@ CACHES = {
 }
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "tradingsite.layers.PubSubChannelLayer",
         "CONFIG": {"hosts": [env("REDIS_URL")], "prefix": f"test-{_worker}:asgi"},
     }
 }
