@@ -80,7 +80,7 @@ def _timed(action: Any, count: int) -> list[float]:
 
 def run(orders: int = ORDERS) -> dict[str, Any]:
     """Median ms per create + cancel: through the adapter, and raw."""
-    from exchanges.adapters.ccxt_adapter import CcxtAdapter, close_thread_clients
+    from exchanges.adapters.ccxt_adapter import CcxtAdapter, close_all_clients
     from exchanges.adapters.types import OrderRequest
     from exchanges.client_ids import client_order_id_for
     from exchanges.models import Credentials
@@ -125,7 +125,7 @@ def run(orders: int = ORDERS) -> dict[str, Any]:
         finally:
             raw.close()
             adapter.close()
-            close_thread_clients()
+            close_all_clients()
     median = statistics.median(adapter_samples)
     raw_median = statistics.median(raw_samples)
     return {

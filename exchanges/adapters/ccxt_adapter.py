@@ -2,9 +2,11 @@
 
 ``CcxtAdapter`` offers the synchronous ``ExchangeAdapter`` interface on top of ``ccxt.async_support``:
 
-* one asyncio event loop per thread, and one ccxt instance per (config, credentials) and thread, reused
-  across calls so that markets are loaded once and HTTP connections are kept alive; ``close()`` closes
-  this adapter's instance, ``close_thread_clients()`` every instance of the calling thread;
+* one asyncio event loop per process, in a thread of its own, runs every thread's calls; one ccxt
+  instance per (config, credentials) for the whole process, reused across calls and threads so that
+  markets are loaded once, HTTP connections are kept alive and shared, and a worker thread never
+  builds a client (``BaseExchange.__init__``) that another thread already has; ``close()`` closes this
+  adapter's instance, ``close_all_clients()`` every instance;
 * every call passes the config's circuit breaker (``exchanges.circuit``) and books its request weight
   in the shared Redis budget (``exchanges.ratelimit``) first, and corrects the budget from the
   exchange's used-weight header afterwards;
@@ -24,12 +26,12 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -85,95 +87,79 @@ def supported_exchange_ids() -> frozenset[str]:
 # ------------------------------------------------------------------------------ loop and client cache
 
 
-@dataclass
-class _ThreadState:
-    loop: asyncio.AbstractEventLoop
-    clients: dict[str, Any] = field(default_factory=dict)
+class _Loop:
+    """The process's event loop for ccxt calls, run by a daemon thread, and the ccxt clients bound to it.
+
+    Made on first use and again in a forked child (a celery prefork child inherits no running thread).
+    Sync callers hand it coroutines (`_run`) and wait for the result.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pid = 0
+        self.clients: dict[str, Any] = {}
+
+    def current(self) -> asyncio.AbstractEventLoop:
+        with self.lock:
+            if self.loop is None or self.pid != os.getpid() or self.loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="ccxt-loop", daemon=True).start()
+                self.loop, self.pid, self.clients = loop, os.getpid(), {}
+            return self.loop
 
 
-_local = threading.local()
+_shared = _Loop()
 # Loaded markets per (ccxt id, host, sandbox), shared by every client of the process.
 _SHARED_MARKETS: dict[tuple[str, str, bool], tuple[dict[str, Any], float]] = {}
 _SHARED_MARKETS_LOCK = threading.Lock()
 SHARED_MARKETS_TTL_S = 3600.0
-# Every thread's state, so that clients of worker threads (celery's thread pool, Django's sync_to_async
-# executor) are closed at exit too instead of being garbage-collected with open sessions.
-_all_states: list[_ThreadState] = []
-_all_states_lock = threading.Lock()
 
 
 @functools.cache
 def _tls_context(cafile: str) -> ssl.SSLContext:
-    """One TLS context per CA file for every client of the process. ccxt builds its own for each new
-    client, loading the whole CA bundle (10–20 ms of CPU), and a worker makes a client per thread and
-    account: that was a seventh of the worker's CPU when signals for many accounts arrived at once."""
+    """One TLS context per CA file for every client of the process: ccxt builds its own for each new
+    client, loading the whole CA bundle (10–20 ms of CPU)."""
     return ssl.create_default_context(cafile=cafile)
 
 
-def _thread_state() -> _ThreadState:
-    state: _ThreadState | None = getattr(_local, "state", None)
-    if state is None or state.loop.is_closed():
-        state = _ThreadState(loop=asyncio.new_event_loop())
-        _local.state = state
-        with _all_states_lock:
-            _all_states[:] = [item for item in _all_states if not item.loop.is_closed()]
-            _all_states.append(state)
-    return state
-
-
-def _run[T](awaitable: Awaitable[T]) -> T:
-    """Run a coroutine on this thread's loop (sync callers only)."""
+def _run[T](awaitable: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on the process's ccxt loop and wait for it (sync callers only)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         pass
     else:
-        if asyncio.iscoroutine(awaitable):
-            awaitable.close()
+        awaitable.close()
         raise RuntimeError(
             "ExchangeAdapter methods are synchronous: call them from a worker thread "
             "(e.g. asgiref.sync.sync_to_async), not from inside a running event loop"
         )
-    return _thread_state().loop.run_until_complete(awaitable)
-
-
-def close_thread_clients() -> int:
-    """Close every ccxt instance of the calling thread and its loop; returns how many were closed."""
-    state: _ThreadState | None = getattr(_local, "state", None)
-    _local.state = None
-    if state is None or state.loop.is_closed():
-        return 0
-    return _close_state(state)
-
-
-def _close_state(state: _ThreadState) -> int:
-    if state.loop.is_running():
-        return 0  # busy in another thread: leave it to that thread
-    clients = list(state.clients.values())
-    state.clients.clear()
-    for client in clients:
-        try:
-            state.loop.run_until_complete(client.close())
-        except Exception:  # a broken connection must not stop the others from closing
-            pass
-    state.loop.run_until_complete(state.loop.shutdown_asyncgens())
-    state.loop.close()
-    return len(clients)
+    return asyncio.run_coroutine_threadsafe(awaitable, _shared.current()).result()
 
 
 def close_all_clients() -> int:
-    """Close the ccxt instances of every thread whose loop is idle (at process exit)."""
-    with _all_states_lock:
-        states = list(_all_states)
-        _all_states.clear()
-    closed = 0
-    for state in states:
-        if not state.loop.is_closed():
+    """Close every ccxt instance of the process and stop its loop; returns how many were closed."""
+    with _shared.lock:
+        loop, clients = _shared.loop, list(_shared.clients.values())
+        _shared.loop, _shared.clients = None, {}
+        if loop is None or loop.is_closed() or _shared.pid != os.getpid():
+            return 0
+
+    async def close_every() -> None:
+        for client in clients:
             try:
-                closed += _close_state(state)
-            except Exception:  # at exit, one broken loop must not keep the others open
+                await client.close()
+            except Exception:  # a broken connection must not stop the others from closing
                 pass
-    return closed
+        await loop.shutdown_asyncgens()
+
+    try:
+        asyncio.run_coroutine_threadsafe(close_every(), loop).result(timeout=10)
+    except Exception:  # at exit, a stuck close must not hang the process
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    return len(clients)
 
 
 # Scripts, workers and tests that never call close() still shut their sessions down cleanly.
@@ -358,8 +344,9 @@ class CcxtAdapter(ExchangeAdapter):
         return f"{self._circuit.name}:{hashlib.sha256(material.encode()).hexdigest()[:24]}"
 
     def _client(self) -> Any:
-        state = _thread_state()
-        client = state.clients.get(self._client_key)
+        loop = _shared.current()
+        with _shared.lock:
+            client = _shared.clients.get(self._client_key)
         if client is not None:
             return client
         # Where our shared budget models the exchange's limits it replaces ccxt's per-process throttle
@@ -374,7 +361,7 @@ class CcxtAdapter(ExchangeAdapter):
             elif key != "enableRateLimit":
                 config[key] = value
         config["options"] = options
-        config["asyncio_loop"] = state.loop
+        config["asyncio_loop"] = loop
         creds = self._credentials
         if creds is not None:
             config["apiKey"] = creds.api_key
@@ -396,8 +383,8 @@ class CcxtAdapter(ExchangeAdapter):
                     f"{self.ccxt_id} has no testnet (sandbox) in ccxt; use paper or live mode",
                     exchange=self.exchange_name,
                 ) from None
-        state.clients[self._client_key] = client
-        return client
+        with _shared.lock:  # a client another thread made meanwhile wins; ours has no session yet
+            return _shared.clients.setdefault(self._client_key, client)
 
     def _host(self, client: Any) -> str:
         api = client.urls.get("api")
@@ -438,9 +425,8 @@ class CcxtAdapter(ExchangeAdapter):
             text = text[:500] + "..."
         return text
 
-    def _retry_after(self, client: Any, message: str) -> float:
-        headers = getattr(client, "last_response_headers", None) or {}
-        for key, value in headers.items():
+    def _retry_after(self, headers: Mapping[str, Any] | None, message: str) -> float:
+        for key, value in (headers or {}).items():
             if key.lower() == "retry-after":
                 try:
                     return max(0.0, float(value))
@@ -452,7 +438,13 @@ class CcxtAdapter(ExchangeAdapter):
         return max(1.0, math.ceil(now / 60) * 60 - now)
 
     def _translate(
-        self, exc: BaseException, client: Any, *, operation: str, placing: bool, client_order_id: str
+        self,
+        exc: BaseException,
+        headers: Mapping[str, Any] | None,
+        *,
+        operation: str,
+        placing: bool,
+        client_order_id: str,
     ) -> ExchangeError | None:
         if isinstance(exc, ExchangeError):
             return exc
@@ -465,7 +457,7 @@ class CcxtAdapter(ExchangeAdapter):
             else:
                 return None
         if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
-            return RateLimitedError(message, retry_after=self._retry_after(client, message), **where)
+            return RateLimitedError(message, retry_after=self._retry_after(headers, message), **where)
         if isinstance(exc, ccxt.AuthenticationError):
             return AuthenticationFailedError(message, **where)
         if isinstance(exc, ccxt.InsufficientFunds):
@@ -493,10 +485,17 @@ class CcxtAdapter(ExchangeAdapter):
             return InvalidOrderError(message, **where)
         return PermanentExchangeError(message, **where)
 
-    async def _invoke(self, client: Any, fn: Callable[[Any], Awaitable[T]], *, needs_markets: bool) -> T:
-        if needs_markets and not client.markets:
-            await self._load_markets(client)
-        return await fn(client)
+    async def _invoke(
+        self, client: Any, fn: Callable[[Any], Awaitable[T]], *, needs_markets: bool, seen: dict[str, Any]
+    ) -> T:
+        """`fn(client)` on the loop. The response headers of this call are kept in `seen` at once: other
+        threads' calls on the same client may answer before the caller reads them."""
+        try:
+            if needs_markets and not client.markets:
+                await self._load_markets(client)
+            return await fn(client)
+        finally:
+            seen["headers"] = getattr(client, "last_response_headers", None)
 
     async def _load_markets(self, client: Any) -> None:
         """Markets are public and the same for every account: one load per exchange and process.
@@ -538,11 +537,12 @@ class CcxtAdapter(ExchangeAdapter):
             if needs_markets and not client.markets and not self._attach_shared_markets(client):
                 budget.reserve("markets")  # the first call below loads them (exchangeInfo)
             budget.reserve(operation, count=count, orders=1 if placing else 0)
+            seen: dict[str, Any] = {}
             try:
-                result = _run(self._invoke(client, fn, needs_markets=needs_markets))
+                result = _run(self._invoke(client, fn, needs_markets=needs_markets, seen=seen))
             except Exception as exc:
                 error = self._translate(
-                    exc, client, operation=operation, placing=placing, client_order_id=client_order_id
+                    exc, seen.get("headers"), operation=operation, placing=placing, client_order_id=client_order_id
                 )
                 if error is None and placing:
                     # a bug in parsing the answer, say: the order may well exist, so never let the
@@ -556,7 +556,7 @@ class CcxtAdapter(ExchangeAdapter):
                     )
                 if error is None:
                     raise
-                budget.observe_headers(getattr(client, "last_response_headers", None))
+                budget.observe_headers(seen.get("headers"))
                 if isinstance(error, RateLimitedError):
                     budget.block(error.retry_after)
                 elif isinstance(error, TemporaryExchangeError | UnknownOutcomeError):
@@ -569,7 +569,7 @@ class CcxtAdapter(ExchangeAdapter):
                         self.sleep(wait)
                         continue
                 raise error from None
-            budget.observe_headers(getattr(client, "last_response_headers", None))
+            budget.observe_headers(seen.get("headers"))
             self._circuit.record_success()
             return result
         raise AssertionError("unreachable")  # pragma: no cover
@@ -726,12 +726,10 @@ class CcxtAdapter(ExchangeAdapter):
         return True, f"Authenticated on {self.exchange_name}{mode}; {len(balances)} asset(s) with a balance."
 
     def close(self) -> None:
-        state: _ThreadState | None = getattr(_local, "state", None)
-        if state is None or state.loop.is_closed():
-            return
-        client = state.clients.pop(self._client_key, None)
+        with _shared.lock:
+            client = _shared.clients.pop(self._client_key, None)
         if client is not None:
             try:
-                state.loop.run_until_complete(client.close())
+                _run(client.close())
             except Exception:
                 pass

@@ -1,4 +1,4 @@
-"""ccxt clients of the adapter: one TLS context for the whole process, certificate checks kept."""
+"""ccxt clients of the adapter: one per account for the whole process, one TLS context, checks kept."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import ssl
 import threading
 from types import SimpleNamespace
 
-from exchanges.adapters.ccxt_adapter import CcxtAdapter
+import pytest
+
+from exchanges.adapters.ccxt_adapter import CcxtAdapter, _run
 
 
 def _adapter(key: str, **overrides) -> CcxtAdapter:  # type: ignore[no-untyped-def]
@@ -14,19 +16,45 @@ def _adapter(key: str, **overrides) -> CcxtAdapter:  # type: ignore[no-untyped-d
     return CcxtAdapter(exchange_name="binance", ccxt_id="binance", credentials=credentials, config_overrides=overrides)
 
 
-def test_clients_of_other_accounts_and_threads_share_one_verifying_tls_context():
-    here = _adapter("key-a")._client()
-    other_account = _adapter("key-b")._client()
-    from_thread: list = []
-    worker = threading.Thread(target=lambda: from_thread.append(_adapter("key-c")._client()))
+def _in_thread(make):  # type: ignore[no-untyped-def]
+    made: list = []
+    worker = threading.Thread(target=lambda: made.append(make()))
     worker.start()
     worker.join()
+    return made[0]
 
-    assert other_account is not here and from_thread[0] is not here  # clients stay per account and thread
-    assert here.ssl_context is other_account.ssl_context is from_thread[0].ssl_context
-    assert here.ssl_context.verify_mode == ssl.CERT_REQUIRED and here.ssl_context.check_hostname
+
+def test_one_client_per_account_whatever_the_thread():
+    here = _adapter("key-a")._client()
+    same_account_elsewhere = _in_thread(lambda: _adapter("key-a")._client())
+    other_account = _adapter("key-b")._client()
+
+    assert same_account_elsewhere is here  # a worker thread never builds a client another one has
+    assert other_account is not here
+
+
+def test_every_client_shares_one_verifying_tls_context():
+    first, second = _adapter("key-c")._client(), _in_thread(lambda: _adapter("key-d")._client())
+    assert first.ssl_context is second.ssl_context
+    assert first.ssl_context.verify_mode == ssl.CERT_REQUIRED and first.ssl_context.check_hostname
 
 
 def test_a_client_that_turns_verification_off_keeps_its_own_setting():
-    client = _adapter("key-d", verify=False)._client()
+    client = _adapter("key-e", verify=False)._client()
     assert client.ssl_context is None  # ccxt then passes verify=False to aiohttp itself
+
+
+def test_calls_from_many_threads_run_on_one_loop_and_a_loop_may_not_call_in():
+    import asyncio
+
+    async def which_loop():  # type: ignore[no-untyped-def]
+        return asyncio.get_running_loop()
+
+    loops = {_in_thread(lambda: _run(which_loop())) for _ in range(3)}
+    assert len(loops) == 1
+
+    async def from_a_loop():  # type: ignore[no-untyped-def]
+        with pytest.raises(RuntimeError, match="call them from a worker thread"):
+            _run(which_loop())
+
+    asyncio.run(from_a_loop())
