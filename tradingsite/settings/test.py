@@ -35,7 +35,7 @@ CHANNEL_LAYERS = {
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "1000/min", "anon": "1000/min"}}
 ACCOUNT_RATE_LIMITS = {"login_failed": "5/5m/key"}
 WHITENOISE_USE_FINDERS = True
-DATABASES["default"]["CONN_MAX_AGE"] = 0  # webhook pool threads must not keep test connections open
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # threads of Django's view must not keep test connections open
 # One test database per test run, so that two runs on one server (a developer's and CI's, or two
 # helpers') never drop each other's database. xdist workers inherit the id and add their suffix.
 os.environ.setdefault("TEST_RUN_ID", str(os.getpid()))
