@@ -215,7 +215,7 @@ def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
 
 
 def web_argv(fd: int, *, access_log: bool = True) -> list[str]:
-    argv = [PYTHON, "-m", "daphne", "--fd", str(fd)]
+    argv = [PYTHON, "-m", "tradingsite.web", "--fd", str(fd)]
     if not access_log:
         argv += ["-v", "0"]
     return [*argv, "tradingsite.asgi:application"]

@@ -100,3 +100,38 @@ def test_webhooks_and_forms_through_real_daphne(web, trader):
         )
         assert refused.status_code == 200  # not 403: the token in the body arrived
         assert AuditLog.objects.filter(action="login_failed").exists()  # and so did the login fields
+
+
+def test_live_events_through_real_daphne_on_uvloop(web, trader):
+    """The web process's websocket and its webhook route share daphne's loop (uvloop, `tradingsite.web`):
+    the owner's socket gets the events of a webhook sent to another web process."""
+    import asyncio
+
+    import aiohttp
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from exchanges.models import ExchangeConfig
+
+    config = ExchangeConfig(user=trader, exchange_name="simulator", mode="testnet", is_enabled=True)
+    config.set_credentials(api_key="demo-key-0001", api_secret="demo-secret-0001-xxxxxxxxxxxxxxxx", password=None)
+    config.save()
+    load_rules("simulator")
+    body = json.dumps(alert(trader.webhook_secret, strategy_info={"trade_id": "WS-1"}))
+
+    async def scenario() -> list[str]:
+        async with aiohttp.ClientSession() as session:
+            url = f"{web.replace('http', 'ws')}/ws/updates/?token={AccessToken.for_user(trader)}"
+            async with session.ws_connect(url, headers={"Origin": web}) as socket:
+                assert (await socket.receive_json(timeout=10))["type"] == "hello"
+                for _ in range(2):  # the kernel may hand the webhook to either process
+                    async with session.post(
+                        f"{web}/api/webhook/{trader.pk}", data=body, headers={"Content-Type": "application/json"}
+                    ) as answer:
+                        assert answer.status in (200, 202)
+                seen: list[str] = []
+                while "group.updated" not in seen or "signal.received" not in seen:
+                    seen.append((await socket.receive_json(timeout=10))["type"])
+                return seen
+
+    seen = asyncio.run(scenario())
+    assert {"signal.received", "group.updated"} <= set(seen)
