@@ -205,6 +205,28 @@ def test_a_copy_through_the_route_is_rolled_back_and_stored_as_a_duplicate(trade
     assert sorted(WebhookSignal.objects.values_list("status", flat=True)) == ["accepted", "duplicate"]
 
 
+def test_symbols_the_routes_cached_index_cannot_answer_are_resolved_in_a_thread(trader, sim_config):
+    """The route resolves tickers on its event loop from the per-process market index; when the index is
+    stale, or does not know the ticker, the alert is read in a thread (the answer needs the ORM) and
+    answered as usual."""
+    from exchanges.selectors import market_symbol_index_clear
+
+    def send(symbol: str, trade_id: str) -> tuple[int, dict]:
+        body = json.dumps(alert(trader.webhook_secret, tv={"symbol": symbol}, strategy_info={"trade_id": trade_id}))
+        response = _asgi("POST", f"/api/webhook/{trader.pk}", body.encode(), _json_headers())
+        return response["status"], json.loads(response["body"])
+
+    market_symbol_index_clear()
+    stale = send("BINANCE:ETHUSDT", "S-1")  # the index is loaded in a thread
+    cached = send("SOLUSDT", "S-2")  # and answers this one on the loop
+    unknown = send("NOPEUSDT", "S-3")  # not in the index: the database decides
+
+    assert stale[0] == 202 and stale[1]["classification"] == "new_entry"
+    assert cached[0] == 202 and cached[1]["classification"] == "new_entry"
+    assert unknown[0] == 400 and unknown[1]["error"] == "unknown_symbol" and "tv.symbol" in unknown[1]["fields"]
+    assert sorted(PositionGroup.objects.values_list("symbol", flat=True)) == ["ETH/USDT", "SOL/USDT"]
+
+
 def _backend_pid():  # type: ignore[no-untyped-def]
     return (yield "SELECT pg_backend_pid()", [])[0]
 
