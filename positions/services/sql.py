@@ -26,6 +26,7 @@ import functools
 import re
 import time
 import uuid
+import weakref
 from collections.abc import Generator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -237,7 +238,7 @@ class AsyncPool:
         self._idle: list[_Connection] = []
         self._slots: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        _pools.append(self)
+        _pools.add(self)
 
     async def _connect(self) -> _Connection:
         params = connection.get_connection_params()
@@ -282,18 +283,22 @@ class AsyncPool:
             try:
                 result = await _drive(held, steps)
             except BaseException:
-                if held.conn.closed or held.conn.broken:
-                    _finish(held)
-                else:
-                    try:
-                        await held.conn.rollback()
-                    except psycopg.Error:
-                        _finish(held)
-                        raise
-                    self._release(held)
+                await self._reset(held)
                 raise
             self._release(held)
             return result
+
+    async def _reset(self, held: _Connection) -> None:
+        """After a failure: roll back and keep the connection, or drop it when that fails too."""
+        if not (held.conn.closed or held.conn.broken):
+            try:
+                await held.conn.rollback()
+            except psycopg.Error:
+                pass
+            else:
+                self._release(held)
+                return
+        _finish(held)
 
     def _release(self, held: _Connection) -> None:
         held.used_at = time.monotonic()
@@ -306,12 +311,12 @@ class AsyncPool:
             _finish(held)
 
 
-_pools: list[AsyncPool] = []
+_pools: weakref.WeakSet[AsyncPool] = weakref.WeakSet()
 
 
 def close_async_pools() -> None:
     """Close every pool's idle connections (before a test database is dropped, say)."""
-    for pool in _pools:
+    for pool in list(_pools):
         pool.close()
 
 
