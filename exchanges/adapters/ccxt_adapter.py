@@ -139,7 +139,8 @@ def _run[T](awaitable: Coroutine[Any, Any, T]) -> T:
 
 
 def close_all_clients() -> int:
-    """Close every ccxt instance of the process and stop its loop; returns how many were closed."""
+    """Close every ccxt instance of the process and stop its loop; returns how many were closed. For when
+    no call is in flight (at exit, at the end of a script): a call waiting on the old loop never ends."""
     with _shared.lock:
         loop, clients = _shared.loop, list(_shared.clients.values())
         _shared.loop, _shared.clients = None, {}
