@@ -76,7 +76,7 @@ class IntakeResult:
 
 @dataclasses.dataclass(frozen=True)
 class _OpenGroup:
-    """The open group of the alert's identity, locked; the attributes `publish_group` reads."""
+    """The open group of the alert's identity, locked; the attributes `events.group_event` reads."""
 
     id: uuid.UUID
     user_id: uuid.UUID
