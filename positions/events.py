@@ -134,8 +134,14 @@ def event(user_id: Any, event_type: str, data: dict[str, Any]) -> Event:
 
 def publish_events(events: list[Event]) -> None:
     """Send `events` once the current transaction commits (at once when none is open)."""
-    if events:
-        transaction.on_commit(lambda: [_events.send(*item) for item in events])
+    if not events:
+        return
+
+    def send() -> None:
+        for groups, event in events:
+            _events.send(groups, event)
+
+    transaction.on_commit(send)
 
 
 def publish(user_id: Any, event_type: str, data: dict[str, Any]) -> None:

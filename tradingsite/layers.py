@@ -4,6 +4,9 @@ The webhook route sends the live events of a burst of alerts every few milliseco
 each trader's group and one for the operators' group (`positions.events.LoopBatcher`). One PUBLISH per
 group, each awaiting its reply in turn, cost a twelfth of a web process's CPU under a burst. Here the
 messages of one batch go to Redis in one pipeline per shard: one round trip.
+
+It reaches into channels_redis's per-loop layer and shard objects (pinned at 4.3.0 in requirements);
+`tradingsite/tests/test_layers.py` fails if an upgrade moves them.
 """
 
 from __future__ import annotations

@@ -209,7 +209,7 @@ _GROUP_COLUMNS = (
 
 @functools.cache
 def _statements() -> tuple[str, str, str]:
-    """(read, user lock, pool read): see `_read` and `_read_pool`. Built once."""
+    """(read, user lock, pool read): see `_read` and `_pool_steps`. Built once."""
     from exchanges.models import ExchangeConfig
     from riskengine.services import pool_used_statement
 

@@ -299,3 +299,39 @@ def test_storm_of_50_identical_webhooks_makes_one_signal_and_one_group(live_serv
 
 def test_shared_webhook_files_exist_for_the_robustness_test(shared_data):
     assert any(Path(shared_data / "webhooks").iterdir())
+
+
+def test_the_intake_writes_its_log_rows_and_returns_its_events_with_the_outcome(trader, sim_config):
+    """The refused-secret warning and the skipped-pyramid note are written by the intake's own statement,
+    and the live events come back with the answer: a copy's events and rows are rolled back with it."""
+    from accounts.models import SystemLog
+    from positions.services import sql
+    from positions.services.configs import config_set
+    from positions.services.intake import alert_read, intake_steps
+
+    def receive(body: dict) -> tuple[int, dict, list[str]]:
+        read = alert_read(
+            user_id=str(trader.pk), raw=json.dumps(body).encode(), content_type="application/json", ip="10.0.0.9"
+        )
+        result, events = sql.run(intake_steps(read))
+        return result.status, result.body, [event["type"] for _, event in events]
+
+    config_set(user=trader, data={"max_open_groups": 1}, partial=True)
+    refused = receive(alert("wrong-secret"))
+    opened = receive(alert(trader.webhook_secret))
+    same_candle = receive(
+        alert(trader.webhook_secret, strategy_info={"trade_id": "T-2"}, timestamp="2026-11-20T10:30:00Z")
+    )
+    queued = receive(alert(trader.webhook_secret, tv={"symbol": "ETHUSDT"}, strategy_info={"trade_id": "Q-1"}))
+    copy = receive(alert(trader.webhook_secret, tv={"symbol": "ETHUSDT"}, strategy_info={"trade_id": "Q-1"}))
+
+    assert refused[0] == 403 and refused[2] == []
+    assert opened[0] == 202 and opened[2] == ["group.updated", "signal.received"]
+    assert same_candle[1]["status"] == "duplicate" and same_candle[2] == ["signal.received"]
+    assert queued[1]["classification"] == "queued" and queued[2] == ["queue.updated", "signal.received"]
+    assert copy[1]["status"] == "duplicate" and copy[2] == []
+    warning = SystemLog.objects.get(level="WARNING")
+    assert warning.user_id == trader.pk and str(warning.ip_address) == "10.0.0.9"
+    assert "wrong-secret" not in warning.message + json.dumps(warning.details)
+    note = SystemLog.objects.get(level="INFO", category="WEBHOOK")
+    assert note.message.startswith("Pyramid duplicate") and note.details["group_id"] == opened[1]["group_id"]
