@@ -58,6 +58,24 @@ def default_engine_config() -> dict[str, Any]:
     return {**default_grid_config(), **copy.deepcopy(ENGINE_DEFAULTS), "overrides": {}}
 
 
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return default_engine_config()
+
+
+def engine_setting(config: Mapping[str, Any] | None, key: str) -> Any:
+    """One setting of a stored or snapshotted config, or its default: the only place a default is read.
+
+    A group's `config` is the effective config at the time it opened; a group opened before a key
+    existed simply lacks it, and gets the default here, never a literal retyped at the call site.
+    """
+    if key not in ENGINE_KEYS:
+        raise KeyError(f"not an engine config key: {key}")
+    if config is not None and config.get(key) is not None:
+        return config[key]
+    return copy.deepcopy(_defaults().get(key))
+
+
 def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
