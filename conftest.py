@@ -36,7 +36,7 @@ def _close_async_pools():  # type: ignore[no-untyped-def]
     them: each test runs its own event loop, and the test database is dropped at the end."""
     yield
     try:
-        from positions.services.sql import close_async_pools
+        from core.sql import close_async_pools
     except Exception:  # tests without Django settings loaded
         return
     close_async_pools()

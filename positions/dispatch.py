@@ -86,7 +86,7 @@ class SignalDispatcher(threading.Thread):
 
     def _sweep(self, conn: psycopg.Connection) -> None:
         from .models import WebhookSignal
-        from .services.sql import table
+        from core.sql import table
 
         self._failed, self._swept_at = False, time.monotonic()
         rows = conn.execute(

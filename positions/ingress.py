@@ -32,7 +32,7 @@ from accounts.middleware import client_ip_from
 from exchanges.selectors import NotCachedError
 
 from . import events
-from .services import sql
+from core import sql
 from .services.intake import Alert, IntakeResult, alert_read, intake_steps, signal_receive
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def warm_webhook_path() -> None:
     import exchanges.models  # noqa: F401
     import riskengine.services  # noqa: F401
 
-    from .services import sql  # noqa: F401
+    from core import sql  # noqa: F401
 
 
 class _TooLargeError(Exception):

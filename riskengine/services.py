@@ -18,7 +18,7 @@ def pool_used_statement() -> str:
     """``SELECT count(*)`` of the groups holding a slot of the user bound to its one parameter: every
     group that is not closed or failed (pyramids take no extra slot). The webhook intake embeds it."""
     from positions.models import PositionGroup
-    from positions.services.sql import literals, table
+    from core.sql import literals, table
 
     return (
         f"SELECT count(*) FROM {table(PositionGroup)}"
@@ -27,7 +27,7 @@ def pool_used_statement() -> str:
 
 
 def pool_used(*, user_id: Any) -> int:
-    from positions.services.sql import cursor
+    from core.sql import cursor
 
     cur = cursor()
     cur.execute(pool_used_statement(), [user_id])
@@ -56,7 +56,7 @@ def queue_upsert_statement(
     Run by the webhook intake under the user's row lock, in its transaction: one statement on the
     webhook's hot path. The caller sends `queue_event` once committed.
     """
-    from positions.services.sql import insert_statement, table
+    from core.sql import insert_statement, table
 
     queue = table(QueuedSignal)
     statement, params = insert_statement(
@@ -107,7 +107,7 @@ def queue_remove_statement(
     *, user_id: Any, exchange_config_id: Any, symbol: str, timeframe: str, side: str
 ) -> tuple[str, list[Any]]:
     """The statement that drops the queued signal of an identity; it returns a row when there was one."""
-    from positions.services.sql import table
+    from core.sql import table
 
     return (
         f"DELETE FROM {table(QueuedSignal)} WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s"
@@ -118,7 +118,7 @@ def queue_remove_statement(
 
 def queue_remove(*, user_id: Any, exchange_config_id: Any, symbol: str, timeframe: str, side: str) -> bool:
     """Drop the queued signal of an identity (an exit for it arrived); `queue.updated` once committed."""
-    from positions.services import sql
+    from core import sql
 
     cur = sql.cursor()
     cur.execute(

@@ -29,7 +29,7 @@ from accounts.logs import audit
 from accounts.middleware import client_ip
 from accounts.models import User
 from accounts.permissions import IsAdminRole, IsViewerOrHigher
-from tradingsite.api import ApiError
+from core.api import ApiError
 
 from . import serializers as s
 

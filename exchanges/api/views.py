@@ -16,7 +16,7 @@ from accounts.middleware import client_ip
 from accounts.permissions import ReadOrTrader
 from exchanges import selectors, services
 from exchanges.models import ExchangeConfig
-from tradingsite.api import ApiError
+from core.api import ApiError
 
 from . import serializers as s
 

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.middleware import client_ip
 from accounts.permissions import IsTraderOrHigher, ReadOrTrader
-from tradingsite.api import ApiError
+from core.api import ApiError
 
 from .. import selectors
 from ..choices import GroupStatus

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from accounts.logs import audit
 from exchanges.precision import MarketRules
-from tradingsite.api import ApiError
+from core.api import ApiError
 
 from ..config import ConfigError, default_engine_config, parse_engine_config
 from ..grid import GridConfig

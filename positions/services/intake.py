@@ -60,7 +60,7 @@ from ..events import Event, group_event, signal_event
 from ..grid import GridConfig, capital_for_pyramid, levels_for_pyramid
 from ..models import EngineConfig, GroupEvent, PositionGroup, Pyramid, WebhookSignal
 from ..webhook import ParsedSignal, WebhookError, candle_start, decode_body, parse_signal, redact_secret
-from . import sql
+from core import sql
 
 KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")

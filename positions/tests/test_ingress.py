@@ -236,7 +236,7 @@ def test_the_routes_pool_reuses_a_connection_and_replaces_one_the_server_closed(
     the server closed meanwhile is replaced rather than failing the alert."""
     from django.db import connection
 
-    from positions.services.sql import AsyncPool
+    from core.sql import AsyncPool
 
     pool = AsyncPool(1, check_after_s=60)
 
@@ -262,7 +262,7 @@ def test_the_routes_pool_reuses_a_connection_and_replaces_one_the_server_closed(
 
 
 def test_a_failing_step_rolls_back_and_the_connection_serves_the_next_alert(trader):
-    from positions.services.sql import AsyncPool
+    from core.sql import AsyncPool
 
     pool = AsyncPool(1)
 

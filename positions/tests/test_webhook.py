@@ -305,7 +305,7 @@ def test_the_intake_writes_its_log_rows_and_returns_its_events_with_the_outcome(
     """The refused-secret warning and the skipped-pyramid note are written by the intake's own statement,
     and the live events come back with the answer: a copy's events and rows are rolled back with it."""
     from accounts.models import SystemLog
-    from positions.services import sql
+    from core import sql
     from positions.services.configs import config_set
     from positions.services.intake import alert_read, intake_steps
 

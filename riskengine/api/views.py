@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from accounts.middleware import client_ip
 from accounts.permissions import IsTraderOrHigher, ReadOrTrader
-from tradingsite.api import ApiError
+from core.api import ApiError
 
 from ..models import QueuedSignal
 from ..services import queue_delete, queue_ordered, queue_promote

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from positions.services.sql import numbered
+from core.sql import numbered
 
 
 def test_placeholders_are_numbered_in_order_and_percent_signs_unescaped():

@@ -1,20 +1,21 @@
-"""Raw SQL for the webhook's hot path (see `intake`), on Django's connection or on the event loop.
+"""Raw SQL where it earns its place (the webhook's intake), on Django's connection or on the event loop.
 
 The ORM costs 150–300 µs of CPU per statement (query compilation, model instances); a statement sent
 here costs a fraction of that. Cursors bind parameters on the server and prepare their statements, so
-PostgreSQL stops parsing and planning them.
+PostgreSQL stops parsing and planning them. Rows come back by name (a dict per row, psycopg's
+`dict_row`), never decoded by position.
 
-The intake's database work is written once as *steps*: a generator that yields ``(statement, params)``
-and is sent back the statement's first row (``None`` when it returns none), or yields `ROLLBACK`. Two
-drivers run steps in one transaction:
+A transaction's database work is written once as *steps*: a generator that yields ``(statement,
+params)`` and is sent back the statement's first row (``None`` when it returns none), or yields
+`ROLLBACK`. Two drivers run steps in one transaction:
 
 - `run` on Django's own connection, in `transaction.atomic()` (Django's view, tests, workers), so
   `on_commit` and the test database's transaction apply as usual;
-- `AsyncPool.run` on the event loop, over a few connections of its own (the webhook's ASGI route):
-  no thread hand-off and no thread waiting for the GIL between its round trips.
+- `AsyncPool.run` on the event loop, over a `psycopg_pool.AsyncConnectionPool` of its own (the
+  webhook's ASGI route): no thread hand-off and no thread waiting for the GIL between round trips.
 
 `insert_statement` builds its column list from the model (serial keys left to their sequence), so a field
-added later is written with its default without anyone editing SQL here.
+added later is written with its default without anyone editing SQL here. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import dataclasses
 import datetime
 import functools
 import re
-import time
 import uuid
 import weakref
 from collections.abc import Generator, Mapping, Sequence
@@ -35,6 +35,8 @@ import psycopg
 from django.db import connection, models, transaction
 from django.db.models.fields import AutoFieldMixin
 from django.utils import timezone
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
 
 
 class PreparedCursor(psycopg.RawCursor):  # type: ignore[type-arg]
@@ -94,7 +96,7 @@ def cursor() -> PreparedCursor:
         return cached
     if raw.prepare_threshold is None:
         raw.prepare_threshold = EXPLICIT_ONLY
-    cached = connection._prepared_cursor = PreparedCursor(raw)
+    cached = connection._prepared_cursor = PreparedCursor(raw, row_factory=dict_row)
     return cached
 
 
@@ -186,8 +188,9 @@ class Batch:
 
 
 Step = tuple[str, Sequence[Any]]
+Row = DictRow  # a row by column name
 # Yields statements (or `ROLLBACK`), is sent each one's first row, returns the result.
-type Steps[T] = Generator[Step | object, Sequence[Any] | None, T]
+type Steps[T] = Generator[Step | object, Row | None, T]
 
 # Yielded by steps: roll back what the transaction did so far and go on in a new one.
 ROLLBACK = object()
@@ -196,7 +199,7 @@ ROLLBACK = object()
 def run[T](steps: Steps[T]) -> T:
     """Run `steps` on this thread's Django connection, in `transaction.atomic()` (nested in the caller's
     transaction, if any, as a savepoint)."""
-    reply: Sequence[Any] | None = None
+    reply: Row | None = None
     while True:
         with transaction.atomic():
             cur = cursor()
@@ -211,131 +214,121 @@ def run[T](steps: Steps[T]) -> T:
             reply = None
 
 
-class _AsyncCursor(psycopg.AsyncRawCursor):  # type: ignore[type-arg]
+class _AsyncCursor(psycopg.AsyncRawCursor[DictRow]):
     async def execute(self, query: Any, params: Any = None, *, prepare: bool | None = True, binary: bool | None = None):  # type: ignore[override]
         return await super().execute(numbered(query), params, prepare=prepare, binary=binary)
 
 
-class _Connection:
-    def __init__(self, conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
-        self.conn = conn
-        self.cursor = _AsyncCursor(conn)
-        self.used_at = time.monotonic()
-
-
 class AsyncPool:
-    """A few connections of the event loop's own for `run`ning steps, opened as they are needed.
+    """Connections of the event loop's own for `run`ning steps: a `psycopg_pool.AsyncConnectionPool`.
 
     Connections are made with Django's parameters for its default database (the test database in
-    tests). One that failed is dropped; one that sat idle longer than `check_after_s` is checked with
-    a round trip before use, as Django's CONN_HEALTH_CHECKS does, and one in steady use is not.
-    A pool belongs to the event loop it was first used on.
+    tests). The pool replaces a connection that is broken or that it finds closed; one that sat idle
+    longer than `check_after_s` is checked with a round trip before use, as Django's
+    CONN_HEALTH_CHECKS does, while one in steady use is not (a check per alert would be a fifth of the
+    intake's round trips). A pool belongs to the event loop it was first used on: tests run a loop per
+    call, and a new loop gets a new pool.
     """
 
     def __init__(self, size: int, *, check_after_s: float = 1.0) -> None:
         self.size = size
         self.check_after_s = check_after_s
-        self._idle: list[_Connection] = []
-        self._slots: asyncio.Semaphore | None = None
+        self._pool: AsyncConnectionPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Per connection: when it last finished a transaction, and its reused cursor (a cursor keeps
+        # the loaders and dumpers it looked up for each type).
+        self._used_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+        self._cursors: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], _AsyncCursor] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._made: weakref.WeakSet[psycopg.AsyncConnection[Any]] = weakref.WeakSet()
         _pools.add(self)
 
-    async def _connect(self) -> _Connection:
+    def _connect_kwargs(self) -> dict[str, Any]:
         params = connection.get_connection_params()
         params.pop("cursor_factory", None)
         params.update(autocommit=False, prepare_threshold=EXPLICIT_ONLY)
-        conn = await psycopg.AsyncConnection.connect(**params)
+        return params
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._made.add(conn)
         wanted = connection.timezone_name
         if wanted and conn.info.parameter_status("TimeZone") != wanted:
             await conn.execute("SELECT set_config('TimeZone', %s, false)", [wanted])
             await conn.commit()
-        return _Connection(conn)
 
-    async def _usable(self, held: _Connection) -> bool:
-        if held.conn.closed:
-            return False
-        if time.monotonic() - held.used_at < self.check_after_s:
-            return True
-        try:
-            await held.conn.execute("SELECT 1")
-            await held.conn.rollback()
-        except psycopg.Error:
-            return False
-        return True
+    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        used_at = self._used_at.get(conn)
+        if used_at is not None and asyncio.get_running_loop().time() - used_at < self.check_after_s:
+            return
+        await AsyncConnectionPool.check_connection(conn)
+
+    async def _current(self) -> AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            self.close()
+            self._loop = loop
+            self._pool = AsyncConnectionPool(
+                kwargs=self._connect_kwargs(),
+                min_size=self.size,
+                max_size=self.size,
+                open=False,
+                configure=self._configure,
+                check=self._check,
+                name="webhook",
+            )
+            await self._pool.open(wait=False)
+        return self._pool
 
     async def run[T](self, steps: Steps[T]) -> T:
         """Run `steps` in one transaction on one of the pool's connections (waiting for one if all are
-        busy). An exception from the database or from `steps` rolls the transaction back and is raised."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a new loop (tests run one per call): the old one's connections go
-            self.close()
-            self._loop, self._slots = loop, asyncio.Semaphore(self.size)
-        assert self._slots is not None
-        async with self._slots:
-            held = None
-            while self._idle and held is None:
-                candidate = self._idle.pop()
-                if await self._usable(candidate):
-                    held = candidate
-                else:
-                    _finish(candidate)
-            held = held or await self._connect()
+        busy). An exception from the database or from `steps` rolls the transaction back and is raised;
+        the pool drops the connection if that leaves it unusable."""
+        pool = await self._current()
+        async with pool.connection() as conn:
+            cur = self._cursors.get(conn)
+            if cur is None:
+                cur = self._cursors[conn] = _AsyncCursor(conn, row_factory=dict_row)
             try:
-                result = await _drive(held, steps)
+                result = await _drive(conn, cur, steps)
             except BaseException:
-                await self._reset(held)
+                if not (conn.closed or conn.broken):
+                    try:
+                        await conn.rollback()
+                    except psycopg.Error:
+                        pass  # the pool finds the connection broken and replaces it
                 raise
-            self._release(held)
+            self._used_at[conn] = asyncio.get_running_loop().time()
             return result
 
-    async def _reset(self, held: _Connection) -> None:
-        """After a failure: roll back and keep the connection, or drop it when that fails too."""
-        if not (held.conn.closed or held.conn.broken):
-            try:
-                await held.conn.rollback()
-            except psycopg.Error:
-                pass
-            else:
-                self._release(held)
-                return
-        _finish(held)
-
-    def _release(self, held: _Connection) -> None:
-        held.used_at = time.monotonic()
-        self._idle.append(held)
-
     def close(self) -> None:
-        """Close the idle connections (synchronously: the loop they were used on may be gone)."""
-        idle, self._idle = self._idle, []
-        for held in idle:
-            _finish(held)
+        """End the pool's connections (synchronously: the loop they were used on may be gone)."""
+        self._pool = None
+        for conn in list(self._made):
+            if not conn.closed:
+                conn.pgconn.finish()
+        self._made = weakref.WeakSet()
 
 
 _pools: weakref.WeakSet[AsyncPool] = weakref.WeakSet()
 
 
 def close_async_pools() -> None:
-    """Close every pool's idle connections (before a test database is dropped, say)."""
+    """Close every pool's connections (before a test database is dropped, say)."""
     for pool in list(_pools):
         pool.close()
 
 
-def _finish(held: _Connection) -> None:
-    if not held.conn.closed:
-        held.conn.pgconn.finish()
-
-
-async def _drive[T](held: _Connection, steps: Steps[T]) -> T:
-    cur = held.cursor
-    reply: Sequence[Any] | None = None
+async def _drive[T](conn: psycopg.AsyncConnection[Any], cur: _AsyncCursor, steps: Steps[T]) -> T:
+    reply: Row | None = None
     while True:
         try:
             step = steps.send(reply)
         except StopIteration as done:
-            await held.conn.commit()
+            await conn.commit()
             return done.value  # type: ignore[no-any-return]
         if step is ROLLBACK:
-            await held.conn.rollback()
+            await conn.rollback()
             reply = None
             continue
         statement, params = step  # type: ignore[misc]

@@ -1,4 +1,4 @@
-"""API plumbing shared by every app: the one error body (CONTRACT §3) and the health check."""
+"""API plumbing shared by every app: the one error body (docs/webhook.md#errors)."""
 
 from __future__ import annotations
 

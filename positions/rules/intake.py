@@ -1,0 +1,291 @@
+"""The webhook intake's decision: what an alert does, from what the intake's transaction read.
+
+`decide(context, alert, now) -> Outcome` is the whole rule book of docs/webhook.md#classification and
+docs/webhook.md#errors: the checks in their order (user, IP, JSON, secret, rate limit, schema, exchange,
+symbol), then the classification (new entry, pyramid, queued, exit) with its skips (duplicate candle,
+max pyramids, closing group, full queue). It reads plain data and returns plain data; the gateway
+(`positions.services.intake`) reads the context under the right locks and writes what the outcome
+says. One outcome needs more reading first: an alert without an open group depends on the pool, which
+the gateway reads under the user's lock before deciding again (`NEEDS_POOL`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from ..choices import GroupStatus, SignalClassification, SignalStatus
+from ..config import effective_config_shared
+from ..grid import GridConfig, GridLevel, capital_for_pyramid, levels_for_pyramid
+from ..webhook import ParsedSignal, WebhookError, candle_start
+from .pool import PoolState, pool_has_room, queue_admits
+
+SIDE: Final = "long"  # spot: every group is a long
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGroup:
+    """The open group of the alert's identity, as the intake read it (locked)."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    symbol: str
+    timeframe: str
+    side: str
+    status: str
+    pyramid_count: int
+    max_pyramids: int
+    last_pyramid_candle: datetime | None
+    config: str  # the group's config snapshot, as JSON text
+    filled_quantity: Decimal
+    avg_entry_price: Decimal | None
+    realized_pnl: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeLimits:
+    """The deployment's webhook settings."""
+
+    rate_limit_per_minute: int
+    allowed_ips: frozenset[str] = frozenset()  # empty: every address
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeContext:
+    """What the intake's transaction read about the addressed (active) user."""
+
+    secret: str
+    config_id: uuid.UUID | None  # the enabled exchange config the alert names
+    engine_config: str | None  # the user's stored engine config, as JSON text
+    recent: int  # authenticated requests of the last minute (capped just above the limit)
+    group: OpenGroup | None  # the open group of the alert's identity
+    limits: IntakeLimits
+    pool: PoolState | None = None  # read under the user's lock, only when the outcome depends on it
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A request as it was decoded before the database: the body, the parsed signal and the resolved
+    symbol, or the first error found on the way (each kind is reported at its place in the order)."""
+
+    user_id: str
+    raw: bytes
+    ip: str | None
+    started: float  # time.perf_counter() when the request was read
+    body: Any = None
+    parsed: ParsedSignal | None = None
+    symbol: str = ""
+    exchange_symbol: str = ""
+    envelope_error: WebhookError | None = None  # size, media type: refused before anything else
+    body_error: WebhookError | None = None  # JSON
+    schema_error: WebhookError | None = None
+    symbol_error: WebhookError | None = None
+
+
+# Outcomes ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Refused: stored with the error, answered with it."""
+
+    error: WebhookError
+    user_known: bool  # the addressed user exists and is active: the stored row names it
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Accepted as a request but nothing to do: answered 200 `duplicate` or `ignored`."""
+
+    classification: str
+    status: str  # SignalStatus.DUPLICATE or IGNORED
+    reason: str
+    group_id: uuid.UUID | None = None
+    note: str = ""  # a line for the trader's log, when the skip is worth one
+
+
+@dataclass(frozen=True, slots=True)
+class PyramidPlan:
+    """A pyramid to store: its grid is computed from its own entry price when the signal is processed."""
+
+    index: int
+    entry_price: Decimal | None
+    capital_usd: Decimal
+    levels: tuple[GridLevel, ...]
+    entry_order_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenNewGroup:
+    """A new group, waiting for its orders, with pyramid 0."""
+
+    config: Mapping[str, Any]  # the effective config, snapshotted on the group
+    tp_mode: str
+    max_pyramids: int
+    candle: datetime
+    pyramid: PyramidPlan
+    classification: str = SignalClassification.NEW_ENTRY
+
+
+@dataclass(frozen=True, slots=True)
+class AddPyramid:
+    group: OpenGroup
+    candle: datetime
+    pyramid: PyramidPlan
+    classification: str = SignalClassification.PYRAMID
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSignal:
+    """The pool is full: the signal waits in the queue (or replaces its identity's queued signal)."""
+
+    entry_price: Decimal | None
+    replaces: bool
+    classification: str = SignalClassification.QUEUED
+
+
+@dataclass(frozen=True, slots=True)
+class ExitGroup:
+    """Exit the open group (`group_id`), or, without one, drop the identity's queued signal."""
+
+    group_id: uuid.UUID | None
+    reason: str = ""
+    classification: str = SignalClassification.EXIT
+
+
+@dataclass(frozen=True, slots=True)
+class _NeedsPool:
+    """Decide again once the pool has been read under the user's lock."""
+
+
+NEEDS_POOL: Final = _NeedsPool()
+
+type Outcome = Rejected | Skipped | OpenNewGroup | AddPyramid | QueueSignal | ExitGroup
+
+
+def decide(context: IntakeContext | None, alert: Alert, now: datetime) -> Outcome | _NeedsPool:
+    """What `alert` does, given what the transaction read (`None`: no such active user, or nothing read
+    because the request was refused before the database)."""
+    if alert.envelope_error is not None:
+        return Rejected(alert.envelope_error, user_known=False)
+    if context is None:
+        return Rejected(WebhookError(404, "not_found", "No such webhook URL."), user_known=False)
+    try:
+        parsed = _admit(context, alert)
+    except WebhookError as exc:
+        return Rejected(exc, user_known=True)
+    group = context.group
+    if parsed.is_exit:
+        if group is None:
+            if context.pool is None:
+                return NEEDS_POOL
+            return _exit_without_group(context.pool)
+        if group.status == GroupStatus.CLOSING:
+            return Skipped(SignalClassification.EXIT, SignalStatus.IGNORED, "the position is already closing", group.id)
+        return ExitGroup(group.id)
+    if group is not None:
+        return _pyramid(group, parsed, now)
+    if context.pool is None:
+        return NEEDS_POOL
+    return _new_group(context, context.pool, alert, parsed, now)
+
+
+def _admit(context: IntakeContext, alert: Alert) -> ParsedSignal:
+    """The checks after the user is known, in their order; the parsed signal when all pass."""
+    if context.limits.allowed_ips and alert.ip not in context.limits.allowed_ips:
+        raise WebhookError(403, "ip_not_allowed", "Requests from this address are not accepted.")
+    if alert.body_error is not None:
+        raise alert.body_error
+    secret_check(alert.body, context.secret)
+    if context.recent >= context.limits.rate_limit_per_minute:
+        raise WebhookError(429, "throttled", "Too many webhooks for this user; slow down.")
+    if alert.schema_error is not None:
+        raise alert.schema_error
+    parsed = alert.parsed
+    assert parsed is not None  # decoded without a schema error
+    if context.config_id is None:
+        raise WebhookError(
+            400,
+            "unknown_exchange",
+            f"No enabled exchange config named {parsed.exchange!r}.",
+            {"tv.exchange": [f"no enabled exchange config named {parsed.exchange!r}"]},
+        )
+    if alert.symbol_error is not None:
+        raise alert.symbol_error
+    return parsed
+
+
+def secret_check(body: Any, expected: str) -> None:
+    """401 without a secret, 403 with a wrong one (compared in constant time)."""
+    secret = body.get("secret") if isinstance(body, dict) else None
+    if secret is None or secret == "":
+        raise WebhookError(401, "secret_missing", "The body has no secret.", {"secret": ["is required"]})
+    if not isinstance(secret, str) or not hmac.compare_digest(secret.encode(), expected.encode()):
+        raise WebhookError(403, "secret_invalid", "The secret is wrong.", {"secret": ["does not match"]})
+
+
+def _exit_without_group(pool: PoolState) -> Outcome:
+    if pool.queued_here:
+        return ExitGroup(None, reason="the queued entry for this position was removed")
+    return Skipped(SignalClassification.EXIT, SignalStatus.IGNORED, "no open position for this symbol and timeframe")
+
+
+def signal_candle(parsed: ParsedSignal, now: datetime) -> datetime:
+    """The candle of the group's timeframe that the signal belongs to (its own time, else now)."""
+    return candle_start(parsed.signal_time or now, parsed.timeframe)
+
+
+def entry_price(parsed: ParsedSignal) -> Decimal | None:
+    return parsed.entry_price or parsed.close_price
+
+
+def pyramid_plan(grid: GridConfig, index: int, parsed: ParsedSignal, *, use_signal_size: bool) -> PyramidPlan:
+    """Pyramid `index`'s capital and levels; the signal's own order size when the config says so."""
+    capital = capital_for_pyramid(grid, index)
+    if use_signal_size and parsed.order_size:
+        capital = parsed.order_size
+    return PyramidPlan(
+        index=index,
+        entry_price=entry_price(parsed),
+        capital_usd=capital,
+        levels=levels_for_pyramid(grid, index),
+        entry_order_type=grid.entry_order_type,
+    )
+
+
+def _pyramid(group: OpenGroup, parsed: ParsedSignal, now: datetime) -> Outcome:
+    candle = signal_candle(parsed, now)
+    skipped = None
+    if group.status == GroupStatus.CLOSING:
+        skipped = (SignalStatus.IGNORED, "the position is closing")
+    elif group.last_pyramid_candle == candle:
+        skipped = (SignalStatus.DUPLICATE, f"a pyramid was already added in this {group.timeframe} candle")
+    elif group.pyramid_count >= group.max_pyramids:
+        skipped = (SignalStatus.IGNORED, f"max pyramids reached ({group.max_pyramids})")
+    if skipped is not None:
+        status, reason = skipped
+        return Skipped(SignalClassification.PYRAMID, status, reason, group.id, note=f"Pyramid {status}: {reason}")
+    merged, grid = effective_config_shared(group.config, symbol=group.symbol, timeframe=group.timeframe)
+    plan = pyramid_plan(grid, group.pyramid_count, parsed, use_signal_size=bool(merged["use_signal_size"]))
+    return AddPyramid(group=group, candle=candle, pyramid=plan)
+
+
+def _new_group(context: IntakeContext, pool: PoolState, alert: Alert, parsed: ParsedSignal, now: datetime) -> Outcome:
+    merged, grid = effective_config_shared(context.engine_config, symbol=alert.symbol, timeframe=parsed.timeframe)
+    if not pool_has_room(used=pool.used, max_open_groups=merged["max_open_groups"]):
+        max_size = merged["queue_max_size"]
+        if not queue_admits(state=pool, max_size=max_size):
+            return Skipped(SignalClassification.QUEUED, SignalStatus.IGNORED, f"the waiting queue is full ({max_size})")
+        return QueueSignal(entry_price=entry_price(parsed), replaces=pool.queued_here)
+    return OpenNewGroup(
+        config=merged,
+        tp_mode=grid.tp_mode,
+        max_pyramids=grid.max_pyramids,
+        candle=signal_candle(parsed, now),
+        pyramid=pyramid_plan(grid, 0, parsed, use_signal_size=bool(merged["use_signal_size"])),
+    )
