@@ -1,0 +1,105 @@
+"""Position arithmetic from fills: the one copy of fee-net quantity and of the group's totals.
+
+A fill is plain data (`FillData`); the services read fills from the ledger (`positions.ledger`) and
+every total the engine shows or sells from is computed here: the group's totals, a pyramid's own
+average for `pyramid_aggregate`, a leg's net quantity for its per-leg take-profit, and the per-leg
+PnL of the API. See docs/engine.md#position-arithmetic.
+
+Conventions:
+- a fee paid in the base asset reduces the base a buy delivers (Binance takes it from what it buys),
+  so what is held and what may be sold is the *fee-net* quantity;
+- a fee paid in the quote asset is part of a buy's cost and reduces a sell's proceeds;
+- a fee in a third asset (e.g. BNB) is neither: it does not change the position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+ZERO = Decimal("0")
+BUY = "buy"
+SELL = "sell"
+
+
+@dataclass(frozen=True, slots=True)
+class FillData:
+    """One execution as the fills ledger records it. `side` is "buy" or "sell"."""
+
+    side: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal = ZERO
+    fee_asset: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PositionTotals:
+    bought: Decimal  # base bought, gross
+    sold: Decimal  # base sold
+    held: Decimal  # base held now, net of base-asset fees
+    cost: Decimal  # quote spent on the entries still held, fees included
+    avg_entry: Decimal | None  # cost / held; None when nothing is held
+    proceeds: Decimal  # quote received from sells, net of fees
+    realized_pnl: Decimal
+    fees_quote: Decimal  # every base or quote fee, valued in quote
+
+
+def base_quote(symbol: str) -> tuple[str, str]:
+    """("BTC", "USDT") for "BTC/USDT"."""
+    base, _, quote = symbol.partition("/")
+    return base, quote
+
+
+def fee_in_base(fill: FillData, *, base: str) -> Decimal:
+    return fill.fee if fill.fee_asset == base else ZERO
+
+
+def fee_in_quote(fill: FillData, *, quote: str) -> Decimal:
+    return fill.fee if fill.fee_asset == quote else ZERO
+
+
+def fee_net_quantity(fill: FillData, *, base: str) -> Decimal:
+    """The base a buy fill adds to the position: its quantity less a fee taken in the base asset."""
+    return fill.quantity - fee_in_base(fill, base=base)
+
+
+def net_bought(fills: Iterable[FillData], *, base: str) -> Decimal:
+    """Fee-net base received by the buy fills (a leg's quantity for its take-profit)."""
+    return sum((fee_net_quantity(fill, base=base) for fill in fills if fill.side == BUY), ZERO)
+
+
+def position_totals(fills: Iterable[FillData], *, base: str, quote: str) -> PositionTotals:
+    """Average-cost accounting over fills in the order they executed.
+
+    A buy adds its fee-net quantity and its cost (quote fee included); a sell realizes
+    (net proceeds − average entry × quantity) and takes its share of the cost with it.
+    """
+    bought = sold = held = cost = proceeds = realized = fees_quote = ZERO
+    for fill in fills:
+        base_fee = fee_in_base(fill, base=base)
+        quote_fee = fee_in_quote(fill, quote=quote)
+        fees_quote += quote_fee + base_fee * fill.price
+        if fill.side == BUY:
+            bought += fill.quantity
+            held += fill.quantity - base_fee
+            cost += fill.price * fill.quantity + quote_fee
+        else:
+            sold += fill.quantity
+            avg = cost / held if held > 0 else ZERO
+            net = fill.price * fill.quantity - quote_fee - base_fee * fill.price
+            proceeds += net
+            realized += net - avg * fill.quantity
+            cost -= avg * fill.quantity
+            held -= fill.quantity
+    return PositionTotals(
+        bought=bought,
+        sold=sold,
+        held=max(held, ZERO),
+        cost=max(cost, ZERO),
+        avg_entry=(cost / held) if held > 0 else None,
+        proceeds=proceeds,
+        realized_pnl=realized,
+        fees_quote=fees_quote,
+    )
