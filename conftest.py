@@ -133,11 +133,11 @@ def simulator_account(simulator, settings, trader):  # type: ignore[no-untyped-d
 
 @pytest.fixture(autouse=True)
 def _forget_memoised_market_rules():  # type: ignore[no-untyped-def]
-    """The adapters memoise market rules per process for 30 s; every test starts without them."""
+    """Each process keeps market rules in memory (`exchanges.rules`); every test starts without them."""
     yield
     try:
-        from exchanges.adapters.base import rules_memo_clear
+        from exchanges.rules import market_rules_forget_local
 
-        rules_memo_clear()
+        market_rules_forget_local()
     except Exception:  # tests without Django settings loaded
         pass

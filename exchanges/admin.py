@@ -2,7 +2,7 @@
 
 Secrets are write-only here: the form has empty password inputs that never render a value, a blank
 input keeps the stored secret, and only the masked key (``****A4B1``) is ever shown. Saves and actions
-call ``exchanges.services``.
+call ``exchanges.services`` (market rules: ``exchanges.rules``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from django.http import HttpRequest
 
 from accounts.middleware import client_ip
 
-from . import services
+from . import rules, services
 from .choices import ExchangeMode
+from .exceptions import ExchangeError
 from .models import ExchangeConfig, MarketRule, PaperAccount
 
 
@@ -222,11 +223,9 @@ class MarketRuleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Refresh the market rules of these exchanges now")
     def refresh_exchanges(self, request: HttpRequest, queryset: QuerySet[MarketRule]) -> None:
-        from .exceptions import ExchangeError
-
         for name in sorted(set(queryset.values_list("exchange_name", flat=True))):
             try:
-                count = services.market_rules_refresh(exchange_name=name)
+                count = rules.market_rules_refresh(exchange_name=name)
             except ExchangeError as exc:
                 self.message_user(request, f"{name}: {exc}", messages.ERROR)
             else:

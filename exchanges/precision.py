@@ -18,6 +18,7 @@ Conventions:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,9 +44,12 @@ __all__ = [
     "amount_to_precision",
     "apply_precision",
     "check_order",
+    "compact_symbol",
     "decimal_to_str",
     "market_rules_from_binance_symbol",
     "market_rules_from_ccxt_market",
+    "market_rules_from_json",
+    "market_rules_to_json",
     "normalize_order",
     "price_to_precision",
     "round_price_down",
@@ -180,6 +184,51 @@ class MarketRules:
     def is_trading(self) -> bool:
         """True when the exchange accepts new orders for this market."""
         return self.status == "TRADING"
+
+
+_NON_ALNUM = re.compile(r"[^A-Z0-9]")
+_DECIMAL_FIELDS = (
+    "tick_size",
+    "step_size",
+    "min_qty",
+    "max_qty",
+    "min_notional",
+    "max_notional",
+    "min_price",
+    "max_price",
+)
+
+
+def compact_symbol(raw: str) -> str:
+    """``btc/usdt``, ``BTC-USDT``, ``BINANCE:BTCUSDT`` → ``BTCUSDT`` (for lookups only)."""
+    text = raw.strip().upper()
+    if ":" in text and "/" not in text:
+        text = text.rsplit(":", 1)[-1]  # TradingView's EXCHANGE:TICKER
+    return _NON_ALNUM.sub("", text)
+
+
+def market_rules_to_json(rules: MarketRules) -> str:
+    """One market's rules as JSON text, amounts as strings (for Redis and the paper account document)."""
+    data: dict[str, str | None] = {
+        "symbol": rules.symbol,
+        "exchange_symbol": rules.exchange_symbol,
+        "base": rules.base,
+        "quote": rules.quote,
+        "status": rules.status,
+    }
+    for name in _DECIMAL_FIELDS:
+        value = getattr(rules, name)
+        data[name] = None if value is None else str(value)
+    return json.dumps(data)
+
+
+def market_rules_from_json(text: str) -> MarketRules:
+    """The rules ``market_rules_to_json`` wrote."""
+    data = json.loads(text)
+    for name in _DECIMAL_FIELDS:
+        if data.get(name) is not None:
+            data[name] = to_decimal(data[name], field=name)
+    return MarketRules(**data)
 
 
 # --------------------------------------------------------------------------------------------------

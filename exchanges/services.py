@@ -1,6 +1,7 @@
-"""Writes for exchanges: credentials, modes, validation, market rules, paper accounts, the demo setup.
+"""Writes for exchanges: credentials, modes, validation, paper accounts, the demo setup.
 
-Also ``adapter_for(config)``, the one way the rest of the engine gets an ``ExchangeAdapter``.
+Also ``adapter_for(config)``, the one way the rest of the engine gets an ``ExchangeAdapter``. Market
+rules are stored and refreshed by ``exchanges.rules``.
 Every change to a config is atomic and audited; no transaction is held across a network call.
 """
 
@@ -12,25 +13,31 @@ import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from accounts.logs import audit, log_info, log_warning, scrub
+from accounts.logs import audit, log_warning, scrub
 
-from . import selectors
-from .adapters.base import ExchangeAdapter, rules_memo_clear
+from . import crypto, rules, selectors
+from .adapters import factory
+from .adapters.base import ExchangeAdapter
+from .adapters.factory import supported_exchange_names
+from .adapters.paper import initial_state
 from .choices import SIMULATOR, ExchangeMode
 from .crypto import DecryptionError
 from .exceptions import AuthenticationFailedError, ExchangeError
-from .models import Credentials, ExchangeConfig, MarketRule, PaperAccount
-from .precision import MarketRules
+from .models import ExchangeConfig, PaperAccount
+
+# Market rules are written by their owner, `exchanges.rules`; these names stay here for callers that
+# knew them as services (the positions tests, benchmarks, seed_demo).
+from .rules import market_rules_refresh as market_rules_refresh
+from .rules import market_rules_refresh_all as market_rules_refresh_all
+from .rules import market_rules_store as market_rules_store
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +46,6 @@ DEMO_BALANCES = {"USDT": "10000", "BTC": "1"}
 
 
 # ------------------------------------------------------------------------------------ exchange names
-
-
-def supported_exchange_names() -> frozenset[str]:
-    """Every exchange name a config may use: ccxt's exchange ids and ``simulator``."""
-    from .adapters.ccxt_adapter import supported_exchange_ids
-
-    return supported_exchange_ids() | {SIMULATOR}
 
 
 def exchange_name_normalize(raw: str) -> str:
@@ -318,57 +318,15 @@ def exchange_configs_validate_all() -> dict[str, int]:
 # ----------------------------------------------------------------------------------------- adapters
 
 
-def _timeout_ms() -> int:
-    return int(getattr(settings, "EXCHANGE_TIMEOUT_MS", 10_000))
-
-
-def _simulator_adapter(credentials: Credentials | None, *, circuit_name: str, account_label: str) -> ExchangeAdapter:
-    from exchanges.simulator.testing import ccxt_binance_config
-
-    from .adapters.ccxt_adapter import CcxtAdapter
-
-    overrides = ccxt_binance_config(
-        settings.SIMULATOR_URL,
-        credentials.api_key if credentials else "",
-        credentials.api_secret if credentials else "",
-    )
-    overrides.pop("apiKey", None)
-    overrides.pop("secret", None)
-    return CcxtAdapter(
-        exchange_name=SIMULATOR,
-        ccxt_id="binance",
-        credentials=credentials,
-        config_overrides=overrides,
-        circuit_name=circuit_name,
-        account_label=account_label,
-        timeout_ms=_timeout_ms(),
-    )
-
-
 def public_adapter(exchange_name: str) -> ExchangeAdapter:
     """Market data and market rules of an exchange, without credentials."""
-    from .adapters.ccxt_adapter import CcxtAdapter
-
-    if exchange_name == SIMULATOR:
-        return _simulator_adapter(None, circuit_name=f"public:{SIMULATOR}", account_label="public")
-    return CcxtAdapter(exchange_name=exchange_name, ccxt_id=exchange_name, timeout_ms=_timeout_ms())
-
-
-def _paper_sources(exchange_name: str) -> list[ExchangeAdapter]:
-    source = getattr(settings, "PAPER_PRICE_SOURCE", "auto")
-    if exchange_name == SIMULATOR or source == "simulator":
-        return [public_adapter(SIMULATOR)]
-    if source == "exchange":
-        return [public_adapter(exchange_name)]
-    return [public_adapter(exchange_name), public_adapter(SIMULATOR)]
+    return factory.public_adapter(exchange_name, rules=rules.STORE)
 
 
 def adapter_for(config: ExchangeConfig) -> ExchangeAdapter:
     """The adapter of a config: paper → local fills on real (or simulator) prices; ``simulator`` → ccxt's
-    binance client pointed at ``SIMULATOR_URL``; testnet → the exchange's sandbox; live → the exchange."""
-    from .adapters.ccxt_adapter import CcxtAdapter
-    from .adapters.paper import PaperAdapter
-
+    binance client pointed at ``SIMULATOR_URL``; testnet → the exchange's sandbox; live → the exchange.
+    Its market rules come from ``exchanges.rules`` (``STORE``)."""
     try:
         credentials = config.credentials()
     except DecryptionError as exc:
@@ -376,118 +334,19 @@ def adapter_for(config: ExchangeConfig) -> ExchangeAdapter:
             f"The stored {config.exchange_name} keys cannot be decrypted ({exc}); store them again.",
             exchange=config.exchange_name,
         ) from None
-    circuit_name = f"config:{config.pk}"
-    if config.exchange_name == SIMULATOR:
-        credentialed = _simulator_adapter(credentials, circuit_name=circuit_name, account_label=str(config.pk))
-    else:
-        credentialed = CcxtAdapter(
-            exchange_name=config.exchange_name,
-            ccxt_id=config.exchange_name,
-            credentials=credentials,
-            sandbox=config.mode == ExchangeMode.TESTNET,
-            circuit_name=circuit_name,
-            account_label=str(config.pk),
-            timeout_ms=_timeout_ms(),
-        )
+    credentialed = factory.ccxt_adapter(
+        exchange_name=config.exchange_name,
+        credentials=credentials,
+        sandbox=config.mode == ExchangeMode.TESTNET,
+        circuit_name=f"config:{config.pk}",
+        account_label=str(config.pk),
+        rules=rules.STORE,
+    )
     if config.mode == ExchangeMode.PAPER:
-        return PaperAdapter(
-            config_id=config.pk,
-            exchange_name=config.exchange_name,
-            sources=_paper_sources(config.exchange_name),
-            key_checker=credentialed,
+        return factory.paper_adapter(
+            config_id=config.pk, exchange_name=config.exchange_name, key_checker=credentialed, rules=rules.STORE
         )
     return credentialed
-
-
-# ------------------------------------------------------------------------------------- market rules
-
-
-def market_rules_store(*, exchange_name: str, rules: Sequence[MarketRules], prune: bool = True) -> int:
-    """Upsert an exchange's market rules into PostgreSQL and Redis; drop markets it no longer lists."""
-    now = timezone.now()
-    rows = [
-        MarketRule(
-            exchange_name=exchange_name,
-            symbol=item.symbol,
-            exchange_symbol=item.exchange_symbol,
-            compact_symbol=selectors.compact_symbol(item.base + item.quote),
-            base=item.base,
-            quote=item.quote,
-            tick_size=item.tick_size,
-            step_size=item.step_size,
-            min_qty=item.min_qty,
-            max_qty=item.max_qty,
-            min_notional=item.min_notional,
-            max_notional=item.max_notional,
-            min_price=item.min_price,
-            max_price=item.max_price,
-            status=item.status,
-            updated_at=now,
-        )
-        for item in rules
-    ]
-    fields = [
-        "exchange_symbol",
-        "compact_symbol",
-        "base",
-        "quote",
-        "tick_size",
-        "step_size",
-        "min_qty",
-        "max_qty",
-        "min_notional",
-        "max_notional",
-        "min_price",
-        "max_price",
-        "status",
-        "updated_at",
-    ]
-    with transaction.atomic():
-        MarketRule.objects.bulk_create(
-            rows,
-            batch_size=500,
-            update_conflicts=True,
-            unique_fields=["exchange_name", "symbol"],
-            update_fields=fields,
-        )
-        if prune and rows:
-            MarketRule.objects.filter(exchange_name=exchange_name).exclude(symbol__in=[r.symbol for r in rows]).delete()
-    entries: dict[str, str] = {}
-    for item in rules:
-        entries[selectors.rules_cache_key(exchange_name, item.symbol)] = selectors.rules_to_json(item)
-        for alias in {item.symbol, item.exchange_symbol, selectors.compact_symbol(item.base + item.quote)}:
-            entries[selectors.rules_alias_key(exchange_name, alias)] = item.symbol
-    cache.set_many(entries, selectors.RULES_CACHE_TTL_S)
-    selectors.market_symbol_index_clear(exchange_name)
-    rules_memo_clear(exchange_name)
-    log_info(
-        "PRECISION",
-        f"market rules of {exchange_name} refreshed: {len(rows)} markets",
-        details={"exchange": exchange_name, "markets": len(rows)},
-    )
-    return len(rows)
-
-
-def market_rules_refresh(*, exchange_name: str) -> int:
-    """Load an exchange's markets (public call) into the rules store; returns how many were stored."""
-    adapter = public_adapter(exchange_name)
-    try:
-        return adapter.refresh_market_rules()
-    finally:
-        adapter.close()
-
-
-def market_rules_refresh_all() -> dict[str, Any]:
-    """Refresh every exchange that an enabled config uses (the hourly ``exchanges.refresh_market_rules``)."""
-    names = sorted(set(selectors.exchange_configs_enabled().values_list("exchange_name", flat=True)))
-    results: dict[str, Any] = {}
-    for name in names:
-        try:
-            results[name] = market_rules_refresh(exchange_name=name)
-        except ExchangeError as exc:
-            results[name] = f"failed: {exc}"
-            log_warning("PRECISION", f"market rules of {name} not refreshed: {exc}", details={"exchange": name})
-    return results
 
 
 # ------------------------------------------------------------------------------------ paper accounts
@@ -497,8 +356,6 @@ def paper_account_reset(
     *, config: ExchangeConfig, balances: dict[str, str] | None = None, actor: Any, ip: str | None = None
 ) -> PaperAccount:
     """Start a paper account over: given (or default) balances, no orders."""
-    from .adapters.paper import initial_state
-
     with transaction.atomic():
         account, _ = PaperAccount.objects.select_for_update().get_or_create(config=config)
         account.state = initial_state(balances)
@@ -579,8 +436,6 @@ def encryption_key_rotate() -> dict[str, Any]:
 
     Any value that cannot be decrypted aborts the whole rotation (``DecryptionError``) and changes nothing.
     """
-    from . import crypto
-
     key_id = crypto.primary_key_id()
     secrets_done = configs_done = from_old = 0
     with transaction.atomic():

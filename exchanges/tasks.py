@@ -6,15 +6,15 @@ from typing import Any
 
 from celery import shared_task
 
-from . import services
+from . import rules, services
 
 
 @shared_task(name="exchanges.refresh_market_rules")
 def refresh_market_rules(exchange_name: str | None = None) -> dict[str, Any]:
     """Reload market rules of one exchange, or of every exchange an enabled config uses."""
     if exchange_name:
-        return {exchange_name: services.market_rules_refresh(exchange_name=exchange_name)}
-    return services.market_rules_refresh_all()
+        return {exchange_name: rules.market_rules_refresh(exchange_name=exchange_name)}
+    return rules.market_rules_refresh_all()
 
 
 @shared_task(name="exchanges.validate_all")

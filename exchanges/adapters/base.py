@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
-from django.core.cache import cache
-
+from accounts.logs import log_info, log_warning
 from exchanges.exceptions import (
     CircuitOpenError,
     DuplicateClientOrderIdError,
@@ -22,41 +22,69 @@ from exchanges.exceptions import (
     TemporaryExchangeError,
     UnknownOutcomeError,
 )
-from exchanges.precision import MarketRules
+from exchanges.precision import MarketRules, compact_symbol
 
 from .types import Balance, OrderFill, OrderRequest, OrderState, Ticker
 
-# How long after one on-demand market rules refresh another may run for the same exchange.
-ON_DEMAND_REFRESH_INTERVAL_S = 60
 # Waits before each lookup of an order whose placement outcome is unknown.
 RESOLVER_DELAYS_S: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0)
 
-
-# Rules looked up in this process in the last RULES_MEMO_TTL_S seconds: market rules change hourly at
-# most, and every order (and cancel) resolves its symbol, so this saves Redis round trips per call.
-RULES_MEMO_TTL_S = 30.0
-_rules_memo: dict[tuple[str, str], tuple[float, MarketRules]] = {}
+MarketRulesLoader = Callable[[], list[MarketRules]]
 
 
-def rules_memo_clear(exchange_name: str | None = None) -> None:
-    """Forget memoised rules (of one exchange, or all); called when rules are stored."""
-    if exchange_name is None:
-        _rules_memo.clear()
-        return
-    for key in [key for key in _rules_memo if key[0] == exchange_name]:
-        _rules_memo.pop(key, None)
+class MarketRulesSource(Protocol):
+    """Where an adapter finds the rules of a market, and where it hands the rules it loads.
+
+    The engine's adapters get ``exchanges.rules.STORE`` (PostgreSQL, Redis and per-process caches, shared
+    by every process) from ``exchanges.services.adapter_for``; an adapter built without one keeps what it
+    loads in its own memory (``LoadedMarketRules``). Either way the adapter itself stores nothing.
+    """
+
+    def find(self, *, exchange_name: str, raw: str, exact: bool, load: MarketRulesLoader) -> MarketRules:
+        """Rules of ``raw`` (the unified symbol exactly when ``exact``, else any common spelling).
+
+        ``load`` fetches every market from the exchange, for a source that needs them. Raises
+        ``SymbolNotFoundError`` when the exchange lists no such market and ``MarketRulesMissingError``
+        when no rules could be had at all.
+        """
+        ...
+
+    def store(self, *, exchange_name: str, rules: Sequence[MarketRules]) -> int:
+        """Keep an exchange's freshly loaded rules; returns how many."""
+        ...
 
 
-def _memo_get(exchange_name: str, raw: str) -> MarketRules | None:
-    entry = _rules_memo.get((exchange_name, raw))
-    if entry is None or entry[0] < time.monotonic():
-        return None
-    return entry[1]
+class LoadedMarketRules:
+    """A ``MarketRulesSource`` in the adapter's own memory: every market loaded from the exchange on first
+    use, nothing written anywhere. For adapters built outside the engine (a benchmark, a script)."""
 
+    def __init__(self) -> None:
+        self._by_exchange: dict[str, dict[str, MarketRules]] = {}
 
-def _memo_put(exchange_name: str, raw: str, rules: MarketRules) -> MarketRules:
-    _rules_memo[(exchange_name, raw)] = (time.monotonic() + RULES_MEMO_TTL_S, rules)
-    return rules
+    def find(self, *, exchange_name: str, raw: str, exact: bool, load: MarketRulesLoader) -> MarketRules:
+        if exchange_name not in self._by_exchange:
+            self.store(exchange_name=exchange_name, rules=load())
+        spellings = self._by_exchange[exchange_name]
+        text = raw.strip().upper()
+        found = spellings.get("=" + text) if exact else spellings.get(text) or spellings.get(compact_symbol(text))
+        if found is not None:
+            return found
+        if not spellings:
+            raise MarketRulesMissingError(
+                f"{exchange_name} listed no markets; orders are blocked",
+                exchange=exchange_name,
+                operation="market_rules",
+            )
+        raise SymbolNotFoundError(f"{exchange_name} has no market {raw}", exchange=exchange_name)
+
+    def store(self, *, exchange_name: str, rules: Sequence[MarketRules]) -> int:
+        spellings: dict[str, MarketRules] = {}
+        for item in sorted(rules, key=lambda rules: rules.symbol):
+            spellings["=" + item.symbol.upper()] = item
+            for alias in (item.symbol.upper(), item.exchange_symbol.upper(), compact_symbol(item.base + item.quote)):
+                spellings.setdefault(alias, item)
+        self._by_exchange[exchange_name] = spellings
+        return len(rules)
 
 
 class ExchangeAdapter(ABC):
@@ -65,73 +93,47 @@ class ExchangeAdapter(ABC):
     exchange_name: str
     resolver_delays_s: tuple[float, ...] = RESOLVER_DELAYS_S
     sleep: Callable[[float], None] = staticmethod(time.sleep)
+    _rules_source: MarketRulesSource | None = None
 
     # ----------------------------------------------------------------------------- market rules
 
     @property
     @abstractmethod
     def rules_exchange_name(self) -> str:
-        """Under which exchange name this adapter's market rules are stored."""
+        """Under which exchange name this adapter's market rules are kept."""
 
     @abstractmethod
+    def load_market_rules(self) -> list[MarketRules]:
+        """Every market of the exchange, fetched from it now (a network call; nothing is stored)."""
+
+    @property
+    def rules_source(self) -> MarketRulesSource:
+        """Where this adapter finds market rules (given at construction; else its own memory)."""
+        if self._rules_source is None:
+            self._rules_source = LoadedMarketRules()
+        return self._rules_source
+
     def refresh_market_rules(self) -> int:
-        """Load every market from the exchange into the rules store; returns how many were stored."""
+        """Load every market from the exchange and hand them to the rules source; returns how many."""
+        return self.rules_source.store(exchange_name=self.rules_exchange_name, rules=self.load_market_rules())
 
     def market_rules(self, symbol: str) -> MarketRules:
-        """Rules of a unified symbol (``BTC/USDT``): cached, refreshed on demand, else a configured fallback.
+        """Rules of a unified symbol (``BTC/USDT``): known, loaded on demand, else a configured fallback.
 
         Raises ``SymbolNotFoundError`` when the exchange lists no such market and
         ``MarketRulesMissingError`` when no rules could be had at all.
         """
-        from exchanges import selectors
-
-        name = self.rules_exchange_name
-        found = _memo_get(name, "=" + symbol) or selectors.market_rule_get(exchange_name=name, symbol=symbol)
-        if found is None:
-            found = self._rules_after_refresh(symbol, exact=True)
-        return _memo_put(name, "=" + symbol, found)
+        return self.rules_source.find(
+            exchange_name=self.rules_exchange_name, raw=symbol, exact=True, load=self.load_market_rules
+        )
 
     def resolve_symbol(self, raw: str) -> MarketRules:
         """Rules for ``BTC/USDT``, ``BTCUSDT`` or ``btcusdt`` alike (raises ``SymbolNotFoundError``)."""
-        from exchanges import selectors
-
         if not raw or not raw.strip():
             raise SymbolNotFoundError("an empty symbol names no market", exchange=self.exchange_name)
-        name = self.rules_exchange_name
-        found = _memo_get(name, raw) or selectors.market_rule_resolve(exchange_name=name, raw=raw)
-        if found is None:
-            found = self._rules_after_refresh(raw, exact=False)
-        return _memo_put(name, raw, found)
-
-    def _rules_after_refresh(self, raw: str, *, exact: bool) -> MarketRules:
-        from exchanges import selectors
-
-        name = self.rules_exchange_name
-        refresh_error: Exception | None = None
-        if cache.add(f"exch:mr-refresh:{name}", 1, ON_DEMAND_REFRESH_INTERVAL_S):
-            try:
-                self.refresh_market_rules()
-            except (TemporaryExchangeError, CircuitOpenError) as exc:
-                refresh_error = exc
-            if refresh_error is None:
-                if exact:
-                    found = selectors.market_rule_get(exchange_name=name, symbol=raw)
-                else:
-                    found = selectors.market_rule_resolve(exchange_name=name, raw=raw)
-                if found is not None:
-                    return found
-        fallback = selectors.market_rules_fallback(exchange_name=name, raw=raw)
-        if fallback is not None:
-            return fallback
-        if refresh_error is not None or selectors.market_rules_count(exchange_name=name) == 0:
-            reason = f": {refresh_error}" if refresh_error is not None else ""
-            raise MarketRulesMissingError(
-                f"No market rules for {raw} on {name} (could not load them{reason}); orders are blocked "
-                "until they load or a fallback is configured in MARKET_RULES_FALLBACKS.",
-                exchange=self.exchange_name,
-                operation="market_rules",
-            )
-        raise SymbolNotFoundError(f"{name} has no market {raw}", exchange=self.exchange_name)
+        return self.rules_source.find(
+            exchange_name=self.rules_exchange_name, raw=raw, exact=False, load=self.load_market_rules
+        )
 
     # ------------------------------------------------------------------------------ market data
 
@@ -189,8 +191,6 @@ class ExchangeAdapter(ABC):
         Found → returned. Confirmed absent (the lookup says "no such order") → sent again once with the
         same client id. Still unknown → ``UnknownOutcomeError`` for the caller to resolve later.
         """
-        from accounts.logs import log_info, log_warning
-
         try:
             return self.create_order(req)
         except UnknownOutcomeError as exc:

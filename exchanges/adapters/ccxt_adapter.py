@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 import aiohttp
 import ccxt.async_support as ccxt
 
+from accounts.logs import scrub
 from exchanges.circuit import CircuitBreaker
 from exchanges.exceptions import (
     AuthenticationFailedError,
@@ -58,7 +59,7 @@ from exchanges.exceptions import (
 from exchanges.precision import CountingMode, MarketRules, MarketRulesError, market_rules_from_ccxt_market
 from exchanges.ratelimit import GENERIC_LIMITS, ExchangeLimits, WeightBudget, limits_for
 
-from .base import ExchangeAdapter
+from .base import ExchangeAdapter, MarketRulesSource
 from .orders import prepare_order
 from .types import Balance, OrderFill, OrderRequest, OrderState, Ticker
 
@@ -292,6 +293,7 @@ class CcxtAdapter(ExchangeAdapter):
         rules_exchange_name: str | None = None,
         max_budget_wait_s: float = 5.0,
         limits: ExchangeLimits | None = None,
+        rules: MarketRulesSource | None = None,
     ) -> None:
         if ccxt_id not in ccxt.exchanges:
             raise PermanentExchangeError(f"ccxt has no exchange {ccxt_id!r}", exchange=exchange_name)
@@ -302,6 +304,7 @@ class CcxtAdapter(ExchangeAdapter):
         self._overrides = dict(config_overrides or {})
         self._timeout_ms = timeout_ms
         self._rules_exchange_name = rules_exchange_name or exchange_name
+        self._rules_source = rules
         self._account_label = account_label
         self._max_budget_wait_s = max_budget_wait_s
         self._limits = limits or limits_for(ccxt_id)
@@ -415,8 +418,6 @@ class CcxtAdapter(ExchangeAdapter):
         return [value for value in values if value and len(value) >= 4]
 
     def _safe_message(self, exc: BaseException) -> str:
-        from accounts.logs import scrub
-
         text = str(exc) or type(exc).__name__
         text = _URL_QUERY.sub(r"\1", text)  # signed query strings carry signatures and timestamps
         for secret in self._secrets():
@@ -577,9 +578,7 @@ class CcxtAdapter(ExchangeAdapter):
 
     # --------------------------------------------------------------------------- market rules
 
-    def refresh_market_rules(self) -> int:
-        from exchanges import services
-
+    def load_market_rules(self) -> list[MarketRules]:
         async def load(client: Any) -> tuple[dict[str, Any], Any]:
             markets = await client.load_markets(reload=True)
             with _SHARED_MARKETS_LOCK:
@@ -599,7 +598,7 @@ class CcxtAdapter(ExchangeAdapter):
                 rules.append(market_rules_from_ccxt_market(market, precision_mode=counting))
             except (MarketRulesError, ValueError, KeyError):
                 continue  # a market ccxt cannot describe with fixed ticks is not tradable by us
-        return services.market_rules_store(exchange_name=self.rules_exchange_name, rules=rules)
+        return rules
 
     # ------------------------------------------------------------------------------ market data
 

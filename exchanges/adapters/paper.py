@@ -30,6 +30,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.logs import log_warning
 from exchanges.exceptions import (
     AuthenticationFailedError,
     CircuitOpenError,
@@ -43,7 +44,8 @@ from exchanges.exceptions import (
     SymbolNotFoundError,
     TemporaryExchangeError,
 )
-from exchanges.precision import MarketRules
+from exchanges.models import PaperAccount
+from exchanges.precision import MarketRules, market_rules_from_json, market_rules_to_json
 from exchanges.simulator.engine import Engine, Fill, Order, SimulatorError, Trade
 
 from .base import ExchangeAdapter
@@ -179,8 +181,6 @@ def engine_from_state(state: dict[str, Any], markets: dict[str, MarketRules], co
 
 def state_from_engine(engine: Engine, previous: dict[str, Any], markets: dict[str, MarketRules]) -> dict[str, Any]:
     """The document of the engine's paper account (open orders and the latest closed ones)."""
-    from exchanges.selectors import rules_to_json
-
     orders = engine.orders(PAPER_API_KEY)
     open_orders = [order for order in orders if order.is_open]
     closed = [order for order in orders if not order.is_open][-CLOSED_ORDERS_KEPT:]
@@ -189,7 +189,7 @@ def state_from_engine(engine: Engine, previous: dict[str, Any], markets: dict[st
     max_trade_id = max((fill.trade_id for order in orders for fill in order.fills), default=0)
     stored_markets = dict(previous.get("markets", {}))
     for symbol, rules in markets.items():
-        stored_markets[symbol] = rules_to_json(rules)
+        stored_markets[symbol] = market_rules_to_json(rules)
     open_symbols = {order.symbol for order in open_orders}
     return {
         "version": STATE_VERSION,
@@ -310,21 +310,22 @@ class PaperAdapter(ExchangeAdapter):
                 return call(source)
             except (TemporaryExchangeError, CircuitOpenError, MarketRulesMissingError) as exc:
                 last_error = exc
-                if source is self._sources[0] and len(self._sources) > 1:
-                    from accounts.logs import log_warning
-
-                    if cache.add(self._offline_key, 1, OFFLINE_MEMORY_S):
-                        log_warning(
-                            "SYSTEM",
-                            f"paper {self.exchange_name}: exchange market data unreachable ({exc}); "
-                            f"using the simulator's prices for {OFFLINE_MEMORY_S} s",
-                        )
+                first_of_several = source is self._sources[0] and len(self._sources) > 1
+                if first_of_several and cache.add(self._offline_key, 1, OFFLINE_MEMORY_S):
+                    log_warning(
+                        "SYSTEM",
+                        f"paper {self.exchange_name}: exchange market data unreachable ({exc}); "
+                        f"using the simulator's prices for {OFFLINE_MEMORY_S} s",
+                    )
         assert last_error is not None
         raise last_error
 
     @property
     def rules_exchange_name(self) -> str:
         return self._with_source(lambda source: source.rules_exchange_name)
+
+    def load_market_rules(self) -> list[MarketRules]:
+        return self._with_source(lambda source: source.load_market_rules())
 
     def refresh_market_rules(self) -> int:
         return self._with_source(lambda source: source.refresh_market_rules())
@@ -369,8 +370,6 @@ class PaperAdapter(ExchangeAdapter):
     # ------------------------------------------------------------------------------- the book
 
     def _stored_state(self) -> dict[str, Any]:
-        from exchanges.models import PaperAccount
-
         account = PaperAccount.objects.filter(config_id=self.config_id).only("state").first()
         return account.state if account is not None and account.state else initial_state()
 
@@ -378,9 +377,6 @@ class PaperAdapter(ExchangeAdapter):
         self, operation: str, op: Callable[[Engine], T], *, prices: dict[str, Decimal], rules: list[MarketRules]
     ) -> T:
         """Lock the account, rebuild the engine, move prices, apply ``op``, store the result."""
-        from exchanges.models import PaperAccount
-        from exchanges.selectors import rules_from_json
-
         error: SimulatorError | None = None
         result: Any = None
         with transaction.atomic():
@@ -390,7 +386,7 @@ class PaperAdapter(ExchangeAdapter):
             state = account.state or initial_state()
             markets: dict[str, MarketRules] = {}
             for symbol, text in state.get("markets", {}).items():
-                markets[symbol] = rules_from_json(text)
+                markets[symbol] = market_rules_from_json(text)
             markets.update({item.symbol: item for item in rules})
             engine = engine_from_state(state, markets, self._commission_rate)
             for symbol, price in prices.items():
