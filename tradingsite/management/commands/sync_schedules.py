@@ -10,5 +10,5 @@ class Command(BaseCommand):
         counts = sync_schedules()
         self.stdout.write(
             f"schedules: {counts['created']} created, {counts['updated']} updated, "
-            f"{counts['disabled']} waiting for their task"
+            f"{counts['disabled']} disabled, {counts['deleted']} deleted (no longer defined)"
         )
