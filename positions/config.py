@@ -1,9 +1,11 @@
 """The engine config: grid (positions.grid) plus TP, stops, trailing, slippage, pool and risk settings.
 
-One flat JSON object per user (`EngineConfig.data`), with optional `overrides` per symbol or
-symbol+timeframe (`"BTC/USDT"`, `"BTC/USDT:1h"`) holding partial objects. `parse_engine_config`
-validates strictly and names every bad field; `effective_config` merges defaults, the user's values
-and the matching overrides.
+One flat JSON object per user (`EngineConfig.data`) holding the values the user set, with optional
+`overrides` per symbol or symbol+timeframe (`"BTC/USDT"`, `"BTC/USDT:1h"`) holding partial objects.
+Defaults are defined once: the engine keys below, the grid keys in `positions.grid`. They are applied
+when a config is read (`resolve_engine_config`, `effective_config`, `engine_setting`), never stored,
+and a default never contradicts a value the user gave (docs/engine.md#config). `parse_engine_config`
+validates strictly and names every bad field.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .grid import GRID_CONFIG_KEYS, GridConfig, GridConfigError, default_grid_config, parse_grid_config
+from .grid import GRID_CONFIG_KEYS, GridConfig, GridConfigError, grid_defaults_for, parse_grid_config
 
 # Non-grid keys with their defaults. Numbers are kept as strings so Decimal is exact.
 ENGINE_DEFAULTS: dict[str, Any] = {
@@ -28,6 +30,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "use_signal_size": False,
     "max_open_groups": 10,
     "queue_max_size": None,
+    # The loss-offset risk engine's keys: validated and kept today, read by the risk engine when it is
+    # built (riskengine's pure rules: eligibility and the offset plan; docs/engine.md#known-gaps).
     "risk_enabled": True,
     "loss_threshold_percent": "-5",
     "post_full_wait_minutes": 60,
@@ -55,25 +59,50 @@ class ConfigError(ValueError):
 
 
 def default_engine_config() -> dict[str, Any]:
-    return {**default_grid_config(), **copy.deepcopy(ENGINE_DEFAULTS), "overrides": {}}
+    """Every key with its default, as JSON-ready data: the config of a user who set nothing."""
+    return resolve_engine_config({})
 
 
-@functools.cache
-def _defaults() -> dict[str, Any]:
-    return default_engine_config()
+def resolve_engine_config(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a user gave laid over the defaults that apply under them (no validation).
+
+    A JSON null means "not given" (the default applies; every key where null is meaningful, such as
+    `stop_loss_percent`, defaults to null). The grid defaults yield to the given values
+    (`grid_defaults_for`): e.g. a `generator` keeps its own sizes unless `capital_usd` is given, and a
+    `max_pyramids` of 1 drops the default entries for pyramid 1. Resolving twice changes nothing, so a
+    group's snapshot (a resolved config) resolves to itself.
+    """
+    explicit = {key: copy.deepcopy(value) for key, value in given.items() if value is not None}
+    return {**grid_defaults_for(explicit), **copy.deepcopy(ENGINE_DEFAULTS), "overrides": {}, **explicit}
+
+
+def layer_engine_config(base: Mapping[str, Any], partial: Mapping[str, Any]) -> dict[str, Any]:
+    """`partial` laid over `base` (both as given by the user): levels and generator replace each other."""
+    merged = {**base, **partial}
+    if partial.get("generator") is not None and partial.get("levels") is None:
+        merged.pop("levels", None)
+    if partial.get("levels") is not None and partial.get("generator") is None:
+        merged.pop("generator", None)
+    return merged
 
 
 def engine_setting(config: Mapping[str, Any] | None, key: str) -> Any:
     """One setting of a stored or snapshotted config, or its default: the only place a default is read.
 
     A group's `config` is the effective config at the time it opened; a group opened before a key
-    existed simply lacks it, and gets the default here, never a literal retyped at the call site.
+    existed simply lacks it, and gets the default here, never a literal retyped at the call site. A
+    grid key's default is the one that applies under the config's own values (`grid_defaults_for`:
+    a generator's config has no default `capital_usd`).
     """
     if key not in ENGINE_KEYS:
         raise KeyError(f"not an engine config key: {key}")
     if config is not None and config.get(key) is not None:
         return config[key]
-    return copy.deepcopy(_defaults().get(key))
+    if key in GRID_CONFIG_KEYS:
+        return grid_defaults_for(config or {}).get(key)
+    if key == "overrides":
+        return {}
+    return copy.deepcopy(ENGINE_DEFAULTS[key])
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -125,22 +154,24 @@ def _check_engine_keys(data: Mapping[str, Any], errors: dict[str, list[str]], pr
 
 
 def parse_engine_config(data: Any) -> tuple[dict[str, Any], GridConfig]:
-    """Validate a whole config (missing keys take defaults); returns the stored form and its grid."""
+    """Validate the values a user gave (a whole config; what is missing takes its default).
+
+    Returns the resolved config (`resolve_engine_config`: defaults included, what the engine uses) and
+    its grid. Only the given values can be in conflict with each other; a default never makes a config
+    invalid. Raises `ConfigError` naming every bad field, overrides' fields as `overrides.SCOPE.key`.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError({"config": ["must be a JSON object"]})
     errors: dict[str, list[str]] = {}
     for key in data:
         if key not in ENGINE_KEYS:
             errors.setdefault(str(key), []).append("unknown field")
-    merged = {**default_engine_config(), **{k: v for k, v in data.items() if k in ENGINE_KEYS}}
-    if "generator" in data and "levels" not in data:
-        merged.pop("levels", None)
-    if "levels" in data and "generator" not in data:
-        merged.pop("generator", None)
+    given = {k: v for k, v in data.items() if k in ENGINE_KEYS}
+    merged = resolve_engine_config(given)
     _check_engine_keys(merged, errors)
     grid: GridConfig | None = None
     try:
-        grid = parse_grid_config({k: v for k, v in merged.items() if k in GRID_CONFIG_KEYS and v is not None})
+        grid = _parse_grid(merged)
     except GridConfigError as exc:
         for key, reasons in exc.errors.items():
             errors.setdefault(key, []).extend(reasons)
@@ -148,6 +179,7 @@ def parse_engine_config(data: Any) -> tuple[dict[str, Any], GridConfig]:
     if not isinstance(overrides, Mapping):
         errors.setdefault("overrides", []).append("must be an object keyed by SYMBOL or SYMBOL:TIMEFRAME")
     else:
+        top = {k: v for k, v in given.items() if k != "overrides"}
         for scope, partial in overrides.items():
             if not isinstance(partial, Mapping):
                 errors.setdefault(f"overrides.{scope}", []).append("must be an object")
@@ -156,7 +188,7 @@ def parse_engine_config(data: Any) -> tuple[dict[str, Any], GridConfig]:
                 if key not in ENGINE_KEYS or key == "overrides":
                     errors.setdefault(f"overrides.{scope}.{key}", []).append("unknown field")
             try:
-                _, _ = _merge_and_parse(merged, partial)
+                _resolve_and_parse(layer_engine_config(top, partial))
             except ConfigError as exc:
                 for key, reasons in exc.errors.items():
                     errors.setdefault(f"overrides.{scope}.{key}", []).extend(reasons)
@@ -166,17 +198,17 @@ def parse_engine_config(data: Any) -> tuple[dict[str, Any], GridConfig]:
     return merged, grid
 
 
-def _merge_and_parse(base: Mapping[str, Any], partial: Mapping[str, Any]) -> tuple[dict[str, Any], GridConfig]:
-    merged = {**base, **partial}
-    if "generator" in partial:
-        merged.pop("levels", None)
-    if "levels" in partial:
-        merged.pop("generator", None)
+def _parse_grid(config: Mapping[str, Any]) -> GridConfig:
+    return parse_grid_config({k: v for k, v in config.items() if k in GRID_CONFIG_KEYS and v is not None})
+
+
+def _resolve_and_parse(given: Mapping[str, Any]) -> tuple[dict[str, Any], GridConfig]:
+    merged = resolve_engine_config({k: v for k, v in given.items() if k in ENGINE_KEYS and k != "overrides"})
     merged.pop("overrides", None)
     errors: dict[str, list[str]] = {}
     _check_engine_keys(merged, errors)
     try:
-        grid = parse_grid_config({k: v for k, v in merged.items() if k in GRID_CONFIG_KEYS and v is not None})
+        grid = _parse_grid(merged)
     except GridConfigError as exc:
         errors.update(exc.errors)
         raise ConfigError(errors) from exc
@@ -190,7 +222,10 @@ def effective_config(
 ) -> tuple[dict[str, Any], GridConfig]:
     """The config for a new group: stored values, then the symbol and symbol:timeframe overrides.
 
-    Parsed configs are memoized by content (the webhook path parses the same config for every alert).
+    The user's values and the matching overrides are layered first, then resolved over the defaults
+    (so a symbol's `generator` keeps its own sizes unless some layer gives `capital_usd`). The result
+    has no `overrides`. Parsed configs are memoized by content (the webhook path parses the same config
+    for every alert).
     """
     key = (json.dumps(stored, sort_keys=True, default=str) if stored else "", symbol, timeframe)
     merged, grid = _effective_cached(*key)
@@ -209,10 +244,9 @@ def effective_config_shared(
 
 @functools.lru_cache(maxsize=512)
 def _effective_cached(stored_json: str, symbol: str, timeframe: str) -> tuple[dict[str, Any], GridConfig]:
-    stored = json.loads(stored_json) if stored_json else None
-    base = {**default_engine_config(), **(stored or {})}
-    overrides = base.get("overrides") or {}
-    partial: dict[str, Any] = {}
+    stored = json.loads(stored_json) if stored_json else {}
+    overrides = stored.get("overrides") or {}
+    given = {k: v for k, v in stored.items() if k != "overrides"}
     for scope in (symbol, f"{symbol}:{timeframe}"):
-        partial.update(overrides.get(scope) or {})
-    return _merge_and_parse(base, partial)
+        given = layer_engine_config(given, overrides.get(scope) or {})
+    return _resolve_and_parse(given)

@@ -29,8 +29,11 @@ from exchanges.precision import (
 )
 
 __all__ = [
+    "DEFAULT_CAPITAL_USD",
+    "DEFAULT_ENTRY_ORDER_TYPE",
     "DEFAULT_MAX_PYRAMIDS",
     "DEFAULT_TP_AGGREGATE_PERCENT",
+    "DEFAULT_TP_MODE",
     "ENTRY_ORDER_TYPES",
     "GRID_CONFIG_KEYS",
     "TP_MODES",
@@ -43,6 +46,7 @@ __all__ = [
     "capital_for_pyramid",
     "compute_grid",
     "default_grid_config",
+    "grid_defaults_for",
     "legs_to_json",
     "levels_for_pyramid",
     "parse_grid_config",
@@ -51,8 +55,14 @@ __all__ = [
 
 TP_MODES = ("per_leg", "aggregate", "hybrid", "pyramid_aggregate")
 ENTRY_ORDER_TYPES = ("limit", "market")
+# The grid defaults, defined here once (docs/engine.md#config): `default_grid_config` and
+# `grid_defaults_for` hand them out as config data, and `parse_grid_config` / `GridConfig` fall back to
+# the same names for a config that omits a key.
 DEFAULT_MAX_PYRAMIDS = 5
 DEFAULT_TP_AGGREGATE_PERCENT = Decimal("1.5")
+DEFAULT_CAPITAL_USD = Decimal("200")
+DEFAULT_ENTRY_ORDER_TYPE = "limit"
+DEFAULT_TP_MODE = "per_leg"
 MAX_PYRAMIDS_LIMIT = 50
 # A bound on levels keeps a typo (or a hostile config) from asking for thousands of resting orders;
 # Binance allows 200 open orders per symbol, shared by all pyramids and their take-profits.
@@ -101,12 +111,15 @@ _DEFAULT_GRID_CONFIG: dict[str, Any] = {
         {"gap_percent": "-2", "weight_percent": "20", "tp_percent": "1"},
     ],
     "pyramid_specific_levels": {"1": []},
-    "capital_usd": "200",
+    "capital_usd": str(DEFAULT_CAPITAL_USD),
     "max_pyramids": DEFAULT_MAX_PYRAMIDS,
-    "entry_order_type": "limit",
-    "tp_mode": "per_leg",
-    "tp_aggregate_percent": "1.5",
+    "entry_order_type": DEFAULT_ENTRY_ORDER_TYPE,
+    "tp_mode": DEFAULT_TP_MODE,
+    "tp_aggregate_percent": str(DEFAULT_TP_AGGREGATE_PERCENT),
 }
+# Keys whose entries are per pyramid index: a default entry for an index the user's max_pyramids does
+# not reach is dropped (docs/engine.md#config).
+_PER_PYRAMID_KEYS = ("pyramid_specific_levels", "pyramid_capitals")
 
 
 def _plain(value: Decimal) -> Decimal:
@@ -119,8 +132,45 @@ def _plain(value: Decimal) -> Decimal:
 
 
 def default_grid_config() -> dict[str, Any]:
-    """A fresh copy of the default grid config (the CONTRACT §3.3 example), as JSON-ready data."""
+    """A fresh copy of the default grid config, as JSON-ready data (docs/engine.md#config)."""
     return copy.deepcopy(_DEFAULT_GRID_CONFIG)
+
+
+def grid_defaults_for(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The grid defaults that apply under the values a user gave: a default never contradicts them.
+
+    ``given`` is what the user set (any other keys are ignored; null means "not given"). A default
+    that would conflict with a given value yields to it (docs/engine.md#config):
+
+    - a ``generator`` replaces the default ``levels``, and, unless ``capital_usd`` is given too, the
+      default ``capital_usd``: the generator's own order sizes stand, as in 3Commas, where the capital
+      is the base order plus every safety order (docs/engine.md#generator);
+    - given ``levels`` replace a default ``generator`` (there is none today; the rule is symmetric);
+    - default per-pyramid entries (``pyramid_specific_levels``, ``pyramid_capitals``) for an index at or
+      beyond the given ``max_pyramids`` are dropped.
+
+    Returns a fresh copy; values the user gave are not in it (the caller lays them over it).
+    """
+    defaults = default_grid_config()
+    present = {key for key, value in given.items() if key in GRID_CONFIG_KEYS and value is not None}
+    for key in present:
+        defaults.pop(key, None)
+    if "generator" in present and "levels" not in present:
+        defaults.pop("levels", None)
+        defaults.pop("capital_usd", None)
+    if "levels" in present and "generator" not in present:
+        defaults.pop("generator", None)
+    max_pyramids = _number_quiet(given["max_pyramids"]) if "max_pyramids" in present else None
+    if max_pyramids is not None and not isinstance(given["max_pyramids"], bool):
+        for key in _PER_PYRAMID_KEYS:
+            entries = defaults.get(key)
+            if isinstance(entries, dict):
+                defaults[key] = {
+                    index: value
+                    for index, value in entries.items()
+                    if not str(index).isdigit() or int(str(index)) < max_pyramids
+                }
+    return defaults
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,8 +286,8 @@ class GridConfig:
     )
     pyramid_capitals: Mapping[int, Decimal] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     max_pyramids: int = DEFAULT_MAX_PYRAMIDS
-    entry_order_type: str = "limit"
-    tp_mode: str = "per_leg"
+    entry_order_type: str = DEFAULT_ENTRY_ORDER_TYPE
+    tp_mode: str = DEFAULT_TP_MODE
     tp_aggregate_percent: Decimal = DEFAULT_TP_AGGREGATE_PERCENT
     cancel_dca_beyond_percent: Decimal | None = None
 
@@ -295,6 +345,14 @@ def _number_quiet(value: object) -> Decimal | None:
         return to_decimal(value)
     except ValueError:
         return None
+
+
+def _index_quiet(key: object) -> int | None:
+    """A pyramid index given as a JSON object key ("1") or an int, or None when it is not one."""
+    text = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
+    if not isinstance(text, str) or not text.isdigit() or not text.isascii():
+        return None
+    return int(text)
 
 
 def _index(key: object, name: str, errors: _Errors, *, max_pyramids: int) -> int | None:
@@ -477,9 +535,11 @@ def parse_grid_config(data: Mapping[str, Any], *, ignore_unknown: bool = False) 
         else:
             for key, value in raw_specific.items():
                 name = f"pyramid_specific_levels.{key}"
+                if isinstance(value, list) and not value and _index_quiet(key) is not None:
+                    # An empty list means "use the default levels", which every pyramid does anyway,
+                    # so it conflicts with no max_pyramids (docs/engine.md#capital).
+                    continue
                 index = _index(key, name, errors, max_pyramids=max_pyramids)
-                if isinstance(value, list) and not value:
-                    continue  # an empty list means "use the default levels" (CONTRACT §3.3)
                 parsed = _parse_levels(value, name, errors)
                 if index is not None and parsed is not None:
                     specific[index] = parsed
@@ -499,12 +559,12 @@ def parse_grid_config(data: Mapping[str, Any], *, ignore_unknown: bool = False) 
 
     entry_order_type = optional("entry_order_type")
     if entry_order_type is None:
-        entry_order_type = "limit"
+        entry_order_type = DEFAULT_ENTRY_ORDER_TYPE
     elif entry_order_type not in ENTRY_ORDER_TYPES:
         errors.add("entry_order_type", f"must be one of {', '.join(ENTRY_ORDER_TYPES)}")
     tp_mode = optional("tp_mode")
     if tp_mode is None:
-        tp_mode = "per_leg"
+        tp_mode = DEFAULT_TP_MODE
     elif tp_mode not in TP_MODES:
         errors.add("tp_mode", f"must be one of {', '.join(TP_MODES)}")
 

@@ -1,38 +1,46 @@
-"""The user's engine config: read with defaults, write validated (PUT = whole object, PATCH = given keys)."""
+"""The user's engine config: read with defaults, write validated (PUT = whole object, PATCH = given keys).
+
+What is stored is what the user set (nulls dropped); defaults are applied when it is read, so they are
+defined in one place (`positions.config`) and can never contradict a user's value (docs/engine.md#config).
+"""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 
 from accounts.logs import audit
-from exchanges.precision import MarketRules
 from core.api import ApiError
+from exchanges.precision import MarketRules
 
-from ..config import ConfigError, default_engine_config, parse_engine_config
+from ..config import ConfigError, layer_engine_config, parse_engine_config, resolve_engine_config
 from ..grid import GridConfig
 from ..models import EngineConfig
 
 
 def config_get(*, user: Any) -> dict[str, Any]:
+    """The user's config as the engine uses it: their values over the defaults that apply under them."""
     stored = EngineConfig.objects.filter(user=user).values_list("data", flat=True).first()
-    return {**default_engine_config(), **(stored or {})}
+    return resolve_engine_config(stored or {})
 
 
 def config_set(*, user: Any, data: Any, partial: bool, ip: str | None = None) -> dict[str, Any]:
+    """Replace (PUT) or change (PATCH) the user's config; returns it as `config_get` does.
+
+    PUT stores exactly the keys given (missing keys take their defaults); PATCH lays the given keys over
+    the stored ones (a `generator` replaces stored `levels` and the other way round; null unsets a key).
+    Raises `ConfigError` naming every bad field; nothing is stored then.
+    """
     if not isinstance(data, dict):
         raise ConfigError({"config": ["must be a JSON object"]})
     with transaction.atomic():
         row, _ = EngineConfig.objects.select_for_update().get_or_create(user=user)
-        base = {**default_engine_config(), **(row.data or {})} if partial else {}
-        candidate = {**base, **data}
-        if partial and "generator" in data:
-            candidate.pop("levels", None)
-        if partial and "levels" in data:
-            candidate.pop("generator", None)
-        merged, _ = parse_engine_config(candidate)
-        row.data = _jsonable(merged)
+        candidate = layer_engine_config(row.data or {}, data) if partial else dict(data)
+        given = {key: value for key, value in candidate.items() if value is not None}
+        parse_engine_config(given)
+        row.data = _jsonable(given)
         row.save()
         audit(
             user=user,
@@ -42,12 +50,10 @@ def config_set(*, user: Any, data: Any, partial: bool, ip: str | None = None) ->
             details={"keys": sorted(data.keys()), "partial": partial},
             ip=ip,
         )
-    return row.data
+    return resolve_engine_config(row.data)
 
 
 def _jsonable(value: Any) -> Any:
-    from decimal import Decimal
-
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -58,6 +64,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def grid_for_preview(*, user: Any, config: Any) -> GridConfig:
+    """The grid of `config` (a whole config, as PUT would take it), or of the user's stored config."""
     if config is None:
         _, grid = parse_engine_config(config_get(user=user))
         return grid
