@@ -2,7 +2,7 @@
 
 Pure functions on Decimal, no Django: the live engine, ``/api/grid/preview``, the ``grid_preview``
 command and the backtester all call ``parse_grid_config`` once and ``compute_grid`` per pyramid, so
-live trading and backtests cannot disagree on the grid (SPEC §3.2, §3.3; CONTRACT §3.3).
+live trading and backtests cannot disagree on the grid (docs/engine.md#grid).
 
 A grid is a list of levels ``{gap_percent, weight_percent, tp_percent}``. For a long, level ``i`` buys
 ``capital × weight_i / 100`` quote units worth at ``entry × (1 + gap_i / 100)``. Prices and quantities
@@ -272,7 +272,7 @@ class GridGenerator:
 
 @dataclass(frozen=True)
 class GridConfig:
-    """A validated grid config (CONTRACT §3.3). Build it with ``parse_grid_config``.
+    """A validated grid config (docs/engine.md#grid). Build it with ``parse_grid_config``.
 
     ``levels`` are the default levels: the configured ones, or the generator's output when a
     generator was given (``generator`` is then kept for reference). Mappings are read-only.
@@ -480,7 +480,7 @@ def _parse_generator(value: object, errors: _Errors) -> GridGenerator | None:
 
 
 def parse_grid_config(data: Mapping[str, Any], *, ignore_unknown: bool = False) -> GridConfig:
-    """Validate a grid config (CONTRACT §3.3) and return it as a ``GridConfig``.
+    """Validate a grid config (docs/engine.md#config) and return it as a ``GridConfig``.
 
     Numbers may be JSON numbers or numeric strings (never booleans, NaN or Infinity). Exactly one of
     ``levels`` and ``generator`` is required; ``capital_usd`` is required with ``levels`` and
@@ -741,7 +741,7 @@ def compute_grid(
 
     Raises ``GridError`` when the market is not trading, when even the whole pyramid's capital
     cannot make one valid leg, or when a leg would exceed the market's maximums. Only ``side="long"``
-    is supported (spot first, SPEC §1).
+    is supported (spot first).
     """
     if side != "long":
         raise GridError("unsupported_side", f"only long grids are supported, got side {side!r}")
@@ -873,7 +873,7 @@ def _build_legs(
 
 
 def legs_to_json(legs: Sequence[GridLeg], rules: MarketRules | None = None) -> list[dict[str, Any]]:
-    """The CONTRACT §3.3 preview: one object per leg, every number a plain decimal string.
+    """The grid preview (docs/engine.md#grid-levels): one object per leg, every number a plain decimal string.
 
     With ``rules`` prices show the tick's decimals and quantities the step's (``"65000.00"``);
     without, trailing zeros are dropped (``"65000"``). Never exponent notation.

@@ -1,4 +1,4 @@
-"""Positions, engine config and grid preview endpoints (CONTRACT §3.2–3.3)."""
+"""Positions, engine config and grid preview endpoints (docs/engine.md#config, docs/engine.md#grid)."""
 
 from __future__ import annotations
 

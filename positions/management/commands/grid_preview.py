@@ -1,4 +1,4 @@
-"""Print the legs the engine would place (CONTRACT §4): the same calculator as /api/grid/preview."""
+"""Print the legs the engine would place: the same calculator as /api/grid/preview (docs/engine.md#grid-levels)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from exchanges.precision import MarketRules, market_rules_from_binance_symbol
+from exchanges.selectors import market_rule_resolve
 from positions.config import ConfigError, parse_engine_config
 from positions.grid import GridError, compute_grid, legs_to_json
 
@@ -66,8 +67,6 @@ class Command(BaseCommand):
                 raise CommandError(f"--symbol: {symbol} is not in {opts['market_rules']}")
             return rules
         try:
-            from exchanges.selectors import market_rule_resolve
-
             rules = market_rule_resolve(exchange_name=opts["exchange"].lower(), raw=symbol)
         except Exception:  # no database reachable: fall back to the built-in set below
             rules = None
