@@ -98,11 +98,20 @@ def engine_setting(config: Mapping[str, Any] | None, key: str) -> Any:
         raise KeyError(f"not an engine config key: {key}")
     if config is not None and config.get(key) is not None:
         return config[key]
-    if key in GRID_CONFIG_KEYS:
+    if key in _YIELDING_KEYS:
         return grid_defaults_for(config or {}).get(key)
-    if key == "overrides":
-        return {}
-    return copy.deepcopy(ENGINE_DEFAULTS[key])
+    # Every other default is the same whatever else the config says (and cheap to copy: the monitor
+    # reads settings per group and cycle).
+    return copy.deepcopy(_plain_defaults().get(key))
+
+
+# The grid keys whose default depends on the user's other values (see `grid_defaults_for`).
+_YIELDING_KEYS = frozenset({"levels", "generator", "capital_usd", "pyramid_specific_levels", "pyramid_capitals"})
+
+
+@functools.cache
+def _plain_defaults() -> dict[str, Any]:
+    return default_engine_config()
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -108,6 +108,15 @@ def test_engine_setting_reads_the_config_first_and_refuses_unknown_keys() -> Non
         engine_setting({}, "max_open_group")
 
 
+@pytest.mark.parametrize(
+    "config", [{"generator": GENERATOR, "max_pyramids": 1}, {"levels": [_level("0", "100")]}, {"max_pyramids": 1}]
+)
+def test_engine_setting_agrees_with_the_resolved_config(config: dict[str, Any]) -> None:
+    resolved = resolve_engine_config(config)
+    for key in ENGINE_KEYS:
+        assert engine_setting(config, key) == resolved.get(key), key
+
+
 def test_engine_setting_hands_out_copies() -> None:
     engine_setting({}, "levels").append("junk")
     assert len(engine_setting({}, "levels")) == 5
