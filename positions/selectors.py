@@ -5,10 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 
 from .choices import FINAL_GROUP_STATUSES
+from .ledger import as_fill_data
 from .models import DCAOrder, PositionGroup, Pyramid
+from .rules.position import base_quote, net_proceeds, position_totals
 
 
 def group_list(*, viewer: Any, status: str | None = None, symbol: str | None = None) -> QuerySet[PositionGroup]:
@@ -69,44 +72,36 @@ def _price_key(config_id: Any, symbol: str) -> str:
 
 def last_price_remember(*, config_id: Any, symbol: str, price: Decimal) -> None:
     """Kept by the exit checks (every 15 s) so that reads never call an exchange."""
-    from django.core.cache import cache
-
     cache.set(_price_key(config_id, symbol), str(price), 300)
 
 
 def last_prices(*, groups: list[PositionGroup]) -> dict[str, Decimal]:
-    from django.core.cache import cache
-
     keys = {_price_key(g.exchange_config_id, g.symbol): g.symbol for g in groups}
     found = cache.get_many(list(keys))
     return {keys[k]: Decimal(v) for k, v in found.items()}
 
 
 def leg_and_pyramid_pnl(*, group: PositionGroup, price: Decimal | None) -> dict[str, dict[str, Any]]:
-    """PnL per entry leg and per pyramid, fees included.
+    """PnL per entry leg and per pyramid, fees included (docs/engine.md#position-arithmetic).
 
     A leg's cost is its fills' quote cost (plus quote fees) over the base it actually received; it realizes
     through its own per-leg take-profits; what it still holds is valued at `price`. Group-level closes
     (aggregate TP, exits, stops) are realized on the group, not split across legs.
     """
-    base = group.symbol.split("/")[0]
+    base, quote = base_quote(group.symbol)
     zero = Decimal("0")
     legs: dict[str, dict[str, Any]] = {}
     pyramids: dict[int, dict[str, Decimal]] = {}
     for pyramid in group.pyramids.all():
         totals = pyramids.setdefault(pyramid.index, {"realized": zero, "unrealized": zero, "cost": zero})
         for leg in pyramid.orders.all():
-            fills = list(leg.fills.all())
-            net = sum((f.quantity - (f.fee if f.fee_asset == base else zero) for f in fills), zero)
-            cost = sum(
-                (f.price * f.quantity + (f.fee if f.fee_asset and f.fee_asset != base else zero) for f in fills), zero
-            )
-            unit = cost / net if net > 0 else None
+            bought = position_totals([as_fill_data(f) for f in leg.fills.all()], base=base, quote=quote)
+            net, cost, unit = bought.held, bought.cost, bought.avg_entry
             realized = sold = zero
             for tp in leg.tp_orders.all():
                 for fill in tp.fills.all():
-                    fee_quote = fill.fee if fill.fee_asset and fill.fee_asset != base else fill.fee * fill.price
-                    realized += fill.price * fill.quantity - fee_quote - (unit or zero) * fill.quantity
+                    proceeds = net_proceeds(as_fill_data(fill), base=base, quote=quote)
+                    realized += proceeds - (unit or zero) * fill.quantity
                     sold += fill.quantity
             remaining = max(net - sold, zero) if group.is_open else zero
             unrealized = (price - unit) * remaining if price is not None and unit is not None else None

@@ -65,6 +65,11 @@ def fee_net_quantity(fill: FillData, *, base: str) -> Decimal:
     return fill.quantity - fee_in_base(fill, base=base)
 
 
+def net_proceeds(fill: FillData, *, base: str, quote: str) -> Decimal:
+    """The quote a sell fill brings in: price × quantity less its fee (a base fee valued at the price)."""
+    return fill.price * fill.quantity - fee_in_quote(fill, quote=quote) - fee_in_base(fill, base=base) * fill.price
+
+
 def net_bought(fills: Iterable[FillData], *, base: str) -> Decimal:
     """Fee-net base received by the buy fills (a leg's quantity for its take-profit)."""
     return sum((fee_net_quantity(fill, base=base) for fill in fills if fill.side == BUY), ZERO)
@@ -88,7 +93,7 @@ def position_totals(fills: Iterable[FillData], *, base: str, quote: str) -> Posi
         else:
             sold += fill.quantity
             avg = cost / held if held > 0 else ZERO
-            net = fill.price * fill.quantity - quote_fee - base_fee * fill.price
+            net = net_proceeds(fill, base=base, quote=quote)
             proceeds += net
             realized += net - avg * fill.quantity
             cost -= avg * fill.quantity

@@ -2,6 +2,8 @@
 
 `group_close` decides (first trigger wins: under the group's row lock only one caller moves it to
 `closing`); `group_close_continue` does the work and can be re-run safely after any crash or error.
+What to sell and what counts as dust or too much slippage are `positions.rules.exits`
+(docs/engine.md#closing-a-group).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError
 from exchanges.services import adapter_for
 
+from .. import ledger
 from ..choices import (
     FINAL_ORDER_STATUSES,
     ExitPurpose,
@@ -24,8 +27,12 @@ from ..choices import (
     OrderStatus,
     OrderType,
 )
-from ..models import DCAOrder, ExitOrder, PositionGroup
+from ..config import engine_setting
+from ..models import ExitOrder, PositionGroup
+from ..rules.exits import close_quantity, slippage_over_limit
+from ..rules.position import base_quote
 from . import orders
+from .positions import group_recompute
 from .state import group_event, group_transition
 
 CLOSE_PURPOSES = (
@@ -54,7 +61,7 @@ def group_close(*, group_id: Any, purpose: str, actor: Any = None, reason: str =
             actor=actor,
             reason=reason or ExitPurpose(purpose).label,
         )
-        from riskengine.services import queue_remove
+        from .queue import queue_remove
 
         queue_remove(
             user_id=group.user_id,
@@ -76,12 +83,11 @@ def group_close_continue(*, group_id: Any) -> str:
     close_order = _close_order(group)
     # 1. Cancel every unsettled entry leg and TP (the close order itself excepted).
     blocked = False
-    for model in (DCAOrder, ExitOrder):
-        for order in model.objects.filter(group=group).exclude(status__in=FINAL_ORDER_STATUSES):
-            if close_order is not None and order.pk == close_order.pk:
-                continue
-            if orders.order_cancel(order_id=order.pk, adapter=adapter) == orders.RETRY:
-                blocked = True
+    for order in ledger.orders_of_group(group_id=group.pk, unsettled=True):
+        if close_order is not None and order.pk == close_order.pk:
+            continue
+        if orders.order_cancel(order_id=order.pk, adapter=adapter) == orders.RETRY:
+            blocked = True
     if blocked:
         return "waiting for cancels"
     group.refresh_from_db()
@@ -120,19 +126,18 @@ def _close_order(group: PositionGroup) -> ExitOrder | None:
 
 
 def _create_close_order(group: PositionGroup, adapter: Any) -> ExitOrder | None:
-    from exchanges.precision import round_qty_down, validate_order
-
     rules = adapter.market_rules(group.symbol)
-    quantity = round_qty_down(group.filled_quantity, rules)
     try:
         reference = adapter.fetch_ticker(group.symbol).last
     except ExchangeError:
         reference = group.avg_entry_price or ZERO
-    if quantity <= 0 or validate_order(reference or ZERO, quantity, rules):
+    quantity = close_quantity(held=group.filled_quantity, reference_price=reference or ZERO, rules=rules)
+    if quantity is None:
         group_event(
             group,
             "dust",
-            f"{group.filled_quantity} {group.symbol.split('/')[0]} left is below the exchange minimum; nothing to sell",
+            f"{group.filled_quantity} {base_quote(group.symbol)[0]} left is below the exchange minimum; "
+            "nothing to sell",
         )
         return None
     with transaction.atomic():
@@ -170,10 +175,12 @@ def market_sell_intent(
 def _record_slippage(group: PositionGroup, order: ExitOrder) -> None:
     if not order.reference_price or not order.filled_price:
         return
-    slippage = (order.reference_price - order.filled_price) / order.reference_price * 100
+    limit = Decimal(str(engine_setting(group.config, "max_slippage_percent")))
+    slippage, over = slippage_over_limit(
+        reference=order.reference_price, filled=order.filled_price, limit_percent=limit
+    )
     ExitOrder.objects.filter(pk=order.pk).update(slippage_percent=slippage.quantize(Decimal("1e-8")))
-    limit = Decimal(str(group.config.get("max_slippage_percent") or "1"))
-    if slippage > limit:
+    if over:
         log_warning(
             "TRADING",
             f"{group.symbol}: exit slipped {slippage:.3f}% (limit {limit}%)",
@@ -191,11 +198,8 @@ def _finish(group_id: Any) -> str:
         group = PositionGroup.objects.select_for_update().get(pk=group_id)
         if group.status != GroupStatus.CLOSING:
             return f"group is {group.status}"
-        for model in (DCAOrder, ExitOrder):
-            if model.objects.filter(group=group).exclude(status__in=FINAL_ORDER_STATUSES).exists():
-                return "orders still open"
-        from .positions import group_recompute
-
+        if ledger.group_has_unsettled_orders(group_id=group.pk):
+            return "orders still open"
         group_recompute(group=group)
         group_transition(
             group_id=group.pk,

@@ -1,4 +1,4 @@
-"""Fill monitoring and exit conditions (SPEC §3.4, §4).
+"""Fill monitoring and exit checks (docs/engine.md#fill-monitoring, docs/engine.md#exit-checks).
 
 Cost grows with the number of symbols that have open orders, not with the number of orders: one
 open-orders request per symbol (or one for the whole account when that is cheaper), then individual
@@ -10,28 +10,46 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
 
 from accounts.logs import log_warning
 from exchanges.exceptions import ExchangeError
 from exchanges.models import ExchangeConfig
 from exchanges.services import adapter_for
 
-from ..choices import ExitPurpose, GroupStatus, OrderStatus, TpMode
-from ..models import DCAOrder, ExitOrder, PositionGroup
+from .. import ledger
+from ..choices import FINAL_ORDER_STATUSES, RESTING_ORDER_STATUSES, ExitPurpose, GroupStatus, TpMode
+from ..config import engine_setting
+from ..models import PositionGroup, Pyramid
+from ..rules.exits import (
+    ExitSettings,
+    ExitState,
+    GridLegView,
+    PyramidHolding,
+    TrailingState,
+    dca_legs_to_cancel,
+    emptied_group_done,
+    exit_decide,
+    market_exit_allowed,
+    pyramid_tp_quantity,
+    pyramids_at_take_profit,
+)
+from ..rules.position import base_quote, position_totals
+from ..selectors import last_price_remember
 from . import orders
 from .exits import group_close, group_close_continue, market_sell_intent
+from .market import rules_for
+from .state import group_event
 
 logger = logging.getLogger(__name__)
 
 # Binance request weights: openOrders with a symbol costs 6, without one 80.
 WEIGHT_OPEN_ORDERS_SYMBOL = 6
 WEIGHT_OPEN_ORDERS_ALL = 80
-WATCHED = [OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN]
 
 
 @dataclass
@@ -54,20 +72,10 @@ class MonitorReport:
         }
 
 
-def _watched_orders(config_id: Any) -> list[DCAOrder | ExitOrder]:
-    watch = Q(status__in=WATCHED) | Q(status=OrderStatus.PENDING, submit_attempts__gt=0)
-    found: list[DCAOrder | ExitOrder] = []
-    for model in (DCAOrder, ExitOrder):
-        found += list(model.objects.filter(watch, exchange_config_id=config_id))
-    return found
-
-
 def monitor_fills(*, config_ids: list[Any] | None = None) -> MonitorReport:
     """One pass over every config with watched orders."""
     report = MonitorReport()
-    watch = Q(status__in=WATCHED) | Q(status=OrderStatus.PENDING, submit_attempts__gt=0)
-    ids = set(DCAOrder.objects.filter(watch).values_list("exchange_config_id", flat=True))
-    ids |= set(ExitOrder.objects.filter(watch).values_list("exchange_config_id", flat=True))
+    ids = ledger.configs_with_watched_orders()
     if config_ids is not None:
         ids &= {str(i) for i in config_ids} | set(config_ids)
     for config in ExchangeConfig.objects.filter(pk__in=ids, is_enabled=True):
@@ -81,11 +89,11 @@ def monitor_fills(*, config_ids: list[Any] | None = None) -> MonitorReport:
 
 
 def _monitor_config(config: ExchangeConfig, report: MonitorReport) -> None:
-    watched = _watched_orders(config.pk)
+    watched = ledger.orders_watched(config_id=config.pk)
     if not watched:
         return
     adapter = adapter_for(config)
-    by_symbol: dict[str, list[DCAOrder | ExitOrder]] = defaultdict(list)
+    by_symbol: dict[str, list[ledger.Order]] = defaultdict(list)
     for order in watched:
         by_symbol[order.symbol].append(order)
     report.symbols += len(by_symbol)
@@ -103,7 +111,7 @@ def _monitor_config(config: ExchangeConfig, report: MonitorReport) -> None:
     may_have_fills = [
         o
         for o in watched
-        if (o.client_order_id not in open_states and o.status in orders.RESTING_ORDER_STATUSES)
+        if (o.client_order_id not in open_states and o.status in RESTING_ORDER_STATUSES)
         or (o.client_order_id in open_states and open_states[o.client_order_id].filled_quantity != o.filled_quantity)
     ]
     adapter.prefetch(may_have_fills)
@@ -124,7 +132,7 @@ def _monitor_config(config: ExchangeConfig, report: MonitorReport) -> None:
         before = order.status
         outcome = orders.order_sync(order_id=order.pk, adapter=adapter)
         if outcome != orders.SETTLED:
-            report.orders_updated += int(type(order).objects.filter(pk=order.pk).exclude(status=before).exists())
+            report.orders_updated += int(ledger.order_status(order_id=order.pk) != before)
 
 
 class _CycleTrades:
@@ -139,9 +147,7 @@ class _CycleTrades:
         self._adapter = adapter
         self._trades: dict[str, tuple[Any, list[Any]]] = {}
 
-    def prefetch(self, watched: list[DCAOrder | ExitOrder]) -> None:
-        from datetime import timedelta
-
+    def prefetch(self, watched: list[ledger.Order]) -> None:
         since: dict[str, Any] = {}
         for order in watched:
             start = order.created_at - timedelta(minutes=5)  # clock skew between us and the exchange
@@ -160,8 +166,9 @@ class _CycleTrades:
 
 
 def check_exits(*, prices: dict[tuple[str, str], Decimal] | None = None) -> dict[str, int]:
-    """Take-profit (aggregate, pyramid), stop loss and trailing stop for every group holding a position."""
-    counts = {"checked": 0, "closing": 0, "continued": 0}
+    """Take-profit (aggregate, pyramid), stop loss and trailing stop for every group holding a position;
+    with `cancel_dca_beyond_percent`, the entry legs that price has left behind."""
+    counts = {"checked": 0, "closing": 0, "continued": 0, "postponed": 0, "dca_cancelled": 0}
     for group in PositionGroup.objects.filter(status=GroupStatus.CLOSING):
         group_close_continue(group_id=group.pk)
         counts["continued"] += 1
@@ -183,116 +190,163 @@ def check_exits(*, prices: dict[tuple[str, str], Decimal] | None = None) -> dict
         price = prices[key]
         if price is None:
             continue
-        from ..selectors import last_price_remember
-
         last_price_remember(config_id=group.exchange_config_id, symbol=group.symbol, price=price)
         counts["checked"] += 1
+        if group.status == GroupStatus.PARTIALLY_FILLED:
+            counts["dca_cancelled"] += dca_legs_cancel_beyond(group=group, price=price)
         if group.tp_mode == TpMode.PYRAMID_AGGREGATE:
             pyramid_take_profits(group_id=group.pk, price=price)
         purpose = exit_trigger(group_id=group.pk, price=price)
-        if purpose and group_close(group_id=group.pk, purpose=purpose):
+        if not purpose:
+            continue
+        if not market_exit_may_start(group=group, purpose=purpose, trigger_price=price):
+            counts["postponed"] += 1
+        elif group_close(group_id=group.pk, purpose=purpose):
             counts["closing"] += 1
     _close_emptied_groups(prices)
     return counts
 
 
+def _percent(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def exit_settings(group: PositionGroup) -> ExitSettings:
+    """The exit settings of a group's config snapshot, defaults from `positions.config`."""
+    config = group.config
+    stop = engine_setting(config, "stop_loss_percent")
+    return ExitSettings(
+        tp_mode=group.tp_mode,
+        tp_aggregate_percent=_percent(engine_setting(config, "tp_aggregate_percent")),
+        stop_loss_percent=None if stop is None else _percent(stop),
+        trailing_enabled=bool(engine_setting(config, "trailing_enabled")),
+        trailing_activation_percent=_percent(engine_setting(config, "trailing_activation_percent")),
+        trailing_stop_percent=_percent(engine_setting(config, "trailing_stop_percent")),
+    )
+
+
 def exit_trigger(*, group_id: Any, price: Decimal) -> str | None:
-    """Which exit (if any) `price` triggers; updates the trailing stop state under the row lock."""
+    """Which exit (if any) `price` triggers; keeps the stop and trailing stop state under the row lock."""
     with transaction.atomic():
         group = PositionGroup.objects.select_for_update().get(pk=group_id)
         if group.status not in (GroupStatus.PARTIALLY_FILLED, GroupStatus.ACTIVE) or not group.avg_entry_price:
             return None
-        config = group.config or {}
-        avg = group.avg_entry_price
-        if group.tp_mode in (TpMode.AGGREGATE, TpMode.HYBRID):
-            target = avg * (1 + Decimal(str(config.get("tp_aggregate_percent") or "1.5")) / 100)
-            if price >= target:
-                return ExitPurpose.TAKE_PROFIT_AGGREGATE
-        stop_pct = config.get("stop_loss_percent")
-        if stop_pct is not None:
-            stop = avg * (1 - Decimal(str(stop_pct)) / 100)
-            if group.stop_loss_price != stop:
-                group.stop_loss_price = stop
-                group.save(update_fields=["stop_loss_price", "updated_at"])
-            if price <= stop:
-                return ExitPurpose.STOP_LOSS
-        if config.get("trailing_enabled"):
-            return _trail(group, price, config)
-    return None
+        state = ExitState(
+            avg_entry=group.avg_entry_price,
+            stop_loss_price=group.stop_loss_price,
+            trailing=TrailingState(
+                active=group.trailing_active, high=group.trailing_high, stop_price=group.trailing_stop_price
+            ),
+        )
+        decision = exit_decide(state=state, price=price, settings=exit_settings(group))
+        changed = {
+            "stop_loss_price": decision.stop_loss_price,
+            "trailing_active": decision.trailing.active,
+            "trailing_high": decision.trailing.high,
+            "trailing_stop_price": decision.trailing.stop_price,
+        }
+        fields = [name for name, value in changed.items() if getattr(group, name) != value]
+        if fields:
+            for name in fields:
+                setattr(group, name, changed[name])
+            group.save(update_fields=[*fields, "updated_at"])
+    return decision.purpose
 
 
-def _trail(group: PositionGroup, price: Decimal, config: dict[str, Any]) -> str | None:
-    """Activate at `trailing_activation_percent` profit; trail the highest price; never loosen."""
-    activation = Decimal(str(config.get("trailing_activation_percent") or "5"))
-    distance = Decimal(str(config.get("trailing_stop_percent") or "3"))
-    avg = group.avg_entry_price
-    fields: list[str] = []
-    if not group.trailing_active:
-        if (price / avg - 1) * 100 < activation:
-            return None
-        group.trailing_active = True
-        group.trailing_high = price
-        group.trailing_stop_price = price * (1 - distance / 100)
-        fields += ["trailing_active", "trailing_high", "trailing_stop_price"]
-    elif price > (group.trailing_high or price):
-        group.trailing_high = price
-        candidate = price * (1 - distance / 100)
-        if candidate > (group.trailing_stop_price or Decimal("0")):
-            group.trailing_stop_price = candidate
-        fields += ["trailing_high", "trailing_stop_price"]
-    if fields:
-        group.save(update_fields=[*fields, "updated_at"])
-    if group.trailing_stop_price is not None and price <= group.trailing_stop_price:
-        return ExitPurpose.TRAILING_STOP
-    return None
+def market_exit_may_start(*, group: PositionGroup, purpose: str, trigger_price: Decimal) -> bool:
+    """`slippage_action: reject`: a price-triggered market exit starts only while the latest price has not
+    moved against it past `max_slippage_percent` since the price that triggered it (docs/engine.md#slippage).
+
+    With the default `warn` nothing is asked of the exchange. A refused exit is only postponed: the next
+    pass decides again on its own fresh price.
+    """
+    if engine_setting(group.config, "slippage_action") != "reject":
+        return True
+    limit = _percent(engine_setting(group.config, "max_slippage_percent"))
+    try:
+        latest = adapter_for(group.exchange_config).fetch_ticker(group.symbol).last
+    except ExchangeError:
+        latest = None  # nothing newer than the trigger's own price to compare with
+    if market_exit_allowed(action="reject", reference=trigger_price, latest=latest, limit_percent=limit):
+        return True
+    message = (
+        f"{ExitPurpose(purpose).label} at {trigger_price} not sent: the price is already {latest}, "
+        f"more than {limit}% lower (slippage_action reject); decided again on the next check"
+    )
+    log_warning("TRADING", f"{group.symbol}: {message}", user=group.user, details={"group_id": str(group.pk)})
+    group_event(group, "exit_postponed", message, {"trigger_price": str(trigger_price), "latest": str(latest)})
+    return False
 
 
-def _pyramid_average(pyramid_id: Any, base: str) -> tuple[Decimal, Decimal] | None:
-    """(net quantity held, average cost incl. fees) of one pyramid's filled entry legs."""
-    from ..models import Fill
+def dca_legs_cancel_beyond(*, group: PositionGroup, price: Decimal) -> int:
+    """`cancel_dca_beyond_percent`: cancel the entry legs still resting in a pyramid whose last level the
+    price has passed by more than that percentage (docs/engine.md#exit-checks). Returns how many."""
+    beyond = engine_setting(group.config, "cancel_dca_beyond_percent")
+    if beyond is None:
+        return 0
+    legs = [
+        GridLegView(
+            order_id=str(leg["id"]),
+            pyramid=leg["pyramid_level"],
+            level=leg["dca_level"],
+            grid_price=leg["expected_price"],
+            settled=leg["status"] in FINAL_ORDER_STATUSES,
+        )
+        for leg in group.dca_orders.values("id", "pyramid_level", "dca_level", "expected_price", "status")
+    ]
+    doomed = dca_legs_to_cancel(legs, side=group.side, price=price, beyond_percent=_percent(beyond))
+    for order_id in doomed:
+        orders.order_cancel(order_id=order_id)
+    if doomed:
+        group_event(
+            group,
+            "dca_cancelled",
+            f"{len(doomed)} entry leg(s) cancelled: price {price} is more than {beyond}% past the last level",
+            {"orders": list(doomed), "price": str(price)},
+        )
+    return len(doomed)
 
-    quantity = cost = Decimal("0")
-    for fill in Fill.objects.filter(dca_order__pyramid_id=pyramid_id, side="buy"):
-        fee_base = fill.fee if fill.fee_asset == base else Decimal("0")
-        quantity += fill.quantity - fee_base
-        cost += fill.price * fill.quantity + (fill.fee if fill.fee_asset and fill.fee_asset != base else Decimal("0"))
-    if quantity <= 0:
-        return None
-    return quantity, cost / quantity
+
+def _pyramid_holding(pyramid: Pyramid, base: str, quote: str) -> PyramidHolding:
+    """One pyramid's own position from its entry legs' buy fills (fee-net quantity, cost incl. fees)."""
+    totals = position_totals(ledger.pyramid_entry_fills(pyramid_id=pyramid.pk), base=base, quote=quote)
+    return PyramidHolding(index=pyramid.index, held=totals.held, avg_cost=totals.avg_entry)
 
 
 def pyramid_take_profits(*, group_id: Any, price: Decimal) -> int:
     """`pyramid_aggregate`: each pyramid sells its own filled quantity once price reaches its average + tp%."""
-
-    from exchanges.precision import round_qty_down, validate_order
-
-    from ..models import Pyramid
-    from .market import rules_for
-
     group = PositionGroup.objects.select_related("exchange_config").get(pk=group_id)
     rules = rules_for(group)
     if rules is None:
         return 0
-    base = group.symbol.split("/")[0]
-    tp_percent = Decimal(str((group.config or {}).get("tp_aggregate_percent") or "1.5"))
+    base, quote = base_quote(group.symbol)
+    tp_percent = _percent(engine_setting(group.config, "tp_aggregate_percent"))
+    pending = {
+        pyramid.index: pyramid
+        for pyramid in Pyramid.objects.filter(group=group).exclude(tp_orders__purpose=ExitPurpose.TAKE_PROFIT_PYRAMID)
+    }
+    holdings = [_pyramid_holding(pyramid, base, quote) for pyramid in pending.values()]
+    due = pyramids_at_take_profit(holdings, price=price, tp_percent=tp_percent)
+    if due and not market_exit_may_start(group=group, purpose=ExitPurpose.TAKE_PROFIT_PYRAMID, trigger_price=price):
+        return 0
     sent = 0
-    for pyramid in Pyramid.objects.filter(group=group).exclude(tp_orders__purpose=ExitPurpose.TAKE_PROFIT_PYRAMID):
-        held = _pyramid_average(pyramid.pk, base)
-        if held is None or price < held[1] * (1 + tp_percent / 100):
-            continue
-        for leg in pyramid.orders.exclude(status__in=orders.FINAL_ORDER_STATUSES):
+    for index in due:
+        pyramid = pending[index]
+        for leg in pyramid.orders.exclude(status__in=FINAL_ORDER_STATUSES):
             orders.order_cancel(order_id=leg.pk)
-        held = _pyramid_average(pyramid.pk, base)  # a leg may have filled while being cancelled
-        quantity = round_qty_down(held[0], rules) if held else Decimal("0")
-        if quantity <= 0 or validate_order(price, quantity, rules):
-            continue
+        holding = _pyramid_holding(pyramid, base, quote)  # a leg may have filled while being cancelled
         with transaction.atomic():
             locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
             if locked.status not in (GroupStatus.PARTIALLY_FILLED, GroupStatus.ACTIVE):
                 return sent
+            quantity = pyramid_tp_quantity(
+                pyramid_held=holding.held, group_held=locked.filled_quantity, price=price, rules=rules
+            )
+            if quantity is None:
+                continue
             order = market_sell_intent(
                 locked,
-                quantity=min(quantity, locked.filled_quantity),
+                quantity=quantity,
                 purpose=ExitPurpose.TAKE_PROFIT_PYRAMID,
                 reference_price=price,
                 pyramid=pyramid,
@@ -303,27 +357,20 @@ def pyramid_take_profits(*, group_id: Any, price: Decimal) -> int:
 
 
 def _close_emptied_groups(prices: dict[tuple[str, str], Decimal]) -> None:
-    """Per-leg TPs sold everything sellable and no entry leg rests: the group is done.
-
-    Buys pay their fee in the base asset and each TP sells its leg's net quantity rounded down to the
-    step, so a remainder below the exchange's minimum quantity or notional is left behind: dust.
-    """
-    candidates = PositionGroup.objects.filter(status=GroupStatus.ACTIVE, sold_quantity__gt=0)
+    """Close active groups whose per-leg TPs sold everything sellable (`rules.exits.emptied_group_done`);
+    see docs/engine.md#dust."""
+    candidates = PositionGroup.objects.filter(status=GroupStatus.ACTIVE, sold_quantity__gt=0).select_related(
+        "exchange_config"
+    )
     for group in candidates:
-        resting = (
-            DCAOrder.objects.filter(group=group, status__in=orders.RESTING_ORDER_STATUSES).exists()
-            or ExitOrder.objects.filter(group=group, status__in=orders.RESTING_ORDER_STATUSES).exists()
-        )
-        if resting:
+        if ledger.orders_exist(group_id=group.pk, statuses=RESTING_ORDER_STATUSES):
             continue
-        from exchanges.precision import round_qty_down
-
-        from .market import rules_for
-
         rules = rules_for(group)
         if rules is None:
             continue
-        remainder = round_qty_down(group.filled_quantity, rules)
         price = prices.get((str(group.exchange_config_id), group.symbol)) or group.avg_entry_price or Decimal("0")
-        if remainder < rules.min_qty or remainder * price < rules.min_notional:
+        done = emptied_group_done(
+            sold=group.sold_quantity, held=group.filled_quantity, orders_resting=False, price=price, rules=rules
+        )
+        if done:
             group_close(group_id=group.pk, purpose=ExitPurpose.TAKE_PROFIT_LEG)

@@ -1,6 +1,6 @@
 """Crash-safe order placement and order state bookkeeping.
 
-The rules (SPEC §6, STYLE §3):
+The rules (docs/engine.md#order-placement, docs/engine.md#send-lock):
 - an order row with its deterministic client order id is committed before any exchange call;
 - `submit_attempts` is incremented and committed before each send, so after a crash a row that
   may have reached the exchange is looked up by client id first, never blindly resent;
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -39,13 +38,17 @@ from exchanges.exceptions import (
 )
 from exchanges.services import adapter_for
 
+from .. import ledger
 from ..choices import (
     FINAL_ORDER_STATUSES,
     RESTING_ORDER_STATUSES,
     OrderStatus,
 )
 from ..events import publish_order
-from ..models import DCAOrder, ExitOrder, Fill, PositionGroup
+from ..ledger import Order
+from ..models import Fill, PositionGroup
+from .positions import group_recompute
+from .takeprofit import on_fills
 
 logger = logging.getLogger(__name__)
 
@@ -61,25 +64,8 @@ STATE_MAP = {
 # Submit outcomes.
 PLACED, SETTLED, RETRY, UNKNOWN, REJECTED = "placed", "settled", "retry", "unknown", "rejected"
 
-Order = DCAOrder | ExitOrder
-
 # Namespace (first key) of the advisory locks taken by `_send_lock`.
 SEND_LOCK_NAMESPACE = 0x5E4D
-
-
-def order_model(order_id: Any) -> type[DCAOrder] | type[ExitOrder]:
-    """Which table an order intent lives in (entry legs or exits); asked on every step of an order."""
-    return _order_model(str(order_id))
-
-
-@functools.lru_cache(maxsize=50_000)
-def _order_model(order_id: str) -> type[DCAOrder] | type[ExitOrder]:
-    # An order never changes table, so the answer is kept; an unknown id raises (and is not kept).
-    if DCAOrder.objects.filter(pk=order_id).exists():
-        return DCAOrder
-    if ExitOrder.objects.filter(pk=order_id).exists():
-        return ExitOrder
-    raise ExitOrder.DoesNotExist(f"no order intent {order_id}")
 
 
 def order_request(order: Order) -> OrderRequest:
@@ -130,9 +116,8 @@ def order_submit(*, order_id: Any, adapter: Any = None) -> str:
 
 
 def _submit(*, order_id: Any, adapter: Any) -> str:
-    model = order_model(order_id)
     with transaction.atomic():
-        order = model.objects.select_for_update().select_related("exchange_config").get(pk=order_id)
+        order = ledger.order_get(order_id=order_id, lock=True, related=("exchange_config",))
         if order.status not in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
             return SETTLED
         may_exist = order.submit_attempts > 0 or order.status == OrderStatus.UNKNOWN
@@ -150,7 +135,7 @@ def _submit(*, order_id: Any, adapter: Any) -> str:
         if state is None:
             state = adapter.place_order_safely(order_request(order))
     except UnknownOutcomeError as exc:
-        _mark(model, order_id, status=OrderStatus.UNKNOWN, error=str(exc))
+        _mark(order_id, status=OrderStatus.UNKNOWN, error=str(exc))
         log_warning(
             "ORDER",
             f"Order {order.client_order_id} outcome unknown; will look it up",
@@ -159,10 +144,10 @@ def _submit(*, order_id: Any, adapter: Any) -> str:
         )
         return UNKNOWN
     except (TemporaryExchangeError, CircuitOpenError) as exc:
-        _mark(model, order_id, error=str(exc))
+        _mark(order_id, error=str(exc))
         return RETRY
     except PermanentExchangeError as exc:
-        _mark(model, order_id, status=OrderStatus.REJECTED, error=str(exc))
+        _mark(order_id, status=OrderStatus.REJECTED, error=str(exc))
         log_error(
             "ORDER",
             f"Order {order.client_order_id} rejected: {exc}",
@@ -178,9 +163,9 @@ def _user_of(order: Order) -> Any:
     return order.exchange_config.user if hasattr(order, "exchange_config") else None
 
 
-def _mark(model: type, order_id: Any, *, status: str | None = None, error: str = "") -> None:
+def _mark(order_id: Any, *, status: str | None = None, error: str = "") -> None:
     with transaction.atomic():
-        order = model.objects.select_for_update().select_related("group").get(pk=order_id)
+        order = ledger.order_get(order_id=order_id, lock=True, related=("group",))
         fields = ["last_error", "updated_at"]
         order.last_error = error[:2000]
         if status is not None and order.status not in FINAL_ORDER_STATUSES:
@@ -195,10 +180,9 @@ def _mark(model: type, order_id: Any, *, status: str | None = None, error: str =
 
 def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) -> Order:
     """Record what the exchange says about an order: ids, status, fills (once each), group totals."""
-    model = order_model(order_id)
-    state = _with_own_trades(model, order_id, state, adapter)
+    state = _with_own_trades(order_id, state, adapter)
     with transaction.atomic():
-        order = model.objects.select_for_update().select_related("group").get(pk=order_id)
+        order = ledger.order_get(order_id=order_id, lock=True, related=("group",))
         group = PositionGroup.objects.select_for_update().get(pk=order.group_id)
         new_status = STATE_MAP.get(state.status, OrderStatus.OPEN)
         fields = {"updated_at"}
@@ -233,19 +217,13 @@ def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) 
         order.save(update_fields=sorted(fields))
         publish_order(order)
         if new_fills or "status" in fields:
-            from .positions import group_recompute
-
             group_recompute(group=group)
             if new_fills:
-                from .takeprofit import on_fills
-
                 on_fills(order=order, group=group, fills=new_fills)
     return order
 
 
-def _with_own_trades(
-    model: type[DCAOrder] | type[ExitOrder], order_id: Any, state: OrderState, adapter: Any
-) -> OrderState:
+def _with_own_trades(order_id: Any, state: OrderState, adapter: Any) -> OrderState:
     """The state with every fill of the order itemized: trade id, price, time and the fee the exchange took.
 
     Outside the placement answer Binance reports an order's fills only as totals (GET order, open orders,
@@ -259,9 +237,8 @@ def _with_own_trades(
     itemized = sum((fill.quantity for fill in state.fills), zero)
     if total <= itemized:
         return state
-    order = model.objects.select_related("exchange_config").get(pk=order_id)
-    owner = {"dca_order_id": order.pk} if model is DCAOrder else {"exit_order_id": order.pk}
-    recorded = sum(Fill.objects.filter(**owner).values_list("quantity", flat=True), zero)
+    order = ledger.order_get(order_id=order_id, related=("exchange_config",))
+    recorded = ledger.order_recorded_quantity(order=order)
     if total <= recorded:
         return state  # nothing new to book
     exchange_order_id = str(state.exchange_order_id or order.exchange_order_id or "")
@@ -296,7 +273,7 @@ def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list
     """Book each itemized fill once (`_with_own_trades` has made sure every fill is itemized)."""
     created: list[Fill] = []
     fills = list(state.fills)
-    kwargs = {"dca_order": order} if isinstance(order, DCAOrder) else {"exit_order": order}
+    kwargs = ledger.fill_owner(order)
     for fill in fills:
         created += _create_fill(
             group,
@@ -313,7 +290,7 @@ def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list
     return created
 
 
-def _create_fill(group: PositionGroup, owner: dict[str, Any], **values: Any) -> list[Fill]:
+def _create_fill(group: PositionGroup, owner: dict[str, Order], **values: Any) -> list[Fill]:
     try:
         with transaction.atomic():
             return [Fill.objects.create(group=group, **owner, **values)]
@@ -333,9 +310,8 @@ def order_cancel(*, order_id: Any, adapter: Any = None) -> str:
 
 
 def _cancel(*, order_id: Any, adapter: Any) -> str:
-    model = order_model(order_id)
     with transaction.atomic():
-        order = model.objects.select_for_update().select_related("exchange_config").get(pk=order_id)
+        order = ledger.order_get(order_id=order_id, lock=True, related=("exchange_config",))
         if order.status in FINAL_ORDER_STATUSES:
             return SETTLED
         if order.status == OrderStatus.PENDING and order.submit_attempts == 0:
@@ -349,7 +325,7 @@ def _cancel(*, order_id: Any, adapter: Any) -> str:
             try:
                 state = adapter.fetch_order(order.symbol, client_order_id=order.client_order_id)
             except OrderNotFoundError:
-                _mark(model, order_id, status=OrderStatus.CANCELED, error="never reached the exchange")
+                _mark(order_id, status=OrderStatus.CANCELED, error="never reached the exchange")
                 return SETTLED
             order_apply_state(order_id=order_id, state=state, adapter=adapter)
             if STATE_MAP.get(state.status) not in RESTING_ORDER_STATUSES:
@@ -362,7 +338,7 @@ def _cancel(*, order_id: Any, adapter: Any) -> str:
             # Filled or cancelled meanwhile: the lookup says which.
             state = adapter.fetch_order(order.symbol, client_order_id=order.client_order_id)
     except ExchangeError as exc:
-        _mark(model, order_id, error=f"cancel failed: {exc}")
+        _mark(order_id, error=f"cancel failed: {exc}")
         return RETRY
     order_apply_state(order_id=order_id, state=state, adapter=adapter)
     return SETTLED
@@ -370,8 +346,7 @@ def _cancel(*, order_id: Any, adapter: Any) -> str:
 
 def order_sync(*, order_id: Any, adapter: Any = None) -> str:
     """Refresh one order from the exchange (used for orders that left the open list)."""
-    model = order_model(order_id)
-    order = model.objects.select_related("exchange_config").get(pk=order_id)
+    order = ledger.order_get(order_id=order_id, related=("exchange_config",))
     if order.status in FINAL_ORDER_STATUSES:
         return SETTLED
     if order.status == OrderStatus.PENDING and order.submit_attempts == 0:
@@ -382,10 +357,10 @@ def order_sync(*, order_id: Any, adapter: Any = None) -> str:
     except OrderNotFoundError:
         if order.status == OrderStatus.UNKNOWN or order.status == OrderStatus.PENDING:
             return order_submit(order_id=order_id, adapter=adapter)
-        _mark(model, order_id, error="not found on the exchange")
+        _mark(order_id, error="not found on the exchange")
         return RETRY
     except ExchangeError as exc:
-        _mark(model, order_id, error=str(exc))
+        _mark(order_id, error=str(exc))
         return RETRY
     order_apply_state(order_id=order_id, state=state, adapter=adapter)
     return PLACED

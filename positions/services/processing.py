@@ -19,6 +19,7 @@ from ..config import effective_config
 from ..grid import GridError, compute_grid
 from ..models import DCAOrder, PositionGroup, Pyramid, WebhookSignal
 from . import orders
+from .exits import group_close
 from .state import group_event, group_transition
 
 
@@ -31,8 +32,6 @@ def signal_process(*, signal_id: Any) -> str:
     if signal.processing_status != ProcessingStatus.PENDING:
         return "already processed"
     if signal.classification == SignalClassification.EXIT and signal.group_id:
-        from .exits import group_close
-
         group_close(group_id=signal.group_id, purpose=ExitPurpose.EXIT_SIGNAL)
         outcome = "exit started"
     else:

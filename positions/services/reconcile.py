@@ -1,4 +1,4 @@
-"""Bring the database and the exchanges back into agreement after a crash (SPEC §4, §6).
+"""Bring the database and the exchanges back into agreement after a crash (docs/engine.md#reconciliation).
 
 Matching is by client order id (our intent row's UUID, encoded). It adopts fills that happened while we
 were down, marks orders cancelled on the exchange, cancels exchange orders of closed groups, finishes
@@ -13,18 +13,26 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.logs import log_info, log_warning
-from exchanges.client_ids import intent_id_from_client_order_id
 from exchanges.exceptions import ExchangeError, OrderNotFoundError
 from exchanges.models import ExchangeConfig
 from exchanges.services import adapter_for
 
-from ..choices import FINAL_GROUP_STATUSES, FINAL_ORDER_STATUSES, GroupStatus, OrderStatus, ProcessingStatus
-from ..models import DCAOrder, ExitOrder, PositionGroup, Pyramid, WebhookSignal
+from .. import ledger
+from ..choices import (
+    FINAL_GROUP_STATUSES,
+    FINAL_ORDER_STATUSES,
+    RESTING_ORDER_STATUSES,
+    GroupStatus,
+    OrderStatus,
+    ProcessingStatus,
+)
+from ..models import PositionGroup, Pyramid, WebhookSignal
 from . import orders
+from .exits import group_close_continue
+from .processing import RetryLaterError, pyramid_submit, signal_process
 
 STALE_INTENT = timedelta(seconds=30)
 
@@ -44,16 +52,6 @@ class ReconcileReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
-
-
-def _db_order(client_order_id: str) -> DCAOrder | ExitOrder | None:
-    intent = intent_id_from_client_order_id(client_order_id)
-    if intent is None:
-        return None
-    return (
-        DCAOrder.objects.filter(pk=intent).select_related("group").first()
-        or ExitOrder.objects.filter(pk=intent).select_related("group").first()
-    )
 
 
 def reconcile(*, user: Any = None) -> ReconcileReport:
@@ -85,7 +83,7 @@ def _reconcile_config(config: ExchangeConfig, report: ReconcileReport) -> None:
     report.exchange_open += len(open_states)
     seen: set[str] = set()
     for state in open_states:
-        order = _db_order(state.client_order_id or "")
+        order = ledger.order_find(client_order_id=state.client_order_id) if state.client_order_id else None
         if order is None or order.exchange_config_id != config.pk:
             report.unexplained.append(
                 f"{config.exchange_name} {state.symbol} open order "
@@ -117,32 +115,24 @@ def _reconcile_config(config: ExchangeConfig, report: ReconcileReport) -> None:
             orders.order_apply_state(order_id=order.pk, state=state)
             report.adopted += 1
     # 2. Every order we think is working or may have been sent, but the exchange does not list as open.
-    maybe_sent = Q(status__in=[OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN]) | Q(
-        status=OrderStatus.PENDING, submit_attempts__gt=0
-    )
-    for model in (DCAOrder, ExitOrder):
-        for order in model.objects.filter(maybe_sent, exchange_config=config).exclude(client_order_id__in=seen):
-            before = (order.status, order.filled_quantity)
-            outcome = orders.order_sync(order_id=order.pk, adapter=adapter)
-            order.refresh_from_db()
-            if (order.status, order.filled_quantity) != before:
-                report.adopted += 1
-            if outcome == orders.PLACED and before[0] in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
-                report.resubmitted += int(order.submit_attempts > 1)
+    for order in ledger.orders_watched(config_id=config.pk):
+        if order.client_order_id in seen:
+            continue
+        before = (order.status, order.filled_quantity)
+        outcome = orders.order_sync(order_id=order.pk, adapter=adapter)
+        order.refresh_from_db()
+        if (order.status, order.filled_quantity) != before:
+            report.adopted += 1
+        if outcome == orders.PLACED and before[0] in (OrderStatus.PENDING, OrderStatus.UNKNOWN):
+            report.resubmitted += int(order.submit_attempts > 1)
     # 3. Intents committed but never sent (a crash between commit and send).
     stale = timezone.now() - STALE_INTENT
-    for model in (DCAOrder, ExitOrder):
-        for order in model.objects.filter(
-            exchange_config=config, status=OrderStatus.PENDING, submit_attempts=0, created_at__lt=stale
-        ).select_related("group"):
-            if order.group.status in FINAL_GROUP_STATUSES:
-                orders.order_cancel(order_id=order.pk, adapter=adapter)
-            elif orders.order_submit(order_id=order.pk, adapter=adapter) == orders.PLACED:
-                report.resubmitted += 1
+    for order in ledger.orders_unsent(config_id=config.pk, created_before=stale):
+        if order.group.status in FINAL_GROUP_STATUSES:
+            orders.order_cancel(order_id=order.pk, adapter=adapter)
+        elif orders.order_submit(order_id=order.pk, adapter=adapter) == orders.PLACED:
+            report.resubmitted += 1
     # 4. Interrupted work on groups.
-    from .exits import group_close_continue
-    from .processing import RetryLaterError, pyramid_submit
-
     for group in PositionGroup.objects.filter(exchange_config=config, status=GroupStatus.CLOSING):
         group_close_continue(group_id=group.pk)
         report.closes_resumed += 1
@@ -158,8 +148,6 @@ def _reconcile_config(config: ExchangeConfig, report: ReconcileReport) -> None:
     # 5. Signals accepted but never processed: their task died with a worker. (The Redis broker loses a
     #    message that a worker took off the queue and was killed before recording as unacknowledged; an
     #    exit signal lost that way would leave its position open for good.) Processing is idempotent.
-    from .processing import signal_process
-
     stale_signals = WebhookSignal.objects.filter(
         exchange_config=config, processing_status=ProcessingStatus.PENDING, received_at__lt=stale
     )
@@ -175,20 +163,8 @@ def orders_out_of_sync(*, config: ExchangeConfig) -> dict[str, list[str]]:
     """For tests and the admin: differences between the exchange's open orders and ours."""
     adapter = adapter_for(config)
     exchange_open = {s.client_order_id for s in adapter.fetch_open_orders(None)}
-    ours = set()
-    for model in (DCAOrder, ExitOrder):
-        ours |= set(
-            model.objects.filter(exchange_config=config, status__in=orders.RESTING_ORDER_STATUSES).values_list(
-                "client_order_id", flat=True
-            )
-        )
-    final = set()
-    for model in (DCAOrder, ExitOrder):
-        final |= set(
-            model.objects.filter(exchange_config=config, status__in=FINAL_ORDER_STATUSES).values_list(
-                "client_order_id", flat=True
-            )
-        )
+    ours = ledger.client_order_ids(config_id=config.pk, statuses=RESTING_ORDER_STATUSES)
+    final = ledger.client_order_ids(config_id=config.pk, statuses=FINAL_ORDER_STATUSES)
     return {
         "only_on_exchange": sorted(exchange_open - ours),
         "only_in_db": sorted(ours - exchange_open),

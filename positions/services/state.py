@@ -1,4 +1,8 @@
-"""The one place a group's status changes (SPEC §3.1): allowed transitions, row lock, audit, event."""
+"""The one place a group's status changes: allowed transitions, row lock, audit, event.
+
+Which changes are allowed is the state machine in `positions.rules.lifecycle`
+(docs/engine.md#group-states, docs/engine.md#transitions); this module applies one under the group's row lock.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,7 @@ from accounts.logs import audit
 from ..choices import GroupStatus as S
 from ..events import publish_group
 from ..models import GroupEvent, PositionGroup
-
-ALLOWED_TRANSITIONS: dict[str, set[str]] = {
-    S.WAITING: {S.LIVE, S.PARTIALLY_FILLED, S.ACTIVE, S.CLOSING, S.CLOSED, S.FAILED},
-    S.LIVE: {S.PARTIALLY_FILLED, S.ACTIVE, S.CLOSING, S.CLOSED, S.FAILED},
-    S.PARTIALLY_FILLED: {S.LIVE, S.ACTIVE, S.CLOSING, S.FAILED},
-    S.ACTIVE: {S.PARTIALLY_FILLED, S.CLOSING, S.FAILED},
-    S.CLOSING: {S.CLOSED, S.FAILED},
-    S.CLOSED: set(),
-    S.FAILED: set(),
-}
+from ..rules.lifecycle import transition_allowed
 
 
 class TransitionError(Exception):
@@ -47,7 +42,7 @@ def group_transition(
         current = group.status
         if current == to:
             return group
-        if to not in ALLOWED_TRANSITIONS[current]:
+        if not transition_allowed(current, to):
             raise TransitionError(f"group {group.pk}: {current} → {to} is not allowed")
         now = timezone.now()
         group.status = to
@@ -81,6 +76,6 @@ def group_transition(
 
 def _on_slot_freed(group: PositionGroup) -> None:
     """A closed group frees its pool slot at once: let the queue promote after commit."""
-    from riskengine.services import queue_promote_after_commit
+    from .queue import queue_promote_after_commit
 
     queue_promote_after_commit(user_id=group.user_id)

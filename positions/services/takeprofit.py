@@ -1,4 +1,8 @@
-"""Take-profit placement that follows fills (per-leg TPs); the periodic checks live in `exits`."""
+"""Take-profit placement that follows fills (per-leg TPs); the periodic checks live in `monitor`.
+
+What to place is `positions.rules.exits.leg_take_profit` (docs/engine.md#take-profit); this module
+commits the TP intent and hands it to the worker after commit.
+"""
 
 from __future__ import annotations
 
@@ -10,47 +14,41 @@ from django.db import transaction
 
 from exchanges.client_ids import client_order_id_for
 
-from ..choices import ExitPurpose, GroupStatus, OrderStatus, OrderType, TpMode
+from .. import ledger
+from ..choices import ExitPurpose, GroupStatus, OrderStatus, OrderType
 from ..models import DCAOrder, ExitOrder, Fill, PositionGroup
+from ..rules.exits import PER_LEG_TP_MODES, leg_take_profit
+from ..rules.position import base_quote, net_bought
+from .market import rules_for
 
 ZERO = Decimal("0")
+# A leg's TPs that cover part of its quantity: live, or already sold.
 LIVE_TP = (OrderStatus.PENDING, OrderStatus.UNKNOWN, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED)
 
 
-def on_fills(*, order: Any, group: PositionGroup, fills: list[Fill]) -> None:
+def on_fills(*, order: ledger.Order, group: PositionGroup, fills: list[Fill]) -> None:
     """Called inside the transaction that booked new fills of `order` (the group row is locked)."""
-    per_leg = isinstance(order, DCAOrder) and group.tp_mode in (TpMode.PER_LEG, TpMode.HYBRID)
+    per_leg = isinstance(order, DCAOrder) and group.tp_mode in PER_LEG_TP_MODES
     if per_leg and group.status not in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED):
         leg_tp_follow(leg=order, group=group)
 
 
-def _leg_net_quantity(leg: DCAOrder, base: str) -> Decimal:
-    net = ZERO
-    for fill in leg.fills.all():
-        net += fill.quantity - (fill.fee if fill.fee_asset == base else ZERO)
-    return net
-
-
 def leg_tp_follow(*, leg: DCAOrder, group: PositionGroup) -> ExitOrder | None:
     """Make the leg's resting TP quantity match what the leg has filled (a new TP for the increment)."""
-    from exchanges.precision import round_qty_down, validate_order
-
-    from ..grid import trade_tp_price
-    from .market import rules_for
-
     rules = rules_for(group)
     if rules is None:
         return None
-    base = group.symbol.split("/")[0]
-    wanted = round_qty_down(_leg_net_quantity(leg, base), rules)
+    base, _ = base_quote(group.symbol)
     placed = sum((tp.quantity for tp in leg.tp_orders.filter(status__in=LIVE_TP)), ZERO)
-    delta = round_qty_down(wanted - placed, rules)
-    if delta <= 0:
-        return None
-    fill_price = leg.filled_price or leg.price
-    price = trade_tp_price(fill_price, leg.tp_percent, rules)
-    if validate_order(price, delta, rules):
-        return None  # too small on its own; the next fill of this leg adds to it
+    decision = leg_take_profit(
+        net_filled=net_bought(ledger.order_fills(order=leg), base=base),
+        placed=placed,
+        fill_price=leg.filled_price or leg.price,
+        tp_percent=leg.tp_percent,
+        rules=rules,
+    )
+    if decision is None:
+        return None  # covered, or too small on its own: the leg's next fill adds to it
     order_id = uuid.uuid4()
     tp = ExitOrder.objects.create(
         id=order_id,
@@ -59,14 +57,19 @@ def leg_tp_follow(*, leg: DCAOrder, group: PositionGroup) -> ExitOrder | None:
         symbol=group.symbol,
         side="sell",
         order_type=OrderType.LIMIT,
-        price=price,
-        quantity=delta,
+        price=decision.price,
+        quantity=decision.quantity,
         client_order_id=client_order_id_for(order_id),
         purpose=ExitPurpose.TAKE_PROFIT_LEG,
         leg=leg,
         pyramid_id=leg.pyramid_id,
     )
+    _submit_after_commit(order_id)
+    return tp
+
+
+def _submit_after_commit(order_id: Any) -> None:
+    # Imported here: `positions.tasks` imports the services, which import this module.
     from ..tasks import submit_order
 
     transaction.on_commit(lambda: submit_order.delay(str(order_id)))
-    return tp

@@ -319,7 +319,8 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
 ):  # type: ignore[no-untyped-def]
     from exchanges.exceptions import ExchangeError
     from exchanges.tests.support import make_simulator_account
-    from positions.models import DCAOrder, ExitOrder, PositionGroup, Pyramid, WebhookSignal
+    from positions import ledger
+    from positions.models import PositionGroup, Pyramid, WebhookSignal
     from positions.services.configs import config_set
     from positions.services.monitor import check_exits, monitor_fills
     from positions.services.reconcile import reconcile
@@ -447,10 +448,7 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
         def unsettled() -> dict[str, int]:
             busy = {
                 "signals_pending": WebhookSignal.objects.filter(user=user, processing_status="pending").count(),
-                "orders_unconfirmed": sum(
-                    model.objects.filter(group__user=user, status__in=["pending", "unknown"]).count()
-                    for model in (DCAOrder, ExitOrder)
-                ),
+                "orders_unconfirmed": ledger.orders_count(user_id=user.pk, statuses=["pending", "unknown"]),
                 "groups_waiting_or_closing": PositionGroup.objects.filter(
                     user=user, status__in=["waiting", "closing"]
                 ).count(),
@@ -488,9 +486,8 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
     per_client_id = Counter(order["clientOrderId"] for order in sim_orders)
     duplicates = {cid: n for cid, n in per_client_id.items() if n > 1}
     db_orders: dict[str, Any] = {}
-    for model in (DCAOrder, ExitOrder):
-        for order in model.objects.filter(group__user=user).select_related("group"):
-            db_orders[order.client_order_id] = order
+    for order in ledger.orders_list(user_id=user.pk, related=("group",)):
+        db_orders[order.client_order_id] = order
     orphans = sorted(cid for cid in per_client_id if cid not in db_orders)
     missing = sorted(
         cid
@@ -528,7 +525,7 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
     sim_by_client_id = {order["clientOrderId"]: order for order in sim_orders}
     legs_of: dict[Any, list[str]] = defaultdict(list)
     for cid, ours in db_orders.items():
-        if isinstance(ours, DCAOrder):
+        if ledger.is_entry_leg(ours):
             legs_of[ours.group_id].append(cid)
     inconsistent, pnl_mismatch, oversold = [], [], []
     for group in groups:
