@@ -152,6 +152,13 @@ class GridPreviewView(APIView):
                 raise InvalidOperation
         except (InvalidOperation, ValueError):
             errors.setdefault("entry_price", ["must be a positive number"])
+        pyramid_index = data.get("pyramid_index")
+        if pyramid_index is None:
+            pyramid_index = 0
+        elif isinstance(pyramid_index, str) and pyramid_index.isascii() and pyramid_index.isdigit():
+            pyramid_index = int(pyramid_index)
+        elif isinstance(pyramid_index, bool) or not isinstance(pyramid_index, int) or pyramid_index < 0:
+            errors["pyramid_index"] = ["must be a whole number >= 0"]
         if errors:
             raise ApiError(status_code=400, code="invalid", detail="Invalid grid preview request.", fields=errors)
         try:
@@ -165,9 +172,7 @@ class GridPreviewView(APIView):
             ) from exc
         rules = configs.rules_for_preview(user=request.user, exchange=str(data["exchange"]), symbol=str(data["symbol"]))
         try:
-            legs = compute_grid(
-                config=grid, pyramid_index=int(data.get("pyramid_index") or 0), entry_price=entry, rules=rules
-            )
+            legs = compute_grid(config=grid, pyramid_index=pyramid_index, entry_price=entry, rules=rules)
         except GridError as exc:
             raise ApiError(status_code=400, code=exc.code, detail=exc.reason, fields={"config": [exc.reason]}) from exc
         return Response(legs_to_json(legs, rules))

@@ -143,3 +143,23 @@ def test_preview_of_levels_with_max_pyramids_one(auth_client, sim_config) -> Non
     # 50 USDT at 65000 → 0.00076; 50 USDT at 64350 → 0.00077.
     assert [(leg["price"], leg["quantity"]) for leg in legs] == [("65000.00", "0.00076"), ("64350.00", "0.00077")]
     assert sum(Decimal(leg["notional"]) for leg in legs) <= Decimal(100)
+
+
+@pytest.mark.parametrize("index", ["x", "1.5", 1.5, True, -1, [1]])
+def test_preview_refuses_a_pyramid_index_that_is_not_a_whole_number(auth_client, sim_config, index: object) -> None:
+    body = {"entry_price": "65000", "exchange": "simulator", "symbol": "BTC/USDT", "pyramid_index": index}
+    response = auth_client.post("/api/grid/preview", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"pyramid_index": ["must be a whole number >= 0"]}
+
+
+def test_preview_of_another_pyramid_uses_its_capital(auth_client, sim_config) -> None:
+    config = {"levels": LEVELS, "capital_usd": "100", "pyramid_capitals": {"1": "200"}, "max_pyramids": 2}
+    for index in (1, "1"):
+        body = {"entry_price": "65000", "exchange": "simulator", "symbol": "BTC/USDT", "config": config}
+        response = auth_client.post("/api/grid/preview", {**body, "pyramid_index": index}, format="json")
+        assert response.status_code == 200, response.content
+        # 100 USDT at 65000 → 0.00153.
+        assert response.json()[0]["quantity"] == "0.00153"
+    out_of_range = auth_client.post("/api/grid/preview", {**body, "pyramid_index": 2}, format="json")
+    assert out_of_range.status_code == 400 and out_of_range.json()["error"] == "pyramid_out_of_range"
