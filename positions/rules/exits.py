@@ -2,7 +2,7 @@
 
 Pure functions over plain data; the services (`positions.services.takeprofit`, `.monitor`, `.exits`)
 read the rows, call these, and then place, cancel or close. See docs/engine.md#take-profit and
-docs/engine.md#stops.
+docs/engine.md#stop-loss and docs/engine.md#trailing-stop.
 
 Take-profit modes:
 - `per_leg`: each filled leg gets a resting limit sell for its fee-net filled quantity at
@@ -265,7 +265,7 @@ def dca_legs_to_cancel(
     By default the last leg keeps resting whatever the price does; with `cancel_dca_beyond_percent`
     set, once price is more than that percentage past a pyramid's last level (the level with the
     highest index), that pyramid's legs still resting are cancelled. Each pyramid has its own grid,
-    so each is judged by its own last level. See docs/engine.md#dca-legs.
+    so each is judged by its own last level. See docs/engine.md#exit-checks.
     """
     if beyond_percent is None:
         return ()
