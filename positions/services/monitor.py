@@ -106,7 +106,7 @@ def _monitor_config(config: ExchangeConfig, report: MonitorReport) -> None:
     for state in states:
         if state.client_order_id:
             open_states[state.client_order_id] = state
-    adapter = _CycleTrades(adapter)
+    cycle = _CycleTrades(adapter)
     # Orders that may have new fills: resting ones that left the open list, and open ones that filled more.
     may_have_fills = [
         o
@@ -114,7 +114,7 @@ def _monitor_config(config: ExchangeConfig, report: MonitorReport) -> None:
         if (o.client_order_id not in open_states and o.status in RESTING_ORDER_STATUSES)
         or (o.client_order_id in open_states and open_states[o.client_order_id].filled_quantity != o.filled_quantity)
     ]
-    adapter.prefetch(may_have_fills)
+    cycle.prefetch(may_have_fills)
     for order in watched:
         state = open_states.get(order.client_order_id)
         if state is not None:
@@ -124,13 +124,13 @@ def _monitor_config(config: ExchangeConfig, report: MonitorReport) -> None:
                 or not order.exchange_order_id
             )
             if changed:
-                orders.order_apply_state(order_id=order.pk, state=state, adapter=adapter)
+                orders.order_apply_state(order_id=order.pk, state=state, adapter=cycle)
                 report.orders_updated += 1
             continue
         # Left the open list (filled, cancelled) or never confirmed: look this one up.
         report.lookups += 1
         before = order.status
-        outcome = orders.order_sync(order_id=order.pk, adapter=adapter)
+        outcome = orders.order_sync(order_id=order.pk, adapter=cycle)
         if outcome != orders.SETTLED:
             report.orders_updated += int(ledger.order_status(order_id=order.pk) != before)
 

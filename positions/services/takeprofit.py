@@ -28,8 +28,9 @@ LIVE_TP = (OrderStatus.PENDING, OrderStatus.UNKNOWN, OrderStatus.OPEN, OrderStat
 
 def on_fills(*, order: ledger.Order, group: PositionGroup, fills: list[Fill]) -> None:
     """Called inside the transaction that booked new fills of `order` (the group row is locked)."""
-    per_leg = isinstance(order, DCAOrder) and group.tp_mode in PER_LEG_TP_MODES
-    if per_leg and group.status not in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED):
+    if not isinstance(order, DCAOrder) or group.tp_mode not in PER_LEG_TP_MODES:
+        return
+    if group.status not in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED):
         leg_tp_follow(leg=order, group=group)
 
 
