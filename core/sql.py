@@ -230,9 +230,12 @@ class AsyncPool:
     call, and a new loop gets a new pool.
     """
 
-    def __init__(self, size: int, *, check_after_s: float = 1.0) -> None:
+    def __init__(self, size: int, *, check_after_s: float = 1.0, wait_s: float = 3.0) -> None:
         self.size = size
         self.check_after_s = check_after_s
+        # How long an alert waits for a connection (or for the pool's first connections): TradingView
+        # gives up on an answer after 3 s, and a longer wait only hides an unreachable database.
+        self.wait_s = wait_s
         self._pool: AsyncConnectionPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Per connection: when it last finished a transaction, and its reused cursor (a cursor keeps
@@ -267,17 +270,21 @@ class AsyncPool:
         loop = asyncio.get_running_loop()
         if self._pool is None or self._loop is not loop:
             self.close()
-            self._loop = loop
-            self._pool = AsyncConnectionPool(
+            pool = AsyncConnectionPool(
                 kwargs=self._connect_kwargs(),
                 min_size=self.size,
                 max_size=self.size,
                 open=False,
                 configure=self._configure,
                 check=self._check,
+                timeout=self.wait_s,
                 name="webhook",
             )
-            await self._pool.open(wait=False)
+            # Every connection is made before the first statement, not by the pool's background tasks
+            # while alerts arrive: a loop that ends (tests run one per call) then has no connection
+            # attempt in flight, which psycopg_pool's workers would not let be cancelled.
+            await pool.open(wait=True, timeout=self.wait_s)
+            self._pool, self._loop = pool, loop
         return self._pool
 
     async def run[T](self, steps: Steps[T]) -> T:

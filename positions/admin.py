@@ -5,7 +5,20 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from .choices import GroupStatus
-from .models import DCAOrder, EngineConfig, ExitOrder, Fill, GroupEvent, PositionGroup, Pyramid, WebhookSignal
+from .models import (
+    DCAOrder,
+    EngineConfig,
+    ExitOrder,
+    Fill,
+    GroupEvent,
+    PositionGroup,
+    Pyramid,
+    QueuedSignal,
+    WebhookSignal,
+)
+from .services import queue
+from .services.flags import group_set_risk_flags
+from .tasks import close_group
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -99,8 +112,6 @@ class PositionGroupAdmin(admin.ModelAdmin):
 
     @admin.action(description="Close at market (cancel open orders, sell what is held)")
     def close_at_market(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        from .tasks import close_group
-
         count = 0
         for group in queryset.exclude(status__in=[GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED]):
             close_group.delay(str(group.pk), "manual")
@@ -109,15 +120,11 @@ class PositionGroupAdmin(admin.ModelAdmin):
 
     @admin.action(description="Block from the risk engine")
     def block_from_risk(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        from .services.flags import group_set_risk_flags
-
         for group in queryset:
             group_set_risk_flags(group_id=group.pk, blocked=True, actor=request.user)
 
     @admin.action(description="Unblock from the risk engine")
     def unblock_from_risk(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        from .services.flags import group_set_risk_flags
-
         for group in queryset:
             group_set_risk_flags(group_id=group.pk, blocked=False, actor=request.user)
 
@@ -198,3 +205,38 @@ class EngineConfigAdmin(admin.ModelAdmin):
     list_display = ["user", "updated_at"]
     search_fields = ["user__email"]
     readonly_fields = ["user", "updated_at"]
+
+
+@admin.register(QueuedSignal)
+class QueuedSignalAdmin(admin.ModelAdmin):
+    list_display = ["symbol", "timeframe", "side", "user", "entry_price", "replacement_count", "queued_at"]
+    list_filter = ["timeframe", "exchange_config__exchange_name"]
+    search_fields = ["symbol", "user__email"]
+    readonly_fields = [
+        "user",
+        "exchange_config",
+        "signal",
+        "symbol",
+        "timeframe",
+        "side",
+        "entry_price",
+        "replacement_count",
+        "queued_at",
+        "updated_at",
+    ]
+    actions = ["promote", "force_add"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.action(description="Promote (if the pool has room)")
+    def promote(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        done = sum(len(queue.queue_promote(user_id=e.user_id, entry_id=e.pk, actor=request.user)) for e in queryset)
+        self.message_user(request, f"{done} promoted.", messages.SUCCESS)
+
+    @admin.action(description="Force-add (ignore the pool cap once)")
+    def force_add(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        done = sum(
+            len(queue.queue_promote(user_id=e.user_id, entry_id=e.pk, force=True, actor=request.user)) for e in queryset
+        )
+        self.message_user(request, f"{done} force-added.", messages.SUCCESS)

@@ -1,9 +1,10 @@
 """Accepted signals reach celery through PostgreSQL: NOTIFY on commit, one dispatcher per cluster.
 
-The webhook announces a pending signal with `pg_notify` in the statement that stores it, so the
-announcement is part of the commit (never sent for a rolled-back signal, never lost between commit and
-an enqueue call) and the web process spends nothing on it: publishing a celery message costs more CPU
-than the rest of the webhook's intake. A dispatcher thread in a celery worker LISTENs and turns each
+A signal row that becomes pending (stored so by the webhook intake, or promoted from the queue) is
+announced by a trigger on its table (`pg_notify`, migration 0005), so the announcement is part of the
+commit (never sent for a rolled-back signal, never lost between commit and an enqueue call), nobody
+writing such a row can forget it, and the web process spends nothing on it: publishing a celery
+message costs more CPU than the rest of the webhook's intake. A dispatcher thread in a celery worker LISTENs and turns each
 announcement into a `process_signal` task; celery then does what it does (threads, retries, acks_late).
 
 - One dispatcher at a time: the one holding a session advisory lock. The others wait and take over when
@@ -33,11 +34,6 @@ CHANNEL = "positions_signal"
 LEADER_LOCK_KEY = 0x5347_4E4C_4450  # "SGNLDP": the advisory lock of the active dispatcher
 WAIT_S = 1.0  # how often a dispatcher checks for stop (and a standby for leadership)
 RETRY_S = 5.0
-
-
-def announce_returning() -> str:
-    """A RETURNING clause that announces the row's signal id (for the statement that makes it pending)."""
-    return f" RETURNING id, pg_notify('{CHANNEL}', id::text)"
 
 
 def _dispatch_to_celery(signal_id: str) -> None:
@@ -85,12 +81,11 @@ class SignalDispatcher(threading.Thread):
                 self._sweep(conn)  # an enqueue failed (broker down?): hand over what is still pending
 
     def _sweep(self, conn: psycopg.Connection) -> None:
-        from .models import WebhookSignal
-        from core.sql import table
+        from .models import WebhookSignal  # the dispatcher starts as a bootstep, before the app registry is ready
 
         self._failed, self._swept_at = False, time.monotonic()
         rows = conn.execute(
-            f"SELECT id FROM {table(WebhookSignal)} WHERE processing_status = %s ORDER BY received_at",
+            f"SELECT id FROM {WebhookSignal._meta.db_table} WHERE processing_status = %s ORDER BY received_at",
             [str(ProcessingStatus.PENDING)],
         ).fetchall()
         for (signal_id,) in rows:

@@ -190,17 +190,28 @@ def publish_order(order) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def signal_event(signal) -> Event:  # type: ignore[no-untyped-def]
+def signal_event(
+    *,
+    signal_id: Any,
+    user_id: Any,
+    symbol: str,
+    action: str,
+    classification: str,
+    status: str,
+    reason: str,
+    group_id: Any,
+) -> Event:
+    """`signal.received`: a stored signal's outcome."""
     return event(
-        signal.user_id,
+        user_id,
         "signal.received",
         {
-            "id": str(signal.id),
-            "symbol": signal.symbol,
-            "action": signal.action,
-            "classification": signal.classification,
-            "status": signal.status,
-            "reason": signal.reason,
-            "group_id": str(signal.group_id) if signal.group_id else None,
+            "id": str(signal_id),
+            "symbol": symbol,
+            "action": action,
+            "classification": classification,
+            "status": status,
+            "reason": reason,
+            "group_id": str(group_id) if group_id else None,
         },
     )

@@ -1,7 +1,7 @@
 """The webhook's own ASGI route: `POST /api/webhook/<user_id>` without Django's request machinery.
 
 TradingView gives up on an alert after 3 s, and a burst of alerts is exactly when every millisecond of
-web CPU counts (CONTRACT §6 `webhook_ack`). Django's ASGI handler, its middleware stack and the
+web CPU counts (`make bench` `webhook_ack`, docs/processes.md). Django's ASGI handler, its middleware stack and the
 sync/async hand-offs cost about as much CPU as the whole intake, and the webhook needs none of them: no
 session, no CSRF, no templates. So the ASGI application sends webhook POSTs here and everything else to
 Django. The intake is the same code Django's view runs (`services.intake.intake_steps`), driven here on
@@ -46,9 +46,6 @@ def warm_webhook_path() -> None:
     """Import what the intake imports lazily, so that it is loaded (and frozen, see `tradingsite.asgi`)
     before the first alert rather than during it."""
     import exchanges.models  # noqa: F401
-    import riskengine.services  # noqa: F401
-
-    from core import sql  # noqa: F401
 
 
 class _TooLargeError(Exception):

@@ -322,3 +322,35 @@ class GroupEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.kind}: {self.message}"
+
+
+class QueuedSignal(models.Model):
+    """A new-group signal waiting for a pool slot (docs/engine.md#pool-and-queue). One per group identity;
+    a newer signal of the identity replaces it (new price, replacement count + 1)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(  # indexed by `one_queued_signal_per_identity`
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queued_signals", db_index=False
+    )
+    exchange_config = models.ForeignKey(
+        "exchanges.ExchangeConfig", on_delete=models.CASCADE, related_name="queued_signals"
+    )
+    signal = models.ForeignKey(WebhookSignal, on_delete=models.CASCADE, related_name="queue_entries")
+    symbol = models.CharField(max_length=32)
+    timeframe = models.CharField(max_length=8)
+    side = models.CharField(max_length=8, default="long")
+    entry_price = PriceField()
+    replacement_count = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["queued_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "exchange_config", "symbol", "timeframe", "side"], name="one_queued_signal_per_identity"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"queued {self.symbol} {self.timeframe} @ {self.entry_price} (x{self.replacement_count})"

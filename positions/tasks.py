@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .services import exits, orders, processing
+from .services import exits, monitor, orders, processing, queue
+from .services import reconcile as reconciliation
 
 
 @shared_task(name="positions.process_signal", bind=True, max_retries=12, acks_late=True, ignore_result=True)
@@ -31,20 +32,20 @@ def close_group(self, group_id: str, purpose: str = "manual") -> str:  # type: i
 
 @shared_task(name="positions.monitor_fills")
 def monitor_fills() -> dict:
-    from .services.monitor import monitor_fills as run
-
-    return run().as_dict()
+    return monitor.monitor_fills().as_dict()
 
 
 @shared_task(name="positions.check_exits")
 def check_exits() -> dict:
-    from .services.monitor import check_exits as run
-
-    return run()
+    return monitor.check_exits()
 
 
 @shared_task(name="positions.reconcile")
 def reconcile() -> dict:
-    from .services.reconcile import reconcile as run
+    return reconciliation.reconcile().as_dict()
 
-    return run().as_dict()
+
+@shared_task(name="positions.promote_queue", ignore_result=True)
+def promote_queue(user_id: str) -> list[str]:
+    """A pool slot was freed: open groups for queued signals while there is room."""
+    return queue.queue_promote(user_id=user_id)

@@ -1,4 +1,4 @@
-"""The TradingView webhook through Django (CONTRACT §3.1): no session, no CSRF, no exchange call.
+"""The TradingView webhook through Django (docs/webhook.md): no session, no CSRF, no exchange call.
 
 Under daphne, `positions.ingress` answers webhook POSTs before Django sees them; this view serves the
 same intake wherever Django routes the request itself (the test client, a WSGI deployment) and answers
@@ -8,6 +8,7 @@ same intake wherever Django routes the request itself (the test client, a WSGI d
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -16,15 +17,14 @@ from accounts.middleware import client_ip
 
 from .ingress import receive_in_thread
 
-OVERSIZED = b"x" * (64 * 1024 + 1)
-
-
 @csrf_exempt
 @require_POST
 async def webhook(request: HttpRequest, user_id: str) -> JsonResponse:
+    limit = settings.WEBHOOK_MAX_BODY_BYTES
     announced = request.META.get("CONTENT_LENGTH") or "0"
-    # Refuse an announced oversized body without reading it.
-    raw = OVERSIZED if announced.isdigit() and int(announced) > len(OVERSIZED) - 1 else request.body
+    # Refuse an announced oversized body without reading it: one byte over the cap is enough for the
+    # intake to answer 413 (the same cap as the ASGI route's, `positions.ingress`).
+    raw = b"x" * (limit + 1) if announced.isdigit() and int(announced) > limit else request.body
     result = await sync_to_async(receive_in_thread, thread_sensitive=False)(
         user_id, raw, request.META.get("CONTENT_TYPE", ""), client_ip(request)
     )

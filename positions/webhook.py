@@ -1,4 +1,4 @@
-"""Parsing the TradingView webhook body (CONTRACT §3.1): pure functions, no database, no exchange."""
+"""Parsing the TradingView webhook body (docs/webhook.md#body): pure functions, no database, no exchange."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-
-MAX_BODY_BYTES = 64 * 1024
 
 TIMEFRAMES = {
     "1": "1m",

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import queue, views
 
 urlpatterns = [
     path("positions", views.PositionListView.as_view(), name="positions"),
@@ -8,4 +8,8 @@ urlpatterns = [
     path("positions/<str:group_id>/close", views.PositionCloseView.as_view(), name="position-close"),
     path("config", views.ConfigView.as_view(), name="config"),
     path("grid/preview", views.GridPreviewView.as_view(), name="grid-preview"),
+    path("queue", queue.QueueListView.as_view(), name="queue"),
+    path("queue/<str:entry_id>/promote", queue.QueuePromoteView.as_view(), name="queue-promote"),
+    path("queue/<str:entry_id>/force-add", queue.QueueForceAddView.as_view(), name="queue-force-add"),
+    path("queue/<str:entry_id>", queue.QueueDeleteView.as_view(), name="queue-delete"),
 ]

@@ -228,7 +228,7 @@ def test_symbols_the_routes_cached_index_cannot_answer_are_resolved_in_a_thread(
 
 
 def _backend_pid():  # type: ignore[no-untyped-def]
-    return (yield "SELECT pg_backend_pid()", [])[0]
+    return (yield "SELECT pg_backend_pid() AS pid", [])["pid"]
 
 
 def test_the_routes_pool_reuses_a_connection_and_replaces_one_the_server_closed(trader):
@@ -244,7 +244,7 @@ def test_the_routes_pool_reuses_a_connection_and_replaces_one_the_server_closed(
         first = await pool.run(_backend_pid())
         again = await pool.run(_backend_pid())
         await sync_to_async_terminate(first)  # the server ends the idle connection
-        pool._idle[0].used_at -= 120  # and it sat idle past the check interval
+        pool.check_after_s = 0  # and it sat idle past the check interval
         replaced = await pool.run(_backend_pid())
         return first, again, replaced
 

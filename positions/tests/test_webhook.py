@@ -10,7 +10,7 @@ import pytest
 
 from positions.models import PositionGroup, Pyramid, WebhookSignal
 from positions.tests.conftest import alert, post
-from riskengine.models import QueuedSignal
+from positions.models import QueuedSignal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

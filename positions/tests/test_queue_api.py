@@ -9,7 +9,7 @@ import pytest
 from positions.models import PositionGroup
 from positions.services.configs import config_set
 from positions.tests.conftest import alert, post
-from riskengine.models import QueuedSignal
+from positions.models import QueuedSignal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +47,7 @@ def test_queue_listing_promote_force_add_and_delete(client, api_client, trader, 
 
 def test_closing_a_group_promotes_the_deepest_loss_first(client, trader, sim_config):
     from positions.services.state import group_transition
-    from riskengine.services import queue_promote
+    from positions.services.queue import queue_promote
 
     config_set(user=trader, data={"max_open_groups": 1}, partial=True)
     first = post(client, trader, alert(trader.webhook_secret)).json()["group_id"]

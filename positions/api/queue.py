@@ -1,4 +1,4 @@
-"""Waiting queue endpoints (CONTRACT §3.2): list in priority order, promote, force-add, remove."""
+"""Waiting queue endpoints (docs/engine.md#pool-and-queue): list in priority order, promote, force-add, remove."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from accounts.permissions import IsTraderOrHigher, ReadOrTrader
 from core.api import ApiError
 
 from ..models import QueuedSignal
-from ..services import queue_delete, queue_ordered, queue_promote
+from ..services.queue import queue_delete, queue_ordered, queue_promote
 
 
 def _row(entry: QueuedSignal, position: int) -> dict:

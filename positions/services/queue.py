@@ -1,0 +1,252 @@
+"""The execution pool and the waiting queue (docs/engine.md#pool-and-queue): the statements the webhook
+intake runs, and the services that promote, remove and delete queued signals.
+
+The rules (room in the pool, room in the queue, promotion order) are `positions.rules.pool`. Whatever
+depends on the pool is decided under one lock per user, taken by the same statement (`USER_LOCK`) in
+the intake and in promotion, so a new entry and a promotion can never both take the last slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.logs import audit, log_info
+from accounts.models import User
+from core import sql
+
+from ..choices import OPEN_GROUP_STATUSES, ProcessingStatus
+from ..config import effective_config
+from ..events import Event, event, publish_events
+from ..models import EngineConfig, PositionGroup, QueuedSignal, WebhookSignal
+from ..rules.intake import open_group_plan
+from ..rules.pool import pool_has_room, queue_rank
+from ..webhook import parse_signal
+from .opening import group_insert
+
+
+@functools.cache
+def user_lock_statement() -> str:
+    """Lock the user's row while its pool is decided; no row when the user is inactive.
+
+    NO KEY UPDATE, not UPDATE: a worker that holds one of this user's group rows may insert rows that
+    reference the user (logs) and must not wait for us while we wait for that group.
+    """
+    return f"SELECT 1 AS locked FROM {sql.table(User)} WHERE id = %s AND is_active FOR NO KEY UPDATE"
+
+
+@functools.cache
+def pool_used_statement() -> str:
+    """``SELECT count(*)`` of the groups holding a slot of the user bound to its one parameter: every
+    group that is not closed or failed (pyramids take no extra slot)."""
+    return (
+        f"SELECT count(*) FROM {sql.table(PositionGroup)}"
+        f" WHERE user_id = %s AND status IN ({sql.literals(OPEN_GROUP_STATUSES)})"
+    )
+
+
+@functools.cache
+def queue_state_statement() -> str:
+    """The user's queued signals and whether the identity bound to the last five parameters (user,
+    exchange config, symbol, timeframe, side) is one of them, as two columns: `queued`, `queued_here`."""
+    queue = sql.table(QueuedSignal)
+    return (
+        f"(SELECT count(*) FROM {queue} WHERE user_id = %s) AS queued,"
+        f" EXISTS (SELECT 1 FROM {queue} WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s"
+        " AND timeframe = %s AND side = %s) AS queued_here"
+    )
+
+
+def queue_upsert_statement(
+    *,
+    user_id: uuid.UUID,
+    signal_id: uuid.UUID,
+    exchange_config_id: uuid.UUID,
+    symbol: str,
+    timeframe: str,
+    side: str,
+    entry_price: Decimal | None,
+) -> sql.Step:
+    """Queue a new-group signal, or replace the identity's queued one (new signal and price, count + 1).
+    Its row's `replacement_count` says which. Admission was decided under the user's lock."""
+    statement, params = sql.insert_statement(
+        QueuedSignal,
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "exchange_config_id": exchange_config_id,
+            "signal_id": signal_id,
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "side": side,
+            "entry_price": entry_price,
+        },
+    )
+    return (
+        statement.replace(sql.table(QueuedSignal), sql.table(QueuedSignal) + " AS q", 1)
+        + " ON CONFLICT (user_id, exchange_config_id, symbol, timeframe, side) DO UPDATE"
+        " SET signal_id = EXCLUDED.signal_id, entry_price = EXCLUDED.entry_price,"
+        " replacement_count = q.replacement_count + 1, updated_at = EXCLUDED.updated_at"
+        " RETURNING replacement_count",
+        params,
+    )
+
+
+def queue_remove_statement(
+    *, user_id: Any, exchange_config_id: Any, symbol: str, timeframe: str, side: str
+) -> sql.Step:
+    """Drop the queued signal of an identity; it returns a row when there was one."""
+    return (
+        f"DELETE FROM {sql.table(QueuedSignal)} WHERE user_id = %s AND exchange_config_id = %s AND symbol = %s"
+        " AND timeframe = %s AND side = %s RETURNING 1 AS removed",
+        [user_id, exchange_config_id, symbol, timeframe, side],
+    )
+
+
+def queue_event(user_id: Any, symbol: str | None = None) -> Event:
+    """`queue.updated`: clients re-read `/api/queue` (no count query on the webhook path)."""
+    return event(user_id, "queue.updated", {"symbol": symbol})
+
+
+def pool_used(*, user_id: Any) -> int:
+    cur = sql.cursor()
+    cur.execute(pool_used_statement(), [user_id])
+    row = cur.fetchone()
+    assert row is not None
+    return int(row["count"])
+
+
+def queue_remove(*, user_id: Any, exchange_config_id: Any, symbol: str, timeframe: str, side: str) -> bool:
+    """Drop the queued signal of an identity (an exit for it arrived, its group is closing);
+    `queue.updated` once committed."""
+    cur = sql.cursor()
+    cur.execute(
+        *queue_remove_statement(
+            user_id=user_id, exchange_config_id=exchange_config_id, symbol=symbol, timeframe=timeframe, side=side
+        )
+    )
+    if cur.fetchone() is None:
+        return False
+    publish_events([queue_event(user_id)])
+    return True
+
+
+def queue_delete(*, entry: QueuedSignal, actor: Any, ip: str | None = None) -> None:
+    """An operator or the trader removes a queued signal."""
+    with transaction.atomic():
+        audit(
+            user=actor,
+            action="queue_remove",
+            resource="queued_signal",
+            resource_id=entry.pk,
+            details={"symbol": entry.symbol, "timeframe": entry.timeframe},
+            ip=ip,
+        )
+        entry.delete()
+        publish_events([queue_event(entry.user_id)])
+
+
+def queue_promote_after_commit(*, user_id: Any) -> None:
+    """A slot was freed: promote once the freeing transaction commits."""
+    from ..tasks import promote_queue  # tasks import the services: a module-level import would be a circle
+
+    key = str(user_id)
+    transaction.on_commit(lambda: promote_queue.delay(key))
+
+
+def queue_ordered(*, user: Any, prices: dict[str, Decimal] | None = None) -> list[QueuedSignal]:
+    """The user's queue in promotion order (`rules.pool.queue_rank`)."""
+    entries = QueuedSignal.objects.filter(user=user).select_related("signal", "exchange_config")
+    return queue_rank(entries, prices or {})
+
+
+def queue_promote(
+    *,
+    user_id: Any,
+    prices: dict[str, Decimal] | None = None,
+    force: bool = False,
+    entry_id: Any = None,
+    actor: Any = None,
+) -> list[str]:
+    """Open groups for queued signals while the pool has room (or once, ignoring the cap, with force).
+
+    Each entry is admitted by the `max_open_groups` of its own effective config (its symbol's and
+    timeframe's overrides included), as the intake admits a new entry.
+    """
+    promoted: list[str] = []
+    with transaction.atomic():
+        cur = sql.cursor()
+        cur.execute(user_lock_statement(), [user_id])
+        if cur.fetchone() is None:
+            return promoted  # inactive: nothing opens for this user
+        stored = EngineConfig.objects.filter(user_id=user_id).values_list("data", flat=True).first()
+        entries = queue_ordered(user=user_id, prices=prices)
+        if entry_id is not None:
+            entries = [e for e in entries if str(e.pk) == str(entry_id)]
+        for entry in entries:
+            merged, _ = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
+            if not force and not pool_has_room(
+                used=pool_used(user_id=user_id), max_open_groups=merged["max_open_groups"]
+            ):
+                break
+            group = promote_signal(entry=entry)
+            entry.delete()
+            promoted.append(str(group.pk))
+            audit(
+                user=actor,
+                action="queue_promote",
+                resource="queued_signal",
+                resource_id=entry.pk,
+                details={"group_id": str(group.pk), "forced": force},
+            )
+            log_info(
+                "RISK",
+                f"Promoted queued {entry.symbol} {entry.timeframe} into a group",
+                user=user_id,
+                details={"group_id": str(group.pk)},
+            )
+            if force:
+                break
+        if promoted:
+            publish_events([queue_event(user_id)])
+    return promoted
+
+
+def promote_signal(*, entry: QueuedSignal) -> PositionGroup:
+    """Open the group of a queued signal (the caller holds the user lock and has checked the pool)."""
+    signal = entry.signal
+    # The queued body was valid when it arrived; its price is the latest replacement's.
+    parsed = dataclasses.replace(parse_signal(signal.body or {}), entry_price=entry.entry_price)
+    stored = EngineConfig.objects.filter(user_id=entry.user_id).values_list("data", flat=True).first()
+    merged, grid = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
+    now = timezone.now()
+    batch = sql.Batch()
+    published: list[Event] = []
+    group_id = group_insert(
+        batch,
+        published,
+        plan=open_group_plan(merged, grid, parsed, now),
+        signal_id=signal.pk,
+        user_id=entry.user_id,
+        config_id=entry.exchange_config_id,
+        symbol=entry.symbol,
+        exchange_symbol="",  # taken from the market rules when the grid is computed
+        timeframe=entry.timeframe,
+        opened_by=parsed.source,
+        now=now,
+    )
+    # The signal turns pending: its trigger announces it to the dispatcher on commit (positions.dispatch).
+    sql.cursor().execute(
+        *batch.ending(
+            f"UPDATE {sql.table(WebhookSignal)} SET group_id = %s, processing_status = %s WHERE id = %s",
+            [group_id, ProcessingStatus.PENDING, signal.pk],
+        )
+    )
+    publish_events(published)
+    return PositionGroup.objects.get(pk=group_id)
