@@ -282,6 +282,11 @@ def _new_group(context: IntakeContext, pool: PoolState, alert: Alert, parsed: Pa
         if not queue_admits(state=pool, max_size=max_size):
             return Skipped(SignalClassification.QUEUED, SignalStatus.IGNORED, f"the waiting queue is full ({max_size})")
         return QueueSignal(entry_price=entry_price(parsed), replaces=pool.queued_here)
+    return open_group_plan(merged, grid, parsed, now)
+
+
+def open_group_plan(merged: Mapping[str, Any], grid: GridConfig, parsed: ParsedSignal, now: datetime) -> OpenNewGroup:
+    """A new group under the effective config `merged` (and its parsed `grid`), with pyramid 0."""
     return OpenNewGroup(
         config=merged,
         tp_mode=grid.tp_mode,
