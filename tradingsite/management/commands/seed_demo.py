@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.request
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -11,7 +12,10 @@ from django.db import transaction
 
 from accounts.choices import Role
 from accounts.models import User
+from exchanges.exceptions import ExchangeError
+from exchanges.services import demo_setup, market_rules_refresh
 from exchanges.simulator import BUILT_IN_PRICES
+from positions.webhook import alert_template
 
 DEMO_ADMIN = "admin@example.com"
 DEMO_TRADER = "trader@example.com"
@@ -38,11 +42,6 @@ class Command(BaseCommand):
 
     def _prepare_simulator(self) -> None:
         """Demo prices on the simulator (it starts with none) and its market rules in our cache."""
-        import urllib.request
-
-        from exchanges.exceptions import ExchangeError
-        from exchanges.services import market_rules_refresh
-
         for symbol, price in BUILT_IN_PRICES.items():
             request = urllib.request.Request(
                 f"{settings.SIMULATOR_URL}/_sim/price",
@@ -69,8 +68,6 @@ class Command(BaseCommand):
             trader = User.objects.filter(email=DEMO_TRADER).first()
             if trader is not None and not options["no_simulator"]:
                 # The simulator keeps accounts and prices in memory: register the demo account again.
-                from exchanges.services import demo_setup
-
                 demo_setup(user=trader)
         if trader is not None and not options["no_simulator"]:
             self._prepare_simulator()
@@ -85,8 +82,6 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"  Demo trader:  {DEMO_TRADER} / {passwords['trader']}")
         self.stdout.write(f"  Webhook URL:  {base}/api/webhook/{trader.pk}")
-        from positions.webhook import alert_template
-
         body = alert_template(secret=trader.webhook_secret, exchange="simulator")
         self.stdout.write("  Alert body (paste into TradingView's alert message):")
         self.stdout.write(json.dumps(body, indent=2))
