@@ -1,1 +1,1 @@
-"""Benchmarks of the engine (`make bench`, CONTRACT §6); see `bench/__main__.py`."""
+"""Benchmarks of the engine (`make bench`, bench/README.md); see `bench/__main__.py`."""

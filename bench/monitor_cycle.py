@@ -1,4 +1,4 @@
-"""monitor_cycle: one fill-monitoring pass over 500 open groups × 5 resting legs (CONTRACT §6).
+"""monitor_cycle: one fill-monitoring pass over 500 open groups × 5 resting legs (bench/README.md).
 
 Setup, through the real webhook and worker: a simulator serving 20 USDT markets (a temporary
 exchangeInfo file in the built-in file's format), 2 traders with `max_open_groups` 250, and 250 grid

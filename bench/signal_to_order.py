@@ -1,4 +1,4 @@
-"""signal_to_order: webhook sent → the group's entry order acknowledged by the simulator (CONTRACT §6).
+"""signal_to_order: webhook sent → the group's entry order acknowledged by the simulator (bench/README.md).
 
 200 new-entry signals, each a distinct identity (40 traders × 5 symbols, one timeframe each), sent by 4
 lanes. A lane sends its next signal once the previous one's entry order is acknowledged, so this

@@ -71,7 +71,7 @@ def traders_create(
 def signal_body(
     trader: Trader, *, symbol: str, timeframe: str, price: str, trade_id: str, candle: int = 0, second: int = 5
 ) -> bytes:
-    """A rendered TradingView alert (CONTRACT §3.1): a grid buy on the simulator.
+    """A rendered TradingView alert (docs/webhook.md#body): a grid buy on the simulator.
 
     `candle` counts candles of `timeframe` from EPOCH, so signals in different candles are pyramids
     and not duplicates of one another.

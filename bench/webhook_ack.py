@@ -1,4 +1,4 @@
-"""webhook_ack: how fast the web process answers TradingView webhooks (CONTRACT §6).
+"""webhook_ack: how fast the web process answers TradingView webhooks (bench/README.md).
 
 Real HTTP against daphne on loopback, 50 requests in flight, every body a valid signal with its own
 trade_id. 50 traders each send 16 identities (symbol × timeframe) over three candles, so the mix has

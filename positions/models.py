@@ -27,7 +27,7 @@ from .choices import (
 
 
 def PriceField(**kwargs) -> models.DecimalField:  # type: ignore[no-untyped-def]  # noqa: N802
-    """The one field type for prices, quantities and money (STYLE §5)."""
+    """The one field type for prices, quantities and money (Decimal: docs/README.md#how-to-read-the-repo)."""
     return models.DecimalField(max_digits=38, decimal_places=18, **kwargs)
 
 

@@ -188,7 +188,7 @@ def parse_time(text: str) -> datetime | None:
 
 
 def parse_signal(data: dict[str, Any]) -> ParsedSignal:
-    """Validate the body against CONTRACT §3.1; 400 with every bad field named."""
+    """Validate the body (docs/webhook.md#required-fields); 400 with every bad field named."""
     placeholders: dict[str, list[str]] = {}
     _placeholders(data, "", placeholders)
     placeholders.pop("secret", None)  # a secret is never echoed back, even as a placeholder
@@ -288,7 +288,7 @@ def redact_secret(data: Any) -> Any:
 
 
 def alert_template(*, secret: str, exchange: str) -> dict[str, Any]:
-    """CONTRACT §3.1's alert body for a grid buy, with TradingView's placeholders where TradingView fills
+    """The alert body (docs/webhook.md#body) for a grid buy, with TradingView's placeholders where TradingView fills
     values in (what a trader pastes into an alert; tests and benches fill the values themselves)."""
     return {
         "secret": secret,

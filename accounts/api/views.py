@@ -1,4 +1,4 @@
-"""Auth, account and log endpoints (CONTRACT §3.2)."""
+"""Auth, account and log endpoints (listed in accounts/README.md; bodies in the OpenAPI schema, /api/schema/)."""
 
 from __future__ import annotations
 

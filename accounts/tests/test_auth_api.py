@@ -1,4 +1,4 @@
-"""Every auth flow over HTTP with the documented bodies (CONTRACT §3.2)."""
+"""Every auth flow over HTTP with the bodies of the OpenAPI schema (/api/schema/)."""
 
 import re
 

@@ -32,7 +32,7 @@ def sim_config(trader):  # type: ignore[no-untyped-def]
 
 
 def alert(secret: str, **overrides):  # type: ignore[no-untyped-def]
-    """A rendered TradingView alert in our format (CONTRACT §3.1): a grid buy of BTCUSDT at 65000."""
+    """A rendered TradingView alert in our format (docs/webhook.md#body): a grid buy of BTCUSDT at 65000."""
     from positions.webhook import alert_template
 
     body = alert_template(secret=secret, exchange="SIMULATOR")

@@ -43,7 +43,7 @@ from positions.tests.test_grid import BTC
 
 BUILT_IN_RULES = Path(__file__).resolve().parents[2] / "exchanges" / "simulator" / "default_exchange_info.json"
 
-# The CONTRACT's generator: base 20, safety 20 × 1.5^(i−1) for 8 orders; total 20 + 985.15625.
+# A generator (docs/engine.md#generator): base 20, safety 20 × 1.5^(i−1) for 8 orders; total 20 + 985.15625.
 GENERATOR: dict[str, Any] = {
     "base_order_usd": "20",
     "safety_order_usd": "20",

@@ -1,4 +1,4 @@
-"""The webhook contract (CONTRACT §3.1): every status code, classification, idempotency, nothing else changed."""
+"""The webhook contract (docs/webhook.md): every status code, classification, idempotency, nothing else changed."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from positions.models import PositionGroup, Pyramid, WebhookSignal
+from positions.models import PositionGroup, Pyramid, QueuedSignal, WebhookSignal
 from positions.tests.conftest import alert, post
-from positions.models import QueuedSignal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

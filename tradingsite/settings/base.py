@@ -1,4 +1,4 @@
-"""Settings shared by every environment; values come from the environment (CONTRACT §2)."""
+"""Settings shared by every environment; values come from the environment (docs/processes.md#environment)."""
 
 from __future__ import annotations
 

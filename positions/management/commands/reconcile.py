@@ -1,4 +1,4 @@
-"""Reconcile orders with the exchanges and print what was found and fixed (CONTRACT §4)."""
+"""Reconcile orders with the exchanges and print what was found and fixed (docs/engine.md#reconciliation)."""
 
 from __future__ import annotations
 
