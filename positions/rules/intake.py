@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
+
+from core.jsontypes import JSONValue
 
 from ..choices import GroupStatus, SignalClassification, SignalStatus
 from ..config import effective_config_shared
@@ -77,7 +79,7 @@ class Alert:
     raw: bytes
     ip: str | None
     started: float  # time.perf_counter() when the request was read
-    body: Any = None
+    body: JSONValue = None
     parsed: ParsedSignal | None = None
     symbol: str = ""
     exchange_symbol: str = ""
@@ -124,7 +126,7 @@ class PyramidPlan:
 class OpenNewGroup:
     """A new group, waiting for its orders, with pyramid 0."""
 
-    config: Mapping[str, Any]  # the effective config, snapshotted on the group
+    config: Mapping[str, JSONValue]  # the effective config, snapshotted on the group
     tp_mode: str
     max_pyramids: int
     candle: datetime
@@ -220,7 +222,7 @@ def _admit(context: IntakeContext, alert: Alert) -> ParsedSignal:
     return parsed
 
 
-def secret_check(body: Any, expected: str) -> None:
+def secret_check(body: JSONValue, expected: str) -> None:
     """401 without a secret, 403 with a wrong one (compared in constant time)."""
     secret = body.get("secret") if isinstance(body, dict) else None
     if secret is None or secret == "":
@@ -285,7 +287,9 @@ def _new_group(context: IntakeContext, pool: PoolState, alert: Alert, parsed: Pa
     return open_group_plan(merged, grid, parsed, now)
 
 
-def open_group_plan(merged: Mapping[str, Any], grid: GridConfig, parsed: ParsedSignal, now: datetime) -> OpenNewGroup:
+def open_group_plan(
+    merged: Mapping[str, JSONValue], grid: GridConfig, parsed: ParsedSignal, now: datetime
+) -> OpenNewGroup:
     """A new group under the effective config `merged` (and its parsed `grid`), with pyramid 0."""
     return OpenNewGroup(
         config=merged,
