@@ -8,6 +8,7 @@ from typing import Any
 
 from exchanges.adapters.base import ExchangeAdapter
 from exchanges.models import ExchangeConfig
+from exchanges.services import adapter_for, exchange_config_store
 
 DEFAULT_BALANCES = {"USDT": "10000", "BTC": "1", "ETH": "10"}
 
@@ -24,8 +25,6 @@ class SimulatorAccount:
 
     def adapter(self) -> ExchangeAdapter:
         """``exchanges.services.adapter_for(config)``, closed again by the fixture."""
-        from exchanges.services import adapter_for
-
         adapter = adapter_for(self.config)
         adapter.sleep = lambda seconds: None  # the resolver's backoff adds nothing to a local simulator
         self._adapters.append(adapter)
@@ -48,8 +47,6 @@ def make_simulator_account(
     simulator: Any, *, user: Any, balances: dict[str, str] | None = None, mode: str = "testnet"
 ) -> SimulatorAccount:
     """Register fresh keys with the simulator and store them as the user's ``simulator`` config."""
-    from exchanges.services import exchange_config_store
-
     api_key = "sim" + secrets.token_hex(16)
     api_secret = secrets.token_hex(32)
     simulator.create_account(api_key, api_secret, balances or DEFAULT_BALANCES)

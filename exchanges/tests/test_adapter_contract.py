@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from exchanges.adapters.base import ExchangeAdapter
+from exchanges.exceptions import OrderNotFoundError
 from exchanges.services import adapter_for, paper_account_reset
 
-from .contract import ExchangeAdapterContract
+from .contract import ExchangeAdapterContract, limit
 from .support import DEFAULT_BALANCES, SimulatorAccount, make_simulator_account
 
 pytestmark = pytest.mark.django_db
@@ -57,8 +59,6 @@ class PaperVenue:
         self.simulator.set_price(exchange_symbol, price, partial_fill_ratio)
 
     def orders_with_client_id(self, client_order_id: str) -> list[dict[str, Any]]:
-        from exchanges.exceptions import OrderNotFoundError
-
         try:
             order = self.adapter.fetch_order("BTC/USDT", client_order_id=client_order_id)
         except OrderNotFoundError:
@@ -88,18 +88,12 @@ class TestPaperAdapterOnSimulatorPrices(ExchangeAdapterContract):
         return PaperVenue(simulator, adapter)
 
     def test_nothing_reaches_the_simulator(self, adapter: ExchangeAdapter, paper_account: SimulatorAccount) -> None:
-        from .contract import limit
-
         adapter.create_order(limit("buy", "0.001", "60000"))
         assert paper_account.orders() == []
 
     def test_state_survives_a_new_adapter(
         self, adapter: ExchangeAdapter, venue: PaperVenue, paper_account: SimulatorAccount
     ) -> None:
-        from decimal import Decimal
-
-        from .contract import limit
-
         placed = adapter.create_order(limit("buy", "0.002", "64000"))
         adapter.close()
         venue.set_price("BTCUSDT", "63000")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 from types import SimpleNamespace
@@ -45,8 +46,6 @@ def test_a_client_that_turns_verification_off_keeps_its_own_setting():
 
 
 def test_calls_from_many_threads_run_on_one_loop_and_a_loop_may_not_call_in():
-    import asyncio
-
     async def which_loop():  # type: ignore[no-untyped-def]
         return asyncio.get_running_loop()
 

@@ -228,6 +228,8 @@ def test_everything_is_audited_and_no_log_row_holds_a_secret(
 
 
 def test_a_config_with_trading_history_is_not_deleted(auth_client: APIClient) -> None:
+    # positions sits above exchanges; only this test, of the guard that keeps positions' rows valid,
+    # needs one of its models, so the import stays with it rather than making the module depend on positions.
     from positions.models import PositionGroup
 
     auth_client.post("/api/keys/binance", body(), format="json")

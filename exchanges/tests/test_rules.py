@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from django.db import connection
 
 from exchanges import rules
 from exchanges.adapters.factory import public_adapter
@@ -38,8 +39,6 @@ def market(base: str, tick: str = "0.01") -> MarketRules:
 
 def _database_url() -> str:
     """The test database, for a child process."""
-    from django.db import connection
-
     db = connection.settings_dict
     password = f":{quote(str(db['PASSWORD']), safe='')}" if db.get("PASSWORD") else ""
     port = f":{db['PORT']}" if db.get("PORT") else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from accounts.models import SystemLog
 from exchanges import selectors, services, tasks
+from exchanges.adapters.ccxt_adapter import CcxtAdapter
 from exchanges.circuit import CircuitState
 from exchanges.exceptions import (
     AuthenticationFailedError,
@@ -22,7 +24,7 @@ from exchanges.models import ExchangeConfig, MarketRule
 
 from .contract import limit
 from .factories import ExchangeConfigFactory, MarketRuleFactory
-from .support import SimulatorAccount
+from .support import SimulatorAccount, make_simulator_account
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +80,7 @@ def test_unknown_symbol_once_rules_are_loaded(simulator_account: SimulatorAccoun
 
 
 def test_tasks_are_registered_under_their_names(simulator_account: SimulatorAccount) -> None:
+    # tradingsite wires the apps together and nothing below it imports it; this test checks that wiring.
     from tradingsite.celery import app
 
     assert tasks.refresh_market_rules.name == "exchanges.refresh_market_rules"
@@ -109,10 +112,6 @@ def test_a_second_account_reuses_the_process_markets_and_books_no_exchange_info(
 ) -> None:
     """exchangeInfo (weight 20) is loaded once per process, and only that load is booked: a worker with
     many accounts and threads once spent its whole minute of weight on markets it already had."""
-    import time
-
-    from exchanges.tests.support import make_simulator_account
-
     first = simulator_account.adapter()
     first.fetch_ticker("BTC/USDT")
     other = make_simulator_account(simulator_account.simulator, user=user_factory())
@@ -187,8 +186,6 @@ def test_sync_methods_refuse_to_run_inside_an_event_loop(simulator_account: Simu
 
 
 def test_testnet_and_live_configs_use_the_exchange_and_its_sandbox() -> None:
-    from exchanges.adapters.ccxt_adapter import CcxtAdapter
-
     testnet = services.adapter_for(ExchangeConfigFactory(exchange_name="binance", mode="testnet"))
     live = services.adapter_for(ExchangeConfigFactory(exchange_name="binance", mode="live"))
     assert isinstance(testnet, CcxtAdapter) and testnet.sandbox
