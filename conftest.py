@@ -19,7 +19,7 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache():  # type: ignore[no-untyped-def]
+def _clear_cache():
     """Rate limits and caches live in Redis: every test starts from an empty key space."""
     yield
     try:
@@ -31,7 +31,7 @@ def _clear_cache():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
-def _close_async_pools():  # type: ignore[no-untyped-def]
+def _close_async_pools():
     """The webhook route's own database connections (`sql.AsyncPool`) end with the test that opened
     them: each test runs its own event loop, and the test database is dropped at the end."""
     yield
@@ -43,28 +43,28 @@ def _close_async_pools():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def api_client():  # type: ignore[no-untyped-def]
+def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
 
 
 @pytest.fixture
-def user_factory(db):  # type: ignore[no-untyped-def]
+def user_factory(db):
     from accounts.tests.factories import UserFactory
 
     return UserFactory
 
 
 @pytest.fixture
-def trader(db):  # type: ignore[no-untyped-def]
+def trader(db):
     from accounts.tests.factories import UserFactory
 
     return UserFactory(role="trader")
 
 
 @pytest.fixture
-def auth_client(trader):  # type: ignore[no-untyped-def]
+def auth_client(trader):
     from rest_framework.test import APIClient
 
     client = APIClient()
@@ -74,14 +74,14 @@ def auth_client(trader):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def celery_worker_app():  # type: ignore[no-untyped-def]
+def celery_worker_app():
     from tradingsite.celery import app
 
     return app
 
 
 @pytest.fixture
-def celery_worker(transactional_db, celery_worker_app):  # type: ignore[no-untyped-def]
+def celery_worker(transactional_db, celery_worker_app):
     """A real celery worker (threads, real broker and result backend) for end-to-end tests."""
     from celery.contrib.testing.worker import start_worker
 
@@ -96,7 +96,7 @@ def celery_worker(transactional_db, celery_worker_app):  # type: ignore[no-untyp
 
 
 @pytest.fixture(scope="session")
-def simulator():  # type: ignore[no-untyped-def]
+def simulator():
     """One Binance-compatible simulator process per test session (per xdist worker), on a free port.
 
     Serves ../shared/data/exchange/binance_exchangeInfo_subset.json when present, else the built-in set.
@@ -112,7 +112,7 @@ SIMULATOR_START_PRICES = {"BTCUSDT": "65000", "ETHUSDT": "3500", "SOLUSDT": "150
 
 
 @pytest.fixture
-def simulator_account(simulator, settings, trader):  # type: ignore[no-untyped-def]
+def simulator_account(simulator, settings, trader):
     """A fresh simulator account (10000 USDT, 1 BTC, 10 ETH) and the trader's `simulator` config for it.
 
     `settings.SIMULATOR_URL` points at the session's simulator; prices start at SIMULATOR_START_PRICES;
@@ -132,7 +132,7 @@ def simulator_account(simulator, settings, trader):  # type: ignore[no-untyped-d
 
 
 @pytest.fixture(autouse=True)
-def _forget_memoised_market_rules():  # type: ignore[no-untyped-def]
+def _forget_memoised_market_rules():
     """Each process keeps market rules in memory (`exchanges.rules`); every test starts without them."""
     yield
     try:

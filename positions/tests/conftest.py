@@ -20,7 +20,7 @@ def load_rules(exchange_name: str, path: Path = BUILT_IN) -> None:
 
 
 @pytest.fixture
-def sim_config(trader):  # type: ignore[no-untyped-def]
+def sim_config(trader):
     """An enabled `simulator` exchange config with the built-in market rules cached (no network)."""
     from exchanges.models import ExchangeConfig
 
@@ -31,7 +31,7 @@ def sim_config(trader):  # type: ignore[no-untyped-def]
     return config
 
 
-def alert(secret: str, **overrides):  # type: ignore[no-untyped-def]
+def alert(secret: str, **overrides):
     """A rendered TradingView alert in our format (docs/webhook.md#body): a grid buy of BTCUSDT at 65000."""
     from positions.webhook import alert_template
 
@@ -58,6 +58,6 @@ def alert(secret: str, **overrides):  # type: ignore[no-untyped-def]
     return body
 
 
-def post(client, user, body, content_type="application/json"):  # type: ignore[no-untyped-def]
+def post(client, user, body, content_type="application/json"):
     raw = body if isinstance(body, str | bytes) else json.dumps(body)
     return client.generic("POST", f"/api/webhook/{user.pk}", raw, content_type=content_type)

@@ -14,7 +14,7 @@ from positions.tests.conftest import alert, post
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def wait_for(predicate, timeout: float = 20.0, message: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 20.0, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -24,11 +24,11 @@ def wait_for(predicate, timeout: float = 20.0, message: str = "condition"):  # t
     raise AssertionError(f"timed out waiting for {message}")
 
 
-def _open_on_simulator(account) -> list[dict]:  # type: ignore[no-untyped-def]
+def _open_on_simulator(account) -> list[dict]:
     return [o for o in account.orders() if o["status"] in ("NEW", "PARTIALLY_FILLED")]
 
 
-def _expected_legs(account, symbol: str, entry: str, index: int = 0):  # type: ignore[no-untyped-def]
+def _expected_legs(account, symbol: str, entry: str, index: int = 0):
     from positions.config import effective_config
     from positions.grid import compute_grid
     from positions.services.configs import config_get
@@ -43,7 +43,7 @@ def _placed(group: PositionGroup) -> bool:
     return group.status != "waiting" and not group.dca_orders.filter(status__in=["pending", "unknown"]).exists()
 
 
-def _group(response) -> PositionGroup:  # type: ignore[no-untyped-def]
+def _group(response) -> PositionGroup:
     assert response.status_code == 202, response.content
     return PositionGroup.objects.get(pk=response.json()["group_id"])
 

@@ -13,7 +13,7 @@ from positions.tests.test_exits import _open, _prices, _settle
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def _resting_legs(group) -> list[int]:  # type: ignore[no-untyped-def]
+def _resting_legs(group) -> list[int]:
     return sorted(group.dca_orders.filter(status="open").values_list("dca_level", flat=True))
 
 

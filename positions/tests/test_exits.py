@@ -16,7 +16,7 @@ from positions.tests.test_end_to_end import _group, _open_on_simulator, _placed,
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def _open(client, account, config=None, price="65000"):  # type: ignore[no-untyped-def]
+def _open(client, account, config=None, price="65000"):
     from positions.services.configs import config_set
 
     user = account.config.user
@@ -30,11 +30,11 @@ def _open(client, account, config=None, price="65000"):  # type: ignore[no-untyp
     return group
 
 
-def _prices(group, price: str) -> dict:  # type: ignore[no-untyped-def]
+def _prices(group, price: str) -> dict:
     return {(str(group.exchange_config_id), group.symbol): Decimal(price)}
 
 
-def _settle(group) -> PositionGroup:  # type: ignore[no-untyped-def]
+def _settle(group) -> PositionGroup:
     monitor.monitor_fills()
     group.refresh_from_db()
     return group

@@ -121,7 +121,7 @@ def test_the_route_honours_the_trusted_proxy_for_the_allowlist(trader, sim_confi
 # ------------------------------------------------------------------------------------------ dispatcher
 
 
-def _wait(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+def _wait(condition, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -140,7 +140,7 @@ def test_one_dispatcher_leads_sweeps_on_takeover_and_relays_announcements(client
     sent_b: list[str] = []
     lock = threading.Lock()
 
-    def sink(into: list[str]):  # type: ignore[no-untyped-def]
+    def sink(into: list[str]):
         def send(signal_id: str) -> None:
             with lock:
                 into.append(signal_id)
@@ -227,7 +227,7 @@ def test_symbols_the_routes_cached_index_cannot_answer_are_resolved_in_a_thread(
     assert sorted(PositionGroup.objects.values_list("symbol", flat=True)) == ["ETH/USDT", "SOL/USDT"]
 
 
-def _backend_pid():  # type: ignore[no-untyped-def]
+def _backend_pid():
     return (yield "SELECT pg_backend_pid() AS pid", [])["pid"]
 
 
@@ -266,7 +266,7 @@ def test_a_failing_step_rolls_back_and_the_connection_serves_the_next_alert(trad
 
     pool = AsyncPool(1)
 
-    def failing():  # type: ignore[no-untyped-def]
+    def failing():
         yield "UPDATE accounts_user SET username = 'changed' WHERE id = %s", [trader.pk]
         raise RuntimeError("the intake broke")
 

@@ -43,7 +43,7 @@ def test_a_signal_waits_for_a_group_locked_by_a_worker_that_logs_for_the_user(cl
     assert response.status_code == 202 and response.json()["classification"] == "pyramid"
 
 
-def _concurrently(calls: list) -> list:  # type: ignore[type-arg]
+def _concurrently(calls: list) -> list:
     """Run the calls in threads released together; each thread closes its own database connection."""
     barrier = threading.Barrier(len(calls))
     results: list = [None] * len(calls)
@@ -121,7 +121,7 @@ def test_concurrent_copies_of_one_pyramid_make_one_pyramid(client, trader, sim_c
     assert group.pyramid_count == 2 and group.pyramids.count() == 2
 
 
-def _receive(trader, body: dict):  # type: ignore[no-untyped-def]
+def _receive(trader, body: dict):
     import json
 
     from positions.services.intake import signal_receive

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.django_db
 D = Decimal
 
 
-def _group(config, symbol: str = "BTC/USDT") -> PositionGroup:  # type: ignore[no-untyped-def]
+def _group(config, symbol: str = "BTC/USDT") -> PositionGroup:
     return PositionGroup.objects.create(
         user=config.user, exchange_config=config, symbol=symbol, timeframe="60", status="partially_filled"
     )
 
 
-def _leg(group: PositionGroup, level: int, *, status: str = "open", **extra) -> DCAOrder:  # type: ignore[no-untyped-def]
+def _leg(group: PositionGroup, level: int, *, status: str = "open", **extra) -> DCAOrder:
     pyramid, _ = Pyramid.objects.get_or_create(
         group=group, index=0, defaults={"entry_price": D("65000"), "capital_usd": D("200")}
     )
@@ -49,7 +49,7 @@ def _leg(group: PositionGroup, level: int, *, status: str = "open", **extra) -> 
     )
 
 
-def _exit(group: PositionGroup, *, status: str = "open", **extra) -> ExitOrder:  # type: ignore[no-untyped-def]
+def _exit(group: PositionGroup, *, status: str = "open", **extra) -> ExitOrder:
     order_id = uuid.uuid4()
     return ExitOrder.objects.create(
         id=order_id,
@@ -67,7 +67,7 @@ def _exit(group: PositionGroup, *, status: str = "open", **extra) -> ExitOrder: 
     )
 
 
-def test_one_look_up_finds_either_kind_by_id_client_id_or_exchange_id(sim_config) -> None:  # type: ignore[no-untyped-def]
+def test_one_look_up_finds_either_kind_by_id_client_id_or_exchange_id(sim_config) -> None:
     group = _group(sim_config)
     leg = _leg(group, 0, exchange_order_id="111")
     tp = _exit(group, exchange_order_id="222")
@@ -85,7 +85,7 @@ def test_one_look_up_finds_either_kind_by_id_client_id_or_exchange_id(sim_config
     assert ledger.is_entry_leg(leg) and not ledger.is_entry_leg(tp)
 
 
-def test_an_unknown_order_id_raises_and_is_not_remembered(sim_config) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_order_id_raises_and_is_not_remembered(sim_config) -> None:
     order_id = uuid.uuid4()
     with pytest.raises(ExitOrder.DoesNotExist):
         ledger.order_table(order_id)
@@ -104,7 +104,7 @@ def test_an_unknown_order_id_raises_and_is_not_remembered(sim_config) -> None:  
     assert ledger.order_get(order_id=order_id) == tp
 
 
-def test_walks_cover_both_kinds_with_their_filters(sim_config) -> None:  # type: ignore[no-untyped-def]
+def test_walks_cover_both_kinds_with_their_filters(sim_config) -> None:
     group = _group(sim_config)
     other = _group(sim_config, symbol="ETH/USDT")
     resting = _leg(group, 0)
@@ -144,7 +144,7 @@ def test_walks_cover_both_kinds_with_their_filters(sim_config) -> None:  # type:
     assert not ledger.group_has_unsettled_orders(group_id=group.pk)
 
 
-def test_fills_come_back_as_plain_data_in_execution_order(sim_config) -> None:  # type: ignore[no-untyped-def]
+def test_fills_come_back_as_plain_data_in_execution_order(sim_config) -> None:
     group = _group(sim_config)
     leg = _leg(group, 0, status="filled")
     tp = _exit(group, status="filled")

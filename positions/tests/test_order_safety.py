@@ -18,7 +18,7 @@ from positions.services.reconcile import orders_out_of_sync
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
-def _intent(account, *, price: str, quantity: str = "0.001") -> DCAOrder:  # type: ignore[no-untyped-def]
+def _intent(account, *, price: str, quantity: str = "0.001") -> DCAOrder:
     """A live BTC/USDT group (aggregate TP: no per-leg TP tasks) with one committed, unsent limit buy."""
     from positions.config import effective_config
 

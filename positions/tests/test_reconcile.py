@@ -86,7 +86,7 @@ def test_reconcile_adopts_fills_cancels_and_orphans(client, simulator_account, c
     assert "unexplained: 1" in capsys.readouterr().out
 
 
-def _open_second_closed_group(client, account):  # type: ignore[no-untyped-def]
+def _open_second_closed_group(client, account):
     from positions.models import PositionGroup
     from positions.tests.conftest import alert, post
 

@@ -316,7 +316,7 @@ def _report(counts: dict[str, Any]) -> None:
 
 def test_hundred_signals_with_placement_faults_and_worker_kills(
     client, simulator, settings, trader, shared_data, tmp_path
-):  # type: ignore[no-untyped-def]
+):
     from exchanges.exceptions import ExchangeError
     from exchanges.tests.support import make_simulator_account
     from positions import ledger

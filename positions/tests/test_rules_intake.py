@@ -177,7 +177,7 @@ def test_exits():
         (_context(config_id=None), _alert(), 400, "unknown_exchange"),
     ],
 )
-def test_refusals_name_their_reason(context, alert, status, code):  # type: ignore[no-untyped-def]
+def test_refusals_name_their_reason(context, alert, status, code):
     if context == "ip":
         context = _context(limits=IntakeLimits(rate_limit_per_minute=300, allowed_ips=frozenset({"10.9.9.9"})))
     outcome = decide(context, alert, NOW)
@@ -193,7 +193,7 @@ def test_refusals_come_in_order_a_wrong_secret_before_the_rate_limit_and_the_sch
     outcome = decide(_context(recent=10_000), broken, NOW)
     assert isinstance(outcome, Rejected) and outcome.error.code == "secret_invalid"
     envelope = dataclass_replace(_alert(), envelope_error=WebhookError(413, "payload_too_large", "big"))
-    assert decide(_context(), envelope, NOW) == Rejected(envelope.envelope_error, user_known=False)  # type: ignore[arg-type]
+    assert decide(_context(), envelope, NOW) == Rejected(envelope.envelope_error, user_known=False)
 
 
 def test_pool_rules():
@@ -226,7 +226,7 @@ def test_the_queue_promotes_the_deepest_loss_then_the_most_replaced_then_the_old
     assert [e.name for e in queue_rank(entries, prices)] == ["deep", "replaced", "old", "new"]
 
 
-def dataclass_replace(instance, **changes):  # type: ignore[no-untyped-def]
+def dataclass_replace(instance, **changes):
     import dataclasses
 
     return dataclasses.replace(instance, **changes)

@@ -27,7 +27,7 @@ def sell(price: str, qty: str, fee: str = "0", asset: str = "") -> FillData:
     return FillData(side="sell", price=D(price), quantity=D(qty), fee=D(fee), fee_asset=asset)
 
 
-def totals(fills: list[FillData]):  # type: ignore[no-untyped-def]
+def totals(fills: list[FillData]):
     return position_totals(fills, base="BTC", quote="USDT")
 
 

@@ -219,7 +219,7 @@ def test_a_full_waiting_queue_ignores_new_identities_but_still_takes_replacement
     config_set(user=trader, data={"max_open_groups": 1, "queue_max_size": 1}, partial=True)
     assert post(client, trader, alert(trader.webhook_secret)).json()["classification"] == "new_entry"
 
-    def entry(symbol: str, price: str, trade_id: str):  # type: ignore[no-untyped-def]
+    def entry(symbol: str, price: str, trade_id: str):
         body = alert(
             trader.webhook_secret, tv={"symbol": symbol, "entry_price": price}, strategy_info={"trade_id": trade_id}
         )

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def web(tmp_path):  # type: ignore[no-untyped-def]
+def web(tmp_path):
     """Two daphne processes on one port, each on its own socket; yields the base URL."""
     from tradingsite.stack import listening_sockets, web_argv
 
