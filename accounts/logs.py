@@ -92,6 +92,8 @@ def log_row(level: str, category: str, message: str, *, user=None, details=None,
 
 
 def _write(level: str, category: str, message: str, *, user=None, details=None, ip=None) -> None:  # type: ignore[no-untyped-def]
+    # Not at the top: the LOGGING setting's SecretScrubFilter imports this module while Django configures
+    # logging, before the app registry is ready to import models.
     from .models import SystemLog
 
     row = log_row(level, category, message, user=user, details=details, ip=ip)
@@ -134,7 +136,7 @@ def audit(
 ) -> None:
     """Record who did what to which resource. Runs inside the caller's transaction on purpose:
     an audited change and its audit row commit or roll back together."""
-    from .models import AuditLog
+    from .models import AuditLog  # not at the top: see `_write`
 
     AuditLog.objects.create(
         user=user if getattr(user, "pk", None) else None,

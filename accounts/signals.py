@@ -7,12 +7,11 @@ from django.dispatch import receiver
 
 from .logs import audit, log_warning
 from .middleware import client_ip
+from .services import session_end, session_start
 
 
 @receiver(user_logged_in)
 def _logged_in(sender, request, user, **kwargs):  # type: ignore[no-untyped-def]
-    from .services import session_start
-
     ip = client_ip(request) if request is not None else None
     if request is not None and getattr(request, "session", None) is not None:
         if not request.session.session_key:
@@ -30,8 +29,6 @@ def _logged_in(sender, request, user, **kwargs):  # type: ignore[no-untyped-def]
 
 @receiver(user_logged_out)
 def _logged_out(sender, request, user, **kwargs):  # type: ignore[no-untyped-def]
-    from .services import session_end
-
     if user is None:
         return
     if request is not None and getattr(request, "session", None) is not None and request.session.session_key:

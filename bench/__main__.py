@@ -18,6 +18,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from bench.harness import Harness, say
+
 BENCHES = ["webhook_ack", "signal_to_order", "monitor_cycle", "adapter_overhead", "backtest"]
 
 
@@ -31,6 +33,7 @@ def _run_one(name: str, harness: Any, explicit: bool) -> dict[str, Any] | None:
     if name == "adapter_overhead":
         if not _adapter_present():
             return {"bench": name, "skipped": "bench/adapter.py not present"} if explicit else None
+        # optional: bench/adapter.py may be absent (see _adapter_present)
         from bench import adapter
 
         runner: Callable[..., dict[str, Any]] = adapter.run
@@ -56,9 +59,6 @@ def main(argv: list[str]) -> int:
     selected = names or BENCHES
     signal.signal(signal.SIGTERM, _on_sigterm)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-
-    from bench.harness import Harness, say
-
     failed = False
     try:
         with Harness() as harness:

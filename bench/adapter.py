@@ -80,6 +80,7 @@ def _timed(action: Any, count: int) -> list[float]:
 
 def run(orders: int = ORDERS) -> dict[str, Any]:
     """Median ms per create + cancel: through the adapter, and raw."""
+    # Django is set up by the bench harness after this module is imported; exchanges.models needs it
     from exchanges.adapters.ccxt_adapter import CcxtAdapter, close_all_clients
     from exchanges.adapters.types import OrderRequest
     from exchanges.client_ids import client_order_id_for

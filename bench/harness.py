@@ -25,6 +25,8 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
+from exchanges.simulator.testing import SimulatorProcess  # no Django in the simulator
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 BENCH_DB = "tradingsite_bench"
@@ -226,8 +228,6 @@ class Harness:
         """The Binance-compatible simulator; every process (this one included) is pointed at it."""
         from django.conf import settings
 
-        from exchanges.simulator.testing import SimulatorProcess
-
         sim = SimulatorProcess(exchange_info=exchange_info)
         self.simulators.append(sim)
         sim.start()
@@ -242,6 +242,8 @@ class Harness:
 
         `self.web_pids` are the processes' pids (for CPU accounting).
         """
+        # Importing tradingsite creates the celery app, which defaults DJANGO_SETTINGS_MODULE to dev:
+        # only once __enter__ has set the bench settings.
         from tradingsite.stack import WEB_PROCESSES, listening_sockets, web_argv
 
         sockets = listening_sockets("127.0.0.1", 0, WEB_PROCESSES)
@@ -273,6 +275,8 @@ class Harness:
         return url
 
     def purge_queue(self) -> int:
+        # Importing tradingsite creates the celery app, which defaults DJANGO_SETTINGS_MODULE to dev:
+        # only once __enter__ has set the bench settings.
         from tradingsite.celery import app
 
         purged = app.control.purge() or 0
@@ -282,10 +286,13 @@ class Harness:
 
     def start_worker(self, concurrency: int | None = None) -> ChildProcess:
         """A celery worker on an empty queue; returns once it answers a ping."""
+        # Importing tradingsite creates the celery app, which defaults DJANGO_SETTINGS_MODULE to dev:
+        # only once __enter__ has set the bench settings.
         from tradingsite.celery import app
 
         self.purge_queue()
         name = f"bench-{os.getpid()}@%h"
+        # see start_worker's first import
         from tradingsite.stack import worker_argv
 
         argv = worker_argv(name=name, loglevel="warning", extra=["--without-mingle", "--without-gossip"])

@@ -159,6 +159,7 @@ async def _send_paced(base_url: str, plan: list[tuple[str, bytes]]) -> list[str]
 
 
 def _wait_until_resting(harness: Harness, expected: int) -> None:
+    # Django is set up by Harness (on the bench database) after this module is imported
     from positions.models import DCAOrder, PositionGroup
 
     deadline = time.monotonic() + SETUP_TIMEOUT_S
@@ -180,6 +181,7 @@ def _wait_until_resting(harness: Harness, expected: int) -> None:
 
 def _timed_cycle(sim: Any) -> tuple[float, int, dict[str, int], dict[str, Any]]:
     """Wall time of one `monitor_fills()`, the weight and the requests (by endpoint) the simulator counted."""
+    # Django is set up by Harness (on the bench database) after this module is imported
     from positions.services.monitor import monitor_fills
 
     before = sim.stats()
@@ -196,6 +198,7 @@ def _timed_cycle(sim: Any) -> tuple[float, int, dict[str, int], dict[str, Any]]:
 
 
 def run(harness: Harness) -> dict[str, Any]:
+    # Django is set up by Harness (on the bench database) after this module is imported
     from exchanges.services import market_rules_refresh
     from positions.models import DCAOrder, PositionGroup
 

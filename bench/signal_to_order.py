@@ -69,6 +69,7 @@ def _signals(traders: list[Trader], count: int, tag: str) -> list[Sample]:
 
 
 def _wait_for_entry_ack(sample: Sample, stop: threading.Event) -> None:
+    # Django is set up by Harness (on the bench database) after this module is imported
     from positions.models import DCAOrder
 
     deadline = time.monotonic() + ACK_TIMEOUT_S
@@ -140,6 +141,7 @@ def _send_all(base_url: str, samples: list[Sample], lanes: int) -> float:
 
 
 def run(harness: Harness) -> dict[str, Any]:
+    # Django is set up by Harness (on the bench database) after this module is imported
     from exchanges.services import market_rules_refresh
 
     sim = harness.start_simulator()

@@ -47,6 +47,7 @@ def traders_create(
     sim: Any, *, count: int, prefix: str, balances: dict[str, str], engine_config: dict[str, Any] | None = None
 ) -> list[Trader]:
     """`count` traders, each with a funded simulator account, through the services the API uses."""
+    # Django is set up by Harness (on the bench database) after this module is imported
     from accounts.services import user_register
     from exchanges.services import exchange_config_store
     from positions.services.configs import config_set
@@ -77,6 +78,7 @@ def signal_body(
     and not duplicates of one another.
     """
     at = EPOCH + timedelta(seconds=TV_SECONDS[timeframe] * candle + second)
+    # Django is set up by Harness (on the bench database) after this module is imported
     from positions.webhook import alert_template
 
     body = alert_template(secret=trader.secret, exchange="SIMULATOR")

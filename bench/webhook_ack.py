@@ -61,6 +61,7 @@ def _pool_overfilled() -> int:
     """
     from django.db.models import Count
 
+    # Django is set up by Harness (on the bench database) after this module is imported
     from positions.models import PositionGroup
 
     counts = PositionGroup.objects.values("user").annotate(n=Count("id")).values_list("n", flat=True)
@@ -117,6 +118,7 @@ async def _fire(
 
 
 def run(harness: Harness) -> dict[str, Any]:
+    # Django is set up by Harness (on the bench database) after this module is imported
     from exchanges.services import market_rules_refresh
 
     sim = harness.start_simulator()

@@ -4,8 +4,9 @@ A signal row that becomes pending (stored so by the webhook intake, or promoted 
 announced by a trigger on its table (`pg_notify`, migration 0005), so the announcement is part of the
 commit (never sent for a rolled-back signal, never lost between commit and an enqueue call), nobody
 writing such a row can forget it, and the web process spends nothing on it: publishing a celery
-message costs more CPU than the rest of the webhook's intake. A dispatcher thread in a celery worker LISTENs and turns each
-announcement into a `process_signal` task; celery then does what it does (threads, retries, acks_late).
+message costs more CPU than the rest of the webhook's intake. A dispatcher thread in a celery worker
+LISTENs and turns each announcement into a `process_signal` task; celery then does what it does
+(threads, retries, acks_late).
 
 - One dispatcher at a time: the one holding a session advisory lock. The others wait and take over when
   its connection goes (a killed worker's lock goes with it).
@@ -37,6 +38,8 @@ RETRY_S = 5.0
 
 
 def _dispatch_to_celery(signal_id: str) -> None:
+    # Not at the top: tradingsite.celery imports this module (for DispatcherStep) while the celery app is
+    # created, before Django's app registry is ready; the tasks module imports models.
     from .tasks import process_signal
 
     process_signal.delay(signal_id)

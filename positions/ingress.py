@@ -29,10 +29,10 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from accounts.middleware import client_ip_from
+from core import sql
 from exchanges.selectors import NotCachedError
 
 from . import events
-from core import sql
 from .services.intake import Alert, IntakeResult, alert_read, intake_steps, signal_receive
 
 logger = logging.getLogger(__name__)
@@ -40,12 +40,6 @@ logger = logging.getLogger(__name__)
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[..., Awaitable[None]]], Any]
 WEBHOOK_PATH = re.compile(r"^/api/webhook/(?P<user_id>[^/]+)/?$")
 RESPONSE_HEADERS = [(b"content-type", b"application/json"), (b"x-content-type-options", b"nosniff")]
-
-
-def warm_webhook_path() -> None:
-    """Import what the intake imports lazily, so that it is loaded (and frozen, see `tradingsite.asgi`)
-    before the first alert rather than during it."""
-    import exchanges.models  # noqa: F401
 
 
 class _TooLargeError(Exception):

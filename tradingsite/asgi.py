@@ -18,13 +18,12 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from positions.ingress import WebhookIngress, warm_webhook_path  # noqa: E402
+from positions.ingress import WebhookIngress  # noqa: E402
 from tradingsite import daphne_tuning  # noqa: E402
 from tradingsite.routing import websocket_urlpatterns  # noqa: E402
 from tradingsite.websocket_auth import JWTOrSessionAuthMiddleware  # noqa: E402
 
 daphne_tuning.install()
-warm_webhook_path()
 
 application = ProtocolTypeRouter(
     {

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.logs import audit
 from accounts.middleware import client_ip
 from accounts.permissions import IsTraderOrHigher, ReadOrTrader
 from core.api import ApiError
@@ -18,7 +19,9 @@ from .. import selectors
 from ..choices import GroupStatus
 from ..config import ConfigError
 from ..grid import GridConfigError, GridError, compute_grid, legs_to_json
+from ..models import PositionGroup
 from ..services import configs
+from ..tasks import close_group
 from . import serializers as s
 
 
@@ -75,8 +78,6 @@ class PositionCloseView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, group_id: str) -> Response:
-        from ..models import PositionGroup
-
         group = PositionGroup.objects.filter(pk=_uuid(group_id), user=request.user).first()
         if group is None:
             raise ApiError(status_code=404, code="not_found", detail="No such position.")
@@ -87,10 +88,6 @@ class PositionCloseView(APIView):
                 detail=f"The position is already {group.status}.",
                 fields={"status": [group.status]},
             )
-        from accounts.logs import audit
-
-        from ..tasks import close_group
-
         audit(
             user=request.user,
             action="position_close",

@@ -13,7 +13,11 @@ from django.db import transaction
 
 from accounts.logs import audit
 from core.api import ApiError
+from exchanges.exceptions import ExchangeError
+from exchanges.models import ExchangeConfig
 from exchanges.precision import MarketRules
+from exchanges.selectors import market_rule_resolve
+from exchanges.services import adapter_for
 
 from ..config import ConfigError, layer_engine_config, parse_engine_config, resolve_engine_config
 from ..grid import GridConfig
@@ -75,11 +79,6 @@ def grid_for_preview(*, user: Any, config: Any) -> GridConfig:
 
 
 def rules_for_preview(*, user: Any, exchange: str, symbol: str) -> MarketRules:
-    from exchanges.exceptions import ExchangeError
-    from exchanges.models import ExchangeConfig
-    from exchanges.selectors import market_rule_resolve
-    from exchanges.services import adapter_for
-
     config = ExchangeConfig.objects.filter(user=user, exchange_name__iexact=exchange).first()
     exchange_name = config.exchange_name if config else exchange.lower()
     rules = market_rule_resolve(exchange_name=exchange_name, raw=symbol)

@@ -33,6 +33,7 @@ from ..rules.exits import close_quantity, slippage_over_limit
 from ..rules.position import base_quote
 from . import orders
 from .positions import group_recompute
+from .queue import queue_remove
 from .state import group_event, group_transition
 
 CLOSE_PURPOSES = (
@@ -61,8 +62,6 @@ def group_close(*, group_id: Any, purpose: str, actor: Any = None, reason: str =
             actor=actor,
             reason=reason or ExitPurpose(purpose).label,
         )
-        from .queue import queue_remove
-
         queue_remove(
             user_id=group.user_id,
             exchange_config_id=group.exchange_config_id,

@@ -17,6 +17,7 @@ from ..choices import GroupStatus as S
 from ..events import publish_group
 from ..models import GroupEvent, PositionGroup
 from ..rules.lifecycle import transition_allowed
+from .queue import queue_promote_after_commit
 
 
 class TransitionError(Exception):
@@ -76,6 +77,4 @@ def group_transition(
 
 def _on_slot_freed(group: PositionGroup) -> None:
     """A closed group frees its pool slot at once: let the queue promote after commit."""
-    from .queue import queue_promote_after_commit
-
     queue_promote_after_commit(user_id=group.user_id)
