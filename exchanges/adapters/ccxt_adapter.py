@@ -14,7 +14,10 @@
   temporary errors with a short backoff, order placement never is (an unknown outcome is reported as
   ``UnknownOutcomeError`` and resolved by ``place_order_safely``);
 * amounts are Decimal everywhere; they are rounded and checked with ``exchanges.precision`` before an
-  order is sent, and converted to float only in the final call into ccxt.
+  order is sent, and converted to float only in the final call into ccxt;
+* ``load_market_rules()`` returns every spot market as our ``MarketRules``; keeping them is the business
+  of the adapter's ``MarketRulesSource`` (``exchanges.rules`` in the engine), never of this module.
+  ``_SHARED_MARKETS`` below is ccxt's own market table, which its client needs for every call.
 """
 
 from __future__ import annotations
