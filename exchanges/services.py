@@ -377,7 +377,7 @@ def paper_account_reset(
 
 def simulator_account_register(*, api_key: str, api_secret: str, balances: dict[str, str]) -> bool:
     """Create the account on the running simulator unless it already knows the key; False if unreachable."""
-    base = settings.SIMULATOR_URL.rstrip("/")
+    base = str(settings.SIMULATOR_URL).rstrip("/")
     try:
         query = urllib.parse.urlencode({"api_key": api_key})
         with urllib.request.urlopen(f"{base}/_sim/balances?{query}", timeout=3):

@@ -67,7 +67,7 @@ def ccxt_adapter(
             rules=rules,
         )
     overrides = ccxt_binance_config(
-        settings.SIMULATOR_URL,
+        str(settings.SIMULATOR_URL),
         credentials.api_key if credentials else "",
         credentials.api_secret if credentials else "",
     )

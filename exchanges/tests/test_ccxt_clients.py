@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from exchanges.adapters.ccxt_adapter import CcxtAdapter, _run
 
 
-def _adapter(key: str, **overrides) -> CcxtAdapter:  # type: ignore[no-untyped-def]
+def _adapter(key: str, **overrides: Any) -> CcxtAdapter:
     credentials = SimpleNamespace(api_key=key, api_secret="s" * 32, password=None)
     return CcxtAdapter(exchange_name="binance", ccxt_id="binance", credentials=credentials, config_overrides=overrides)
 
 
-def _in_thread(make):  # type: ignore[no-untyped-def]
-    made: list = []
+def _in_thread(make: Callable[[], Any]) -> Any:
+    made: list[Any] = []
     worker = threading.Thread(target=lambda: made.append(make()))
     worker.start()
     worker.join()
@@ -45,14 +47,14 @@ def test_a_client_that_turns_verification_off_keeps_its_own_setting():
     assert client.ssl_context is None  # ccxt then passes verify=False to aiohttp itself
 
 
-def test_calls_from_many_threads_run_on_one_loop_and_a_loop_may_not_call_in():
-    async def which_loop():  # type: ignore[no-untyped-def]
+def test_calls_from_many_threads_run_on_one_loop_and_a_loop_may_not_call_in() -> None:
+    async def which_loop() -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
 
     loops = {_in_thread(lambda: _run(which_loop())) for _ in range(3)}
     assert len(loops) == 1
 
-    async def from_a_loop():  # type: ignore[no-untyped-def]
+    async def from_a_loop() -> None:
         with pytest.raises(RuntimeError, match="call them from a worker thread"):
             _run(which_loop())
 

@@ -37,6 +37,13 @@ def market(base: str, tick: str = "0.01") -> MarketRules:
     )
 
 
+def tick(symbol: str) -> Decimal:
+    """The tick size this process reads for a market of EXCHANGE."""
+    found = rules.market_rule_get(exchange_name=EXCHANGE, symbol=symbol)
+    assert found is not None, symbol
+    return found.tick_size
+
+
 def _database_url() -> str:
     """The test database, for a child process."""
     db = connection.settings_dict
@@ -76,7 +83,7 @@ def store_in_another_process(exchange_name: str, stored: list[MarketRules]) -> N
 def test_a_store_in_another_process_reaches_this_processs_memory(django_assert_num_queries: Any) -> None:
     rules.market_rules_store(exchange_name=EXCHANGE, rules=[market("BTC"), market("ETH")])
     assert rules.market_symbol_resolve(exchange_name=EXCHANGE, raw="BTCUSDT") == ("BTC/USDT", "BTC-USDT")
-    assert rules.market_rule_get(exchange_name=EXCHANGE, symbol="BTC/USDT").tick_size == Decimal("0.01")
+    assert tick("BTC/USDT") == Decimal("0.01")
     assert rules.market_rules_count(exchange_name=EXCHANGE) == 2
     assert rules.market_symbol_resolve(exchange_name=EXCHANGE, raw="SOLUSDT") is None
 
@@ -84,7 +91,7 @@ def test_a_store_in_another_process_reaches_this_processs_memory(django_assert_n
     # answers from its memory, and only a new version makes it look again.
     MarketRule.objects.filter(exchange_name=EXCHANGE, symbol="BTC/USDT").update(tick_size=Decimal("0.5"))
     time.sleep(rules.VERSION_CHECK_INTERVAL_S)
-    assert rules.market_rule_get(exchange_name=EXCHANGE, symbol="BTC/USDT").tick_size == Decimal("0.01")
+    assert tick("BTC/USDT") == Decimal("0.01")
     with django_assert_num_queries(0):
         assert rules.market_symbol_resolve(exchange_name=EXCHANGE, raw="btc/usdt", cached_only=True) == (
             "BTC/USDT",
@@ -99,8 +106,9 @@ def test_a_store_in_another_process_reaches_this_processs_memory(django_assert_n
         rules.market_symbol_resolve(exchange_name=EXCHANGE, raw="SOLUSDT", cached_only=True)
     # ...which compares versions and sees the other process's rules,
     assert rules.market_symbol_resolve(exchange_name=EXCHANGE, raw="SOLUSDT") == ("SOL/USDT", "SOL-USDT")
-    assert rules.market_rule_get(exchange_name=EXCHANGE, symbol="BTC/USDT").tick_size == Decimal("0.1")
-    assert rules.market_rule_resolve(exchange_name=EXCHANGE, raw="sol-usdt").symbol == "SOL/USDT"
+    assert tick("BTC/USDT") == Decimal("0.1")
+    resolved = rules.market_rule_resolve(exchange_name=EXCHANGE, raw="sol-usdt")
+    assert resolved is not None and resolved.symbol == "SOL/USDT"
     assert rules.market_rules_count(exchange_name=EXCHANGE) == 3
     # and the memory answers the webhook again without any I/O.
     with django_assert_num_queries(0):
@@ -118,7 +126,7 @@ def test_the_storing_process_forgets_at_once_and_pruned_markets_are_gone() -> No
 
     rules.market_rules_store(exchange_name=EXCHANGE, rules=[market("BTC", tick="0.1")])
 
-    assert rules.market_rule_get(exchange_name=EXCHANGE, symbol="BTC/USDT").tick_size == Decimal("0.1")
+    assert tick("BTC/USDT") == Decimal("0.1")
     assert rules.market_rules_count(exchange_name=EXCHANGE) == 1
     assert rules.market_symbol_resolve(exchange_name=EXCHANGE, raw="BTCUSDT") == ("BTC/USDT", "BTC-USDT")
     with pytest.raises(rules.NotCachedError):  # not in the index: only the database can say
