@@ -6,7 +6,7 @@ the exchange adapter all share one implementation of "what may be sent to the ex
 Conventions:
 
 * Prices and quantities for orders are rounded **down** to the tick / step (``round_price_down``,
-  ``round_qty_down``), as SPEC §3.3 requires; nothing is ever rounded up behind the caller's back.
+  ``round_qty_down``), as docs/engine.md#precision says; nothing is ever rounded up behind the caller's back.
 * The general helpers (``round_to_tick``, ``round_to_decimals``, ``round_to_significant``) take a
   ``RoundingMode``: ``truncate`` (toward zero), ``round`` (nearest, halves away from zero, as ccxt
   does), ``round-up`` (toward +infinity) and ``round-down`` (toward -infinity). ``round-up`` and

@@ -1,4 +1,4 @@
-"""Serializers of the key endpoints (CONTRACT §3.2). Secrets are write-only: no serializer outputs one."""
+"""Serializers of the key endpoints (/api/keys...). Secrets are write-only: no serializer outputs one."""
 
 from __future__ import annotations
 

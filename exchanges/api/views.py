@@ -1,4 +1,4 @@
-"""Exchange key endpoints (CONTRACT §3.2): store, list (masked), validate, switch mode, delete.
+"""Exchange key endpoints: store, list (masked), validate, switch mode, delete (bodies: /api/schema/).
 
 Users see and touch only their own configs; anything else is a 404.
 """
@@ -14,9 +14,9 @@ from rest_framework.views import APIView
 
 from accounts.middleware import client_ip
 from accounts.permissions import ReadOrTrader
+from core.api import ApiError
 from exchanges import selectors, services
 from exchanges.models import ExchangeConfig
-from core.api import ApiError
 
 from . import serializers as s
 

@@ -7,7 +7,7 @@ rules, Binance error bodies and HTTP statuses, and request weights counted per c
 rolling minute (reported in ``X-MBX-USED-WEIGHT-1M``; above the limit, 6000, HTTP 429 / -1003).
 
 Unsigned control endpoints under ``/_sim/`` (loopback clients only) create accounts, move prices,
-inject faults and expose what happened; see ``CONTRACT.md`` section 5.
+inject faults and expose what happened (docs/processes.md#simulator).
 
 Fault rules (``POST /_sim/faults``, one rule or ``{"rules": [...]}``) fire by count, as before
 (``{"match": "POST /api/v3/order", "action": "error_500", "count": 2}``), or by rate: add
@@ -808,7 +808,7 @@ def _trade_json(trade: Trade) -> dict[str, Any]:
 
 
 def _control_order_json(order: Order, *, detail: bool = False) -> dict[str, Any]:
-    """An order in the ``GET /_sim/orders`` shape of CONTRACT section 5.
+    """An order as ``GET /_sim/orders`` lists it (tests and benches read these fields by name).
 
     With ``detail`` (``?fills=detail``) each fill also has its ``tradeId`` and ``time`` (epoch ms), so
     that fills of different orders can be put in the order they happened.

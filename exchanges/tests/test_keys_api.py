@@ -1,4 +1,4 @@
-"""Key endpoints (CONTRACT §3.2): every status and field error, ownership, and no secret in any answer."""
+"""Key endpoints (/api/keys...): every status and field error, ownership, and no secret in any answer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Re-encrypt every exchange secret with the first key of ENCRYPTION_KEYS (CONTRACT §4)."""
+"""Re-encrypt every exchange secret with the first key of ENCRYPTION_KEYS (docs/processes.md#environment)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``manage.py run_simulator``: the exchange simulator in the foreground (CONTRACT section 4)."""
+"""``manage.py run_simulator``: the exchange simulator in the foreground (docs/processes.md#simulator)."""
 
 from __future__ import annotations
 
