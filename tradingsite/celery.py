@@ -25,7 +25,7 @@ _add_worker_steps()
 
 @worker_ready.connect
 def _on_worker_ready(sender=None, **kwargs):  # type: ignore[no-untyped-def]
-    """Hooks that must run once a worker is up (e.g. reconciliation after a crash)."""
-    from tradingsite.schedules import run_worker_start_hooks
-
-    run_worker_start_hooks()
+    """Once a worker is up: reconcile orders with the exchanges, e.g. after a crash
+    (docs/engine.md#reconciliation)."""
+    if "positions.reconcile" in app.tasks:
+        app.send_task("positions.reconcile")

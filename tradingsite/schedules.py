@@ -108,9 +108,3 @@ def sync_schedules(*, schedules: Sequence[Schedule] = SCHEDULES) -> dict[str, in
                 task.save(update_fields=["enabled"])
                 counts["disabled"] += 1
     return counts
-
-
-def run_worker_start_hooks() -> None:
-    """At worker start: reconcile orders with the exchanges (docs/engine.md#reconciliation)."""
-    if "positions.reconcile" in app.tasks:
-        app.send_task("positions.reconcile")

@@ -21,6 +21,7 @@ from accounts.logs import audit, log_info
 from accounts.models import User
 from core import sql
 
+from .. import jobs
 from ..choices import OPEN_GROUP_STATUSES, ProcessingStatus
 from ..config import effective_config
 from ..events import Event, event, publish_events
@@ -154,10 +155,7 @@ def queue_delete(*, entry: QueuedSignal, actor: Any, ip: str | None = None) -> N
 
 def queue_promote_after_commit(*, user_id: Any) -> None:
     """A slot was freed: promote once the freeing transaction commits."""
-    from ..tasks import promote_queue  # tasks import the services: a module-level import would be a circle
-
-    key = str(user_id)
-    transaction.on_commit(lambda: promote_queue.delay(key))
+    jobs.enqueue_after_commit(jobs.PROMOTE_QUEUE, str(user_id))
 
 
 def queue_ordered(*, user: Any, prices: dict[str, Decimal] | None = None) -> list[QueuedSignal]:

@@ -10,11 +10,9 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-
 from exchanges.client_ids import client_order_id_for
 
-from .. import ledger
+from .. import jobs, ledger
 from ..choices import ExitPurpose, GroupStatus, OrderStatus, OrderType
 from ..models import DCAOrder, ExitOrder, Fill, PositionGroup
 from ..rules.exits import PER_LEG_TP_MODES, leg_take_profit
@@ -70,7 +68,4 @@ def leg_tp_follow(*, leg: DCAOrder, group: PositionGroup) -> ExitOrder | None:
 
 
 def _submit_after_commit(order_id: Any) -> None:
-    # Imported here: `positions.tasks` imports the services, which import this module.
-    from ..tasks import submit_order
-
-    transaction.on_commit(lambda: submit_order.delay(str(order_id)))
+    jobs.enqueue_after_commit(jobs.SUBMIT_ORDER, str(order_id))
