@@ -193,6 +193,34 @@ def test_a_failed_enqueue_is_retried_by_a_sweep(client, trader, sim_config, monk
         dispatcher.stop()
 
 
+def test_a_signal_announces_itself_when_it_turns_pending_and_only_then(client, trader, sim_config):
+    """The table's trigger (migration 0005): an insert or update that makes a row pending notifies the
+    dispatcher's channel with its id on commit; other rows and other updates do not."""
+    import psycopg
+
+    from positions.dispatch import CHANNEL
+
+    params = connections["default"].get_connection_params()
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        pending = post(client, trader, alert(trader.webhook_secret)).json()["signal_id"]
+        exit_id = post(
+            client,
+            trader,
+            alert(
+                trader.webhook_secret,
+                tv={"symbol": "ETHUSDT", "action": "sell"},
+                execution_intent={"type": "exit", "side": "sell"},
+                strategy_info={"trade_id": "X1"},
+            ),
+        ).json()["signal_id"]  # an exit without a position: ignored, never pending
+        WebhookSignal.objects.filter(pk=pending).update(reason="touched")  # not a change to pending
+        WebhookSignal.objects.filter(pk=exit_id).update(processing_status="pending")
+        heard = [notice.payload for notice in listener.notifies(timeout=2, stop_after=5)]
+    assert heard == [pending, exit_id]
+
+
 def test_a_copy_through_the_route_is_rolled_back_and_stored_as_a_duplicate(trader, sim_config):
     """The route's driver runs the intake's rollback step: the copy's group is undone, the copy recorded."""
     body = json.dumps(alert(trader.webhook_secret)).encode()
