@@ -84,7 +84,7 @@ class Connection(asyncio.Protocol):
         return status, body
 
     def _chunks(self, position: int) -> tuple[list[bytes] | None, int]:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             line_end = self._buffer.find(b"\r\n", position)
             if line_end < 0:

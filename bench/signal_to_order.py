@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -72,10 +73,11 @@ def _wait_for_entry_ack(sample: Sample, stop: threading.Event) -> None:
     # Django is set up by Harness (on the bench database) after this module is imported
     from positions.models import DCAOrder
 
+    group_id = uuid.UUID(sample.group_id)  # the intake answered it, so it is one
     deadline = time.monotonic() + ACK_TIMEOUT_S
     while time.monotonic() < deadline and not stop.is_set():
         row = (
-            DCAOrder.objects.filter(group_id=sample.group_id, pyramid_level=0, dca_level=0)
+            DCAOrder.objects.filter(group_id=group_id, pyramid_level=0, dca_level=0)
             .values_list("client_order_id", "status", "acknowledged_at", "submitted_at")
             .first()
         )

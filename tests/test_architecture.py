@@ -124,6 +124,7 @@ def _imports(path: Path, root: Path = ROOT) -> Iterator[Import]:
             targets = [node.args[0].value]
         for target in targets:
             if target.split(".")[0] in OURS:
+                assert isinstance(node, ast.stmt | ast.expr)  # an import statement or an import_module call
                 yield Import(path, node.lineno, node.end_lineno or node.lineno, target, in_function, root)
         inner = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
         if isinstance(node, ast.If) and _is_type_checking(node):

@@ -81,7 +81,8 @@ def _postgres_down() -> None:
     pgdata = DATA_DIR / "postgres"
     user = "pgserver" if os.geteuid() == 0 else None
     with contextlib.suppress(Exception):
-        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)
+        # pgserver makes its command wrappers (pg_ctl, initdb...) at import time: its types do not show them
+        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=30)  # type: ignore[attr-defined]
 
 
 # --- embedded Redis ------------------------------------------------------------------------------

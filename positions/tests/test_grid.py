@@ -253,7 +253,7 @@ def test_generator_contract_example_arithmetic() -> None:
     ]
     # 20 + 20 × (1.5^8 - 1) / 0.5 = 20 + 985.15625
     assert capital_for_pyramid(config, 0) == Decimal("1005.15625")
-    total_weight = sum(level.weight_percent for level in config.levels)
+    total_weight = sum((level.weight_percent for level in config.levels), Decimal(0))
     assert abs(total_weight - 100) < Decimal("1e-20")
     legs = compute_grid(config=config, pyramid_index=0, entry_price=Decimal("65000"), rules=BTC)
     assert [leg.level for leg in legs] == list(range(9))
@@ -773,7 +773,7 @@ def test_grid_properties_on_real_markets(scenario: tuple[MarketRules, Decimal, G
     assert [leg.level for leg in legs] == sorted({leg.level for leg in legs})
     covered = sorted([leg.level for leg in legs] + [level for leg in legs for level in leg.merged_levels])
     assert covered == list(range(len(levels))), "every level is placed or merged, none lost"
-    assert abs(sum(leg.weight_percent for leg in legs) - 100) < Decimal("1e-9")
+    assert abs(sum((leg.weight_percent for leg in legs), Decimal(0)) - 100) < Decimal("1e-9")
 
     total = Decimal(0)
     for position, leg in enumerate(legs):

@@ -185,7 +185,8 @@ class Worker:
 
     def in_flight(self) -> int:
         """Tasks this worker received and had not finished (nor scheduled for a retry) when it stopped."""
-        received, finished = set(), set()
+        received: set[str] = set()
+        finished: set[str] = set()
         for line in self.log_path.read_text(errors="replace").splitlines() if self.log_path else ():
             match = TASK_LINE.search(line)
             if match:
@@ -267,7 +268,7 @@ def _pending_signals(user: Any) -> str:
 
     from positions.models import WebhookSignal
 
-    def body(raw: bytes) -> str:
+    def body(raw: bytes | str) -> str:
         message = json.loads(raw)
         message = message[0] if isinstance(message, list) else message  # unacked: [message, exchange, key]
         return base64.b64decode(message.get("body", "")).decode(errors="replace")

@@ -150,9 +150,9 @@ def test_an_open_group_takes_a_pyramid_once_per_candle_up_to_its_maximum():
 
 def test_the_signals_order_size_is_the_pyramids_capital_only_when_the_config_says_so():
     sized = _alert(tv__order_size="37.5")
-    assert decide(_context(), sized, NOW).pyramid.capital_usd != Decimal("37.5")  # type: ignore[union-attr]
+    assert decide(_context(), sized, NOW).pyramid.capital_usd != Decimal("37.5")
     config = json.dumps({"use_signal_size": True})
-    assert decide(_context(engine_config=config), sized, NOW).pyramid.capital_usd == Decimal("37.5")  # type: ignore[union-attr]
+    assert decide(_context(engine_config=config), sized, NOW).pyramid.capital_usd == Decimal("37.5")
 
 
 def test_exits():

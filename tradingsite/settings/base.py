@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, overload
 
 import dj_database_url
 
@@ -31,6 +32,10 @@ def _services_env() -> dict[str, str]:
 _SERVICES = _services_env()
 
 
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: None = None) -> str | None: ...
 def env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or _SERVICES.get(name) or default
 
@@ -115,7 +120,7 @@ DATABASES["default"].setdefault("TEST", {})
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or REDIS_URL
 
-CACHES = {
+CACHES: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
@@ -236,7 +241,7 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
 LOG_RETENTION_DAYS = {"system": 30, "audit": 90}
 
-LOGGING = {
+LOGGING: dict[str, Any] = {  # a dictConfig document; production.py swaps its handlers
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"scrub": {"()": "accounts.logs.SecretScrubFilter"}},
