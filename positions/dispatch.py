@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from celery import bootsteps
 
+from . import jobs
 from .choices import ProcessingStatus
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,7 @@ RETRY_S = 5.0
 
 
 def _dispatch_to_celery(signal_id: str) -> None:
-    # Not at the top: tradingsite.celery imports this module (for DispatcherStep) while the celery app is
-    # created, before Django's app registry is ready; the tasks module imports models.
-    from .tasks import process_signal
-
-    process_signal.delay(signal_id)
+    jobs.enqueue(jobs.PROCESS_SIGNAL, signal_id)
 
 
 class SignalDispatcher(threading.Thread):

@@ -10,8 +10,14 @@ from __future__ import annotations
 from celery import current_app
 from django.db import transaction
 
+PROCESS_SIGNAL = "positions.process_signal"
 SUBMIT_ORDER = "positions.submit_order"
 PROMOTE_QUEUE = "positions.promote_queue"
+
+
+def enqueue(task_name: str, *args: str) -> None:
+    """Send `task_name(*args)` to celery now."""
+    current_app.send_task(task_name, args=args)
 
 
 def enqueue_after_commit(task_name: str, *args: str) -> None:
