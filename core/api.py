@@ -68,8 +68,8 @@ def _summary(fields: dict[str, Any]) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Every API error leaves as `{"error", "detail", "fields"}` with the right status."""
     if isinstance(exc, DjangoValidationError):
-        fields = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
-        exc = exceptions.ValidationError(fields)
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(errors)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -99,6 +99,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return response
 
     code = _CODES.get(response.status_code, "error")
-    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-    response.data = error_body(code, str(detail))
+    message = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    response.data = error_body(code, str(message))
     return response

@@ -23,13 +23,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import enum
 import functools
 import re
 import uuid
 import weakref
 from collections.abc import Generator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final, Literal, Self
 
 import psycopg
 from django.db import connection, models, transaction
@@ -39,7 +40,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 
-class PreparedCursor(psycopg.RawCursor):  # type: ignore[type-arg]
+class PreparedCursor(psycopg.RawCursor[DictRow]):
     """Binds parameters on the server and prepares every statement it runs.
 
     These statements are few and run for every webhook, so they are prepared: PostgreSQL then parses
@@ -52,7 +53,9 @@ class PreparedCursor(psycopg.RawCursor):  # type: ignore[type-arg]
     them again for every webhook was a third of a new entry's CPU.
     """
 
-    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = True, binary: bool | None = None):  # type: ignore[override]
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = True, binary: bool | None = None
+    ) -> Self:
         return super().execute(numbered(query), params, prepare=prepare, binary=binary)
 
 
@@ -91,12 +94,13 @@ def cursor() -> PreparedCursor:
     """
     connection.ensure_connection()
     raw = connection.connection
-    cached = getattr(connection, "_prepared_cursor", None)
+    cached: PreparedCursor | None = getattr(connection, "_prepared_cursor", None)
     if cached is not None and cached.connection is raw:
         return cached
     if raw.prepare_threshold is None:
         raw.prepare_threshold = EXPLICIT_ONLY
-    cached = connection._prepared_cursor = PreparedCursor(raw, row_factory=dict_row)
+    # kept on Django's per-thread connection wrapper, which has no such attribute of its own
+    cached = connection._prepared_cursor = PreparedCursor(raw, row_factory=dict_row)  # type: ignore[attr-defined]
     return cached
 
 
@@ -189,11 +193,16 @@ class Batch:
 
 Step = tuple[str, Sequence[Any]]
 Row = DictRow  # a row by column name
-# Yields statements (or `ROLLBACK`), is sent each one's first row, returns the result.
-type Steps[T] = Generator[Step | object, Row | None, T]
+
+
+class _Control(enum.Enum):
+    ROLLBACK = "rollback"
+
 
 # Yielded by steps: roll back what the transaction did so far and go on in a new one.
-ROLLBACK = object()
+ROLLBACK: Final = _Control.ROLLBACK
+# Yields statements (or `ROLLBACK`), is sent each one's first row, returns the result.
+type Steps[T] = Generator[Step | Literal[_Control.ROLLBACK], Row | None, T]
 
 
 def run[T](steps: Steps[T]) -> T:
@@ -205,7 +214,7 @@ def run[T](steps: Steps[T]) -> T:
             cur = cursor()
             try:
                 while (step := steps.send(reply)) is not ROLLBACK:
-                    statement, params = step  # type: ignore[misc]
+                    statement, params = step
                     cur.execute(statement, params)
                     reply = cur.fetchone() if cur.description is not None else None
             except StopIteration as done:
@@ -215,7 +224,9 @@ def run[T](steps: Steps[T]) -> T:
 
 
 class _AsyncCursor(psycopg.AsyncRawCursor[DictRow]):
-    async def execute(self, query: Any, params: Any = None, *, prepare: bool | None = True, binary: bool | None = None):  # type: ignore[override]
+    async def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = True, binary: bool | None = None
+    ) -> Self:
         return await super().execute(numbered(query), params, prepare=prepare, binary=binary)
 
 
@@ -338,6 +349,6 @@ async def _drive[T](conn: psycopg.AsyncConnection[Any], cur: _AsyncCursor, steps
             await conn.rollback()
             reply = None
             continue
-        statement, params = step  # type: ignore[misc]
+        statement, params = step
         await cur.execute(statement, params)
         reply = await cur.fetchone() if cur.description is not None else None

@@ -161,16 +161,16 @@ class ExitGroup:
 
 
 @dataclass(frozen=True, slots=True)
-class _NeedsPool:
+class NeedsPool:
     """Decide again once the pool has been read under the user's lock."""
 
 
-NEEDS_POOL: Final = _NeedsPool()
+NEEDS_POOL: Final = NeedsPool()
 
 type Outcome = Rejected | Skipped | OpenNewGroup | AddPyramid | QueueSignal | ExitGroup
 
 
-def decide(context: IntakeContext | None, alert: Alert, now: datetime) -> Outcome | _NeedsPool:
+def decide(context: IntakeContext | None, alert: Alert, now: datetime) -> Outcome | NeedsPool:
     """What `alert` does, given what the transaction read (`None`: no such active user, or nothing read
     because the request was refused before the database)."""
     if alert.envelope_error is not None:

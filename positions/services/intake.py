@@ -57,6 +57,7 @@ from ..rules.intake import (
     ExitGroup,
     IntakeContext,
     IntakeLimits,
+    NeedsPool,
     OpenGroup,
     OpenNewGroup,
     Outcome,
@@ -135,13 +136,6 @@ def _idempotency_key(parsed: ParsedSignal) -> str | None:
         return None
     raw = "|".join([parsed.trade_id, parsed.tv_timestamp, parsed.action, parsed.intent_type])
     return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def _user_uuid(user_id: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(user_id)
-    except ValueError:
-        return None
 
 
 def _user_uuid(user_id: str) -> uuid.UUID | None:
@@ -340,7 +334,7 @@ def intake_steps(alert: Alert) -> sql.Steps[tuple[IntakeResult, list[Event]]]:
         assert context is not None and wanted is not None
         context = yield from _pool_steps(context, wanted, alert)
         decision = decide(context, alert, timezone.now())  # None: deactivated meanwhile, refused as unknown
-    assert not isinstance(decision, type(NEEDS_POOL))
+    assert not isinstance(decision, NeedsPool)
     if isinstance(decision, Rejected):
         yield _rejection(alert, wanted if decision.user_known else None, decision.error)
         return _error(decision.error), []
@@ -372,13 +366,6 @@ def _store(
     signal_id = uuid.uuid4()
     batch = sql.Batch()
     published: list[Event] = []
-    identity = {
-        "user_id": user_id,
-        "exchange_config_id": context.config_id,
-        "symbol": alert.symbol,
-        "timeframe": parsed.timeframe,
-        "side": SIDE,
-    }
     match decision:
         case Skipped():
             # A second pyramid in one candle is a duplicate of the first, not of this trade id: a later
@@ -403,7 +390,15 @@ def _store(
                     ),
                 )
         case ExitGroup():
-            removed = (yield queue_remove_statement(**identity)) is not None
+            removed = (
+                yield queue_remove_statement(
+                    user_id=user_id,
+                    exchange_config_id=context.config_id,
+                    symbol=alert.symbol,
+                    timeframe=parsed.timeframe,
+                    side=SIDE,
+                )
+            ) is not None
             if removed:
                 published.append(queue_event(user_id))
             stored = _Stored(
@@ -430,7 +425,15 @@ def _store(
             )
         case QueueSignal():
             assert context.config_id is not None
-            row = yield queue_upsert_statement(**identity, signal_id=signal_id, entry_price=decision.entry_price)
+            row = yield queue_upsert_statement(
+                user_id=user_id,
+                exchange_config_id=context.config_id,
+                symbol=alert.symbol,
+                timeframe=parsed.timeframe,
+                side=SIDE,
+                signal_id=signal_id,
+                entry_price=decision.entry_price,
+            )
             assert row is not None
             published.append(queue_event(user_id, symbol=alert.symbol))
             stored = _Stored(
