@@ -79,7 +79,7 @@ class LoadedMarketRules:
 
     def store(self, *, exchange_name: str, rules: Sequence[MarketRules]) -> int:
         spellings: dict[str, MarketRules] = {}
-        for item in sorted(rules, key=lambda rules: rules.symbol):
+        for item in sorted(rules, key=lambda each: each.symbol):
             spellings["=" + item.symbol.upper()] = item
             for alias in (item.symbol.upper(), item.exchange_symbol.upper(), compact_symbol(item.base + item.quote)):
                 spellings.setdefault(alias, item)
