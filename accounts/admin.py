@@ -15,7 +15,7 @@ class UserSessionInline(admin.TabularInline):
     model = UserSession
     extra = 0
     can_delete = False
-    fields = ["kind", "created_at", "expires_at", "ended_at", "ip_address", "user_agent"]
+    fields = ("kind", "created_at", "expires_at", "ended_at", "ip_address", "user_agent")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]

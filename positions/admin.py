@@ -35,14 +35,14 @@ class ReadOnlyInline(admin.TabularInline):
 
 class PyramidInline(ReadOnlyInline):
     model = Pyramid
-    fields = ["index", "entry_price", "capital_usd", "entry_order_type", "created_at", "submitted_at"]
+    fields = ("index", "entry_price", "capital_usd", "entry_order_type", "created_at", "submitted_at")
     readonly_fields = fields
 
 
 class DCAOrderInline(ReadOnlyInline):
     model = DCAOrder
     fk_name = "group"
-    fields = [
+    fields = (
         "pyramid_level",
         "dca_level",
         "order_type",
@@ -53,14 +53,14 @@ class DCAOrderInline(ReadOnlyInline):
         "status",
         "client_order_id",
         "exchange_order_id",
-    ]
+    )
     readonly_fields = fields
 
 
 class ExitOrderInline(ReadOnlyInline):
     model = ExitOrder
     fk_name = "group"
-    fields = [
+    fields = (
         "purpose",
         "order_type",
         "price",
@@ -70,19 +70,19 @@ class ExitOrderInline(ReadOnlyInline):
         "status",
         "client_order_id",
         "slippage_percent",
-    ]
+    )
     readonly_fields = fields
 
 
 class FillInline(ReadOnlyInline):
     model = Fill
-    fields = ["executed_at", "side", "price", "quantity", "fee", "fee_asset", "trade_id"]
+    fields = ("executed_at", "side", "price", "quantity", "fee", "fee_asset", "trade_id")
     readonly_fields = fields
 
 
 class EventInline(ReadOnlyInline):
     model = GroupEvent
-    fields = ["at", "kind", "message"]
+    fields = ("at", "kind", "message")
     readonly_fields = fields
 
 

@@ -11,6 +11,7 @@ from datetime import timedelta
 from django.contrib.auth import authenticate
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -27,8 +28,8 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts import selectors, services
 from accounts.logs import audit
 from accounts.middleware import client_ip
-from accounts.models import User
-from accounts.permissions import IsAdminRole, IsViewerOrHigher
+from accounts.models import AuditLog, SystemLog, User
+from accounts.permissions import AuthenticatedRequest, IsAdminRole, IsViewerOrHigher
 from core.api import ApiError
 
 from . import serializers as s
@@ -189,7 +190,7 @@ class WebhookSecretView(APIView):
     permission_classes = [IsViewerOrHigher]
 
     @extend_schema(request=None, responses=s.AccountSerializer)
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         user = services.webhook_secret_regenerate(user=request.user, ip=client_ip(request))
         return Response(s.AccountSerializer(user).data)
 
@@ -204,7 +205,7 @@ class SystemLogListView(APIView):
     permission_classes = [IsViewerOrHigher]
 
     @extend_schema(parameters=[s.LogQuerySerializer], responses=s.SystemLogSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         q = _log_query(request)
         qs = selectors.log_list_system(
             viewer=request.user,
@@ -222,7 +223,7 @@ class AuditLogListView(APIView):
     permission_classes = [IsViewerOrHigher]
 
     @extend_schema(parameters=[s.LogQuerySerializer], responses=s.AuditLogSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         q = _log_query(request)
         qs = selectors.log_list_audit(
             viewer=request.user,
@@ -251,7 +252,11 @@ class SystemLogDeleteView(APIView):
         return Response({"success": True, "deleted": counts["system"]})
 
 
-def _export_rows(kind: str, fmt: str, qs, serializer_class) -> Iterator[str]:  # type: ignore[no-untyped-def]
+type _LogRows = QuerySet[SystemLog] | QuerySet[AuditLog]
+type _LogSerializer = type[s.SystemLogSerializer] | type[s.AuditLogSerializer]
+
+
+def _export_rows(kind: str, fmt: str, qs: _LogRows, serializer_class: _LogSerializer) -> Iterator[str]:
     fields = list(serializer_class.Meta.fields)
     if fmt == "csv":
         buffer = io.StringIO()
@@ -266,8 +271,8 @@ def _export_rows(kind: str, fmt: str, qs, serializer_class) -> Iterator[str]:  #
             yield buffer.getvalue()
     else:
         yield "["
-        for index, row in enumerate(qs.iterator(chunk_size=500)):
-            yield ("," if index else "") + json.dumps(serializer_class(row).data, default=str)
+        for index, log in enumerate(qs.iterator(chunk_size=500)):
+            yield ("," if index else "") + json.dumps(serializer_class(log).data, default=str)
         yield "]"
 
 
@@ -275,11 +280,13 @@ class LogExportView(APIView):
     permission_classes = [IsAdminRole]
 
     @extend_schema(request=s.LogExportSerializer, responses=OpenApiTypes.OBJECT)
-    def post(self, request: Request):  # type: ignore[no-untyped-def]
+    def post(self, request: AuthenticatedRequest) -> StreamingHttpResponse:
         data = s.LogExportSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         kind, fmt = data.validated_data["kind"], data.validated_data["format"]
         start, end = data.validated_data.get("start_date"), data.validated_data.get("end_date")
+        qs: _LogRows
+        serializer_class: _LogSerializer
         if kind == "system":
             qs = selectors.log_list_system(viewer=request.user, start=start, end=end)
             serializer_class = s.SystemLogSerializer
