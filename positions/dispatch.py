@@ -68,7 +68,7 @@ class SignalDispatcher(threading.Thread):
             self._stopping.wait(RETRY_S)
 
     def _serve(self, conn: psycopg.Connection) -> None:
-        while not conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK_KEY]).fetchone()[0]:
+        while not _leader_lock_try(conn):
             if self._stopping.wait(WAIT_S):
                 return
         conn.execute(f"LISTEN {CHANNEL}")
@@ -124,3 +124,9 @@ class DispatcherStep(bootsteps.StartStopStep):
     # A worker told to terminate (not to stop) calls this instead; the dispatcher must go either way, or
     # its connection keeps the leader lock.
     terminate = stop
+
+
+def _leader_lock_try(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK_KEY]).fetchone()
+    assert row is not None  # a SELECT of one value returns one row
+    return bool(row[0])

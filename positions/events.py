@@ -107,7 +107,7 @@ async def _send_batch(batch: list[Event]) -> None:
     for groups, event in batch:
         for name in groups:
             per_group.setdefault(name, []).append(event)
-    messages = {
+    messages: dict[str, dict[str, Any]] = {
         name: {"type": "relay", "event": events[0]} if len(events) == 1 else {"type": "relay_many", "events": events}
         for name, events in per_group.items()
     }
@@ -122,7 +122,7 @@ async def _send_batch(batch: list[Event]) -> None:
         logger.warning("could not publish a live event: %s", exc)
 
 
-def _log_failure(task: asyncio.Future) -> None:  # type: ignore[type-arg]
+def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:  # a dead channel layer must never break trading
         logger.warning("could not publish a live event: %s", task.exception())
 

@@ -111,7 +111,9 @@ def leg_and_pyramid_pnl(*, group: PositionGroup, price: Decimal | None) -> dict[
                 "avg_cost": _fmt(unit),
                 "realized": _fmt(realized),
                 "unrealized": _fmt(unrealized),
-                "unrealized_percent": _fmt((price / unit - 1) * 100) if unrealized is not None and unit else None,
+                "unrealized_percent": _fmt((price / unit - 1) * 100)
+                if price is not None and unrealized is not None and unit
+                else None,
             }
             totals["realized"] += realized
             totals["unrealized"] += unrealized or zero

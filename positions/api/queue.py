@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.middleware import client_ip
-from accounts.permissions import IsTraderOrHigher, ReadOrTrader
+from accounts.permissions import AuthenticatedRequest, IsTraderOrHigher, ReadOrTrader
 from core.api import ApiError
 
 from ..models import QueuedSignal
@@ -31,8 +31,8 @@ def _row(entry: QueuedSignal, position: int) -> dict:
     }
 
 
-def _entry(request: Request, entry_id: str) -> QueuedSignal:
-    entry = QueuedSignal.objects.filter(pk=entry_id if len(entry_id) == 36 else None, user=request.user).first()
+def _entry(request: AuthenticatedRequest, entry_id: str) -> QueuedSignal:
+    entry = QueuedSignal.objects.filter(pk=entry_id, user=request.user).first() if len(entry_id) == 36 else None
     if entry is None:
         raise ApiError(status_code=404, code="not_found", detail="No such queued signal.")
     return entry
@@ -51,7 +51,7 @@ class QueuePromoteView(APIView):
     force = False
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
-    def post(self, request: Request, entry_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, entry_id: str) -> Response:
         entry = _entry(request, entry_id)
         promoted = queue_promote(user_id=request.user.pk, entry_id=entry.pk, force=self.force, actor=request.user)
         if not promoted:
@@ -71,6 +71,6 @@ class QueueDeleteView(APIView):
     permission_classes = [IsTraderOrHigher]
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
-    def delete(self, request: Request, entry_id: str) -> Response:
+    def delete(self, request: AuthenticatedRequest, entry_id: str) -> Response:
         queue_delete(entry=_entry(request, entry_id), actor=request.user, ip=client_ip(request))
         return Response({"success": True})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal, InvalidOperation
 
 from drf_spectacular.types import OpenApiTypes
@@ -12,7 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.logs import audit
 from accounts.middleware import client_ip
-from accounts.permissions import IsTraderOrHigher, ReadOrTrader
+from accounts.permissions import AuthenticatedRequest, IsTraderOrHigher, ReadOrTrader
 from core.api import ApiError
 
 from .. import selectors
@@ -64,8 +65,7 @@ class PositionDetailView(APIView):
         return Response(s.GroupDetailSerializer(group, context={"pnl": pnl, "breakdown": breakdown}).data)
 
 
-def _uuid(raw: str):  # type: ignore[no-untyped-def]
-    import uuid
+def _uuid(raw: str) -> uuid.UUID:
 
     try:
         return uuid.UUID(raw)
@@ -77,7 +77,7 @@ class PositionCloseView(APIView):
     permission_classes = [IsTraderOrHigher]
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
-    def post(self, request: Request, group_id: str) -> Response:
+    def post(self, request: AuthenticatedRequest, group_id: str) -> Response:
         group = PositionGroup.objects.filter(pk=_uuid(group_id), user=request.user).first()
         if group is None:
             raise ApiError(status_code=404, code="not_found", detail="No such position.")

@@ -103,9 +103,9 @@ def _monitor_config(config: ExchangeConfig, report: MonitorReport) -> None:
         states = adapter.fetch_open_orders(None)
     else:
         states = [s for symbol in by_symbol for s in adapter.fetch_open_orders(symbol)]
-    for state in states:
-        if state.client_order_id:
-            open_states[state.client_order_id] = state
+    for listed in states:
+        if listed.client_order_id:
+            open_states[listed.client_order_id] = listed
     cycle = _CycleTrades(adapter)
     # Orders that may have new fills: resting ones that left the open list, and open ones that filled more.
     may_have_fills = [
@@ -178,16 +178,16 @@ def check_exits(*, prices: dict[tuple[str, str], Decimal] | None = None) -> dict
             filled_quantity__gt=0,
         ).select_related("exchange_config")
     )
-    prices = dict(prices or {})
+    known: dict[tuple[str, str], Decimal | None] = dict(prices or {})  # None: the exchange has no last price
     for group in groups:
         key = (str(group.exchange_config_id), group.symbol)
-        if key not in prices:
+        if key not in known:
             try:
-                prices[key] = adapter_for(group.exchange_config).fetch_ticker(group.symbol).last
+                known[key] = adapter_for(group.exchange_config).fetch_ticker(group.symbol).last
             except ExchangeError as exc:
                 log_warning("TRADING", f"{group.symbol}: no price for exit checks: {exc}", user=group.user)
                 continue
-        price = prices[key]
+        price = known[key]
         if price is None:
             continue
         last_price_remember(config_id=group.exchange_config_id, symbol=group.symbol, price=price)
@@ -203,7 +203,7 @@ def check_exits(*, prices: dict[tuple[str, str], Decimal] | None = None) -> dict
             counts["postponed"] += 1
         elif group_close(group_id=group.pk, purpose=purpose):
             counts["closing"] += 1
-    _close_emptied_groups(prices)
+    _close_emptied_groups(known)
     return counts
 
 
@@ -356,7 +356,7 @@ def pyramid_take_profits(*, group_id: Any, price: Decimal) -> int:
     return sent
 
 
-def _close_emptied_groups(prices: dict[tuple[str, str], Decimal]) -> None:
+def _close_emptied_groups(prices: dict[tuple[str, str], Decimal | None]) -> None:
     """Close active groups whose per-leg TPs sold everything sellable (`rules.exits.emptied_group_done`);
     see docs/engine.md#dust."""
     candidates = PositionGroup.objects.filter(status=GroupStatus.ACTIVE, sold_quantity__gt=0).select_related(

@@ -21,13 +21,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.logs import log_error, log_warning
-from exchanges.adapters.types import OrderRequest, OrderState
+from exchanges.adapters.types import OrderRequest, OrderState, OrderType, Side
 from exchanges.exceptions import (
     CircuitOpenError,
     ExchangeError,
@@ -71,8 +71,9 @@ SEND_LOCK_NAMESPACE = 0x5E4D
 def order_request(order: Order) -> OrderRequest:
     return OrderRequest(
         symbol=order.symbol,
-        side=order.side,
-        type=order.order_type,
+        # the model's choices are these values, and OrderRequest checks them again
+        side=cast(Side, order.side),
+        type=cast(OrderType, order.order_type),
         quantity=order.quantity,
         price=order.price,
         client_order_id=order.client_order_id,

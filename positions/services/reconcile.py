@@ -159,14 +159,15 @@ def _reconcile_config(config: ExchangeConfig, report: ReconcileReport) -> None:
         report.signals_resumed += 1
 
 
-def orders_out_of_sync(*, config: ExchangeConfig) -> dict[str, list[str]]:
+def orders_out_of_sync(*, config: ExchangeConfig) -> dict[str, list[str | None]]:
     """For tests and the admin: differences between the exchange's open orders and ours."""
     adapter = adapter_for(config)
     exchange_open = {s.client_order_id for s in adapter.fetch_open_orders(None)}
     ours = ledger.client_order_ids(config_id=config.pk, statuses=RESTING_ORDER_STATUSES)
     final = ledger.client_order_ids(config_id=config.pk, statuses=FINAL_ORDER_STATUSES)
     return {
-        "only_on_exchange": sorted(exchange_open - ours),
-        "only_in_db": sorted(ours - exchange_open),
-        "final_in_db_but_open": sorted(exchange_open & final),
+        # key=str: an exchange order may have no client order id (None)
+        "only_on_exchange": sorted(exchange_open - ours, key=str),
+        "only_in_db": sorted(ours - exchange_open, key=str),
+        "final_in_db_but_open": sorted(exchange_open & final, key=str),
     }

@@ -285,7 +285,7 @@ def _pending_signals(user: Any) -> str:
     return "\n".join(lines)
 
 
-def _out_of_sync(config: Any) -> dict[str, list[str]]:
+def _out_of_sync(config: Any) -> dict[str, list[str | None]]:
     """``orders_out_of_sync``, waiting for our request-weight budget if the run used it up."""
     from exchanges.exceptions import RateLimitedError
     from positions.services.reconcile import orders_out_of_sync
