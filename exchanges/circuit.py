@@ -147,7 +147,8 @@ class CircuitBreaker:
 
     def state(self) -> CircuitState:
         """The stored state (an open breaker whose timeout passed still reads ``open`` until the next call)."""
-        return CircuitState(self.client.hget(self.key, "state") or CircuitState.CLOSED)
+        # the client decodes responses (kv._client_for): a str, which redis-py's types cannot know
+        return CircuitState(self.client.hget(self.key, "state") or CircuitState.CLOSED)  # type: ignore[arg-type]
 
     def reset(self) -> None:
         """Close the breaker (operator action)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TypedDict
 
 from django.conf import settings
 from django.db import models
@@ -14,7 +15,13 @@ from . import crypto
 from .choices import ExchangeMode
 from .precision import MarketRules
 
-MONEY = {"max_digits": 38, "decimal_places": 18}
+
+class _DecimalSize(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+MONEY: _DecimalSize = {"max_digits": 38, "decimal_places": 18}
 
 
 @dataclass(frozen=True)

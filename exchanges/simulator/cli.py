@@ -77,7 +77,7 @@ async def serve(options: argparse.Namespace) -> None:
     await site.start()
     port = options.port
     server = site._server  # aiohttp exposes the bound sockets only here
-    if server is not None and getattr(server, "sockets", None):
+    if isinstance(server, asyncio.Server) and server.sockets:
         port = server.sockets[0].getsockname()[1]
     print(f"simulator listening on http://{options.host}:{port}", flush=True)
 

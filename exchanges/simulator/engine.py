@@ -883,6 +883,7 @@ class Engine:
                     step = rules.market_step_size if rules.market_step_size > ZERO else rules.step_size
                     quantity = _floor_to_step(quote_order_qty / fill_price, step)
                     self._check_notional(rules, quote_order_qty, market_order=True)
+                assert quantity is not None  # sent, or computed from quoteOrderQty just above
                 self._check_lot_size(rules, quantity, market_order=True)
                 if quote_order_qty is None:
                     self._check_notional(rules, quantity * last_price, market_order=True)
@@ -909,6 +910,7 @@ class Engine:
             if order_type in RESTING_TYPES:
                 self._accept_limit(account, rules, order, last_price, stamp)
             else:
+                assert fill_price is not None  # a market order is priced from the last price above
                 self._execute_market(account, rules, order, fill_price, stamp)
             return order
 

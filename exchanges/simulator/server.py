@@ -129,7 +129,7 @@ def _parse_symbols(raw: str) -> list[str]:
 
 def _int_param(params: Params, name: str, default: int | None = None) -> int | None:
     raw = params.get(name)
-    if raw in (None, ""):
+    if raw is None or raw == "":
         return default
     try:
         return int(raw)

@@ -254,7 +254,7 @@ class SimulatorProcess:
     def balances(self, api_key: str) -> dict[str, dict[str, str]]:
         """``{asset: {"free", "locked"}}`` of one account."""
         result: dict[str, dict[str, str]] = self._request(
-            "GET", f"/_sim/balances?api_key={urllib.request.quote(api_key)}"
+            "GET", f"/_sim/balances?api_key={urllib.parse.quote(api_key)}"
         )
         return result
 
