@@ -65,9 +65,9 @@ def trader(db):
 
 @pytest.fixture
 def auth_client(trader):
-    from rest_framework.test import APIClient
+    from accounts.tests.factories import UserClient
 
-    client = APIClient()
+    client = UserClient()
     client.force_authenticate(trader)
     client.user = trader
     return client

@@ -1,11 +1,18 @@
 import factory
+from rest_framework.test import APIClient
 
 from accounts.models import User
 
 PASSWORD = "Passw0rdX"
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserClient(APIClient):
+    """An API client signed in as `user` (the `auth_client` fixture)."""
+
+    user: User
+
+
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
         skip_postgeneration_save = True

@@ -12,7 +12,7 @@ from exchanges.choices import ExchangeMode
 from exchanges.models import ExchangeConfig, MarketRule
 
 
-class ExchangeConfigFactory(factory.django.DjangoModelFactory):
+class ExchangeConfigFactory(factory.django.DjangoModelFactory[ExchangeConfig]):
     """A config with encrypted keys: pass ``api_key`` / ``api_secret`` / ``password`` as plain text."""
 
     class Meta:
@@ -30,7 +30,7 @@ class ExchangeConfigFactory(factory.django.DjangoModelFactory):
     password = None
 
     @classmethod
-    def _create(cls, model_class, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _create(cls, model_class, *args, **kwargs):
         api_key = kwargs.pop("api_key")
         api_secret = kwargs.pop("api_secret")
         password = kwargs.pop("password", None)
@@ -40,7 +40,7 @@ class ExchangeConfigFactory(factory.django.DjangoModelFactory):
         return config
 
 
-class MarketRuleFactory(factory.django.DjangoModelFactory):
+class MarketRuleFactory(factory.django.DjangoModelFactory[MarketRule]):
     class Meta:
         model = MarketRule
 

@@ -23,13 +23,15 @@ PASSWORD = "adminPASSPHRASE42"
 @pytest.fixture
 def admin_client() -> Client:
     client = Client()
-    client.force_login(UserFactory(role="admin", is_staff=True, is_superuser=True))
+    client.force_login(UserFactory.create(role="admin", is_staff=True, is_superuser=True))
     return client
 
 
 @pytest.fixture
 def config() -> ExchangeConfig:
-    return ExchangeConfigFactory(exchange_name="binance", api_key=API_KEY, api_secret=API_SECRET, password=PASSWORD)
+    return ExchangeConfigFactory.create(
+        exchange_name="binance", api_key=API_KEY, api_secret=API_SECRET, password=PASSWORD
+    )
 
 
 def assert_no_secret(html: str, config: ExchangeConfig) -> None:
@@ -80,7 +82,7 @@ def test_a_new_secret_replaces_the_old_one_and_is_not_echoed(admin_client: Clien
 
 
 def test_add_through_the_admin(admin_client: Client) -> None:
-    owner = UserFactory()
+    owner = UserFactory.create()
     response = admin_client.post(
         "/admin/exchanges/exchangeconfig/add/",
         {
@@ -122,7 +124,7 @@ def test_actions(admin_client: Client, config: ExchangeConfig, simulator: Any, s
     admin_client.post(url, {"action": "switch_to_paper", "_selected_action": [config.pk]})
     assert ExchangeConfig.objects.get(pk=config.pk).mode == "paper"
 
-    sim = ExchangeConfigFactory(exchange_name="simulator", api_key=API_KEY, api_secret=API_SECRET)
+    sim = ExchangeConfigFactory.create(exchange_name="simulator", api_key=API_KEY, api_secret=API_SECRET)
     simulator.create_account(API_KEY, API_SECRET, {"USDT": "1"})
     admin_client.post(url, {"action": "validate_configs", "_selected_action": [sim.pk]})
     assert ExchangeConfig.objects.get(pk=sim.pk).is_validated is True

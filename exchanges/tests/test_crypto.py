@@ -80,10 +80,12 @@ def test_mask_secret() -> None:
 
 
 @pytest.mark.django_db
-def test_rotation_re_encrypts_every_secret_with_the_new_first_key(settings) -> None:  # type: ignore[no-untyped-def]
+def test_rotation_re_encrypts_every_secret_with_the_new_first_key(settings) -> None:
     settings.ENCRYPTION_KEYS = [KEY_A]
-    with_password = ExchangeConfigFactory(api_key="key-one-1234567890", api_secret="secret-one", password="pass-1")
-    plain = ExchangeConfigFactory(api_key="key-two-1234567890", api_secret="secret-two")
+    with_password = ExchangeConfigFactory.create(
+        api_key="key-one-1234567890", api_secret="secret-one", password="pass-1"
+    )
+    plain = ExchangeConfigFactory.create(api_key="key-two-1234567890", api_secret="secret-two")
     old_ciphertext = ExchangeConfig.objects.get(pk=plain.pk).api_secret_encrypted
 
     settings.ENCRYPTION_KEYS = [KEY_B, KEY_A]  # new first key; the old one still decrypts
@@ -103,10 +105,10 @@ def test_rotation_re_encrypts_every_secret_with_the_new_first_key(settings) -> N
 
 
 @pytest.mark.django_db
-def test_rotation_changes_nothing_when_a_secret_cannot_be_decrypted(settings) -> None:  # type: ignore[no-untyped-def]
+def test_rotation_changes_nothing_when_a_secret_cannot_be_decrypted(settings) -> None:
     settings.ENCRYPTION_KEYS = [KEY_A]
-    good = ExchangeConfigFactory(api_key="key-good-123456789", api_secret="good")
-    ExchangeConfigFactory(api_key="key-lost-123456789", api_secret="lost")
+    good = ExchangeConfigFactory.create(api_key="key-good-123456789", api_secret="good")
+    ExchangeConfigFactory.create(api_key="key-lost-123456789", api_secret="lost")
     before = ExchangeConfig.objects.get(pk=good.pk).api_key_encrypted
     ExchangeConfig.objects.exclude(pk=good.pk).update(api_secret_encrypted=encrypt("x", keys=[KEY_C]))
 
@@ -118,7 +120,7 @@ def test_rotation_changes_nothing_when_a_secret_cannot_be_decrypted(settings) ->
 
 @pytest.mark.django_db
 def test_credentials_repr_and_model_str_hold_no_secret() -> None:
-    config = ExchangeConfigFactory(api_key="visible-key-ABCD", api_secret="the-secret-value")
+    config = ExchangeConfigFactory.create(api_key="visible-key-ABCD", api_secret="the-secret-value")
     creds = config.credentials()
     assert creds.api_secret == "the-secret-value"
     for text in (repr(creds), str(config), repr(config)):

@@ -9,7 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import AuditLog, SystemLog
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import UserClient, UserFactory
 from exchanges.models import ExchangeConfig
 
 from .factories import ExchangeConfigFactory
@@ -36,7 +36,7 @@ def assert_no_secret(text: str) -> None:
         assert secret not in text
 
 
-def test_store_creates_then_replaces(auth_client: APIClient) -> None:
+def test_store_creates_then_replaces(auth_client: UserClient) -> None:
     created = auth_client.post("/api/keys/binance", body(password=PASSWORD), format="json")
     assert created.status_code == 201, created.content
     assert created.json()["exchange"] == "binance"
@@ -53,9 +53,9 @@ def test_store_creates_then_replaces(auth_client: APIClient) -> None:
     assert_no_secret(created.content.decode() + replaced.content.decode())
 
 
-def test_list_is_masked_and_only_mine(auth_client: APIClient) -> None:
+def test_list_is_masked_and_only_mine(auth_client: UserClient) -> None:
     auth_client.post("/api/keys/simulator", body(), format="json")
-    ExchangeConfigFactory(exchange_name="kraken")  # someone else's
+    ExchangeConfigFactory.create(exchange_name="kraken")  # someone else's
     listed = auth_client.get("/api/keys")
     assert listed.status_code == 200
     rows = listed.json()
@@ -90,7 +90,7 @@ def test_list_is_masked_and_only_mine(auth_client: APIClient) -> None:
         (body(mode="live", confirm_live=False), "confirm_live"),
     ],
 )
-def test_store_field_errors(auth_client: APIClient, payload: dict[str, Any], field: str) -> None:
+def test_store_field_errors(auth_client: UserClient, payload: dict[str, Any], field: str) -> None:
     response = auth_client.post("/api/keys/binance", payload, format="json")
     assert response.status_code == 400, response.content
     data = response.json()
@@ -100,7 +100,7 @@ def test_store_field_errors(auth_client: APIClient, payload: dict[str, Any], fie
     assert_no_secret(response.content.decode())
 
 
-def test_unknown_exchange_names_the_field(auth_client: APIClient) -> None:
+def test_unknown_exchange_names_the_field(auth_client: UserClient) -> None:
     response = auth_client.post("/api/keys/notanexchange", body(), format="json")
     assert response.status_code == 400
     assert "exchange" in response.json()["fields"]
@@ -109,7 +109,7 @@ def test_unknown_exchange_names_the_field(auth_client: APIClient) -> None:
     assert auth_client.delete("/api/keys/notanexchange").status_code == 400
 
 
-def test_malformed_json_is_a_clear_400(auth_client: APIClient) -> None:
+def test_malformed_json_is_a_clear_400(auth_client: UserClient) -> None:
     response = auth_client.generic("POST", "/api/keys/binance", "{not json", content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"] == "malformed_json"
@@ -117,14 +117,14 @@ def test_malformed_json_is_a_clear_400(auth_client: APIClient) -> None:
     assert response.status_code == 400
 
 
-def test_live_needs_confirmation(auth_client: APIClient) -> None:
+def test_live_needs_confirmation(auth_client: UserClient) -> None:
     response = auth_client.post("/api/keys/binance", body(mode="live", confirm_live=True), format="json")
     assert response.status_code == 201
     assert response.json()["mode"] == "live"
     assert response.json()["live_confirmed_at"] is not None
 
 
-def test_mode_switch(auth_client: APIClient) -> None:
+def test_mode_switch(auth_client: UserClient) -> None:
     auth_client.post("/api/keys/binance", body(mode="paper"), format="json")
     assert auth_client.put("/api/keys/binance/mode", {"mode": "live"}, format="json").status_code == 400
     bad = auth_client.put("/api/keys/binance/mode", {"mode": "moon"}, format="json")
@@ -139,15 +139,15 @@ def test_mode_switch(auth_client: APIClient) -> None:
     assert config.credentials().api_secret == API_SECRET  # nothing else changed
 
 
-def test_delete(auth_client: APIClient) -> None:
+def test_delete(auth_client: UserClient) -> None:
     auth_client.post("/api/keys/binance", body(), format="json")
     assert auth_client.delete("/api/keys/binance").status_code == 204
     assert not ExchangeConfig.objects.exists()
     assert auth_client.delete("/api/keys/binance").status_code == 404
 
 
-def test_other_users_configs_are_not_found(auth_client: APIClient) -> None:
-    other = ExchangeConfigFactory(exchange_name="binance", api_key=API_KEY, api_secret=API_SECRET)
+def test_other_users_configs_are_not_found(auth_client: UserClient) -> None:
+    other = ExchangeConfigFactory.create(exchange_name="binance", api_key=API_KEY, api_secret=API_SECRET)
     assert auth_client.put("/api/keys/binance/validate").status_code == 404
     assert auth_client.put("/api/keys/binance/mode", {"mode": "paper"}, format="json").status_code == 404
     assert auth_client.delete("/api/keys/binance").status_code == 404
@@ -155,7 +155,7 @@ def test_other_users_configs_are_not_found(auth_client: APIClient) -> None:
 
 
 def test_viewers_read_but_do_not_write() -> None:
-    viewer = UserFactory(role="viewer")
+    viewer = UserFactory.create(role="viewer")
     client = client_for(viewer)
     assert client.get("/api/keys").status_code == 200
     assert client.post("/api/keys/binance", body(), format="json").status_code == 403
@@ -168,7 +168,7 @@ def test_anonymous_is_refused() -> None:
     assert APIClient().post("/api/keys/binance", body(), format="json").status_code == 401
 
 
-def test_validate_with_a_good_and_a_wrong_key_pair(auth_client: APIClient, simulator: Any, settings: Any) -> None:
+def test_validate_with_a_good_and_a_wrong_key_pair(auth_client: UserClient, simulator: Any, settings: Any) -> None:
     settings.SIMULATOR_URL = simulator.url
     simulator.create_account(API_KEY, API_SECRET, {"USDT": "100"})
     auth_client.post("/api/keys/simulator", body(), format="json")
@@ -192,7 +192,7 @@ def test_validate_with_a_good_and_a_wrong_key_pair(auth_client: APIClient, simul
     assert_no_secret(good.content.decode() + wrong.content.decode())
 
 
-def test_validate_an_unreachable_exchange_is_a_reason_not_a_500(auth_client: APIClient, settings: Any) -> None:
+def test_validate_an_unreachable_exchange_is_a_reason_not_a_500(auth_client: UserClient, settings: Any) -> None:
     settings.SIMULATOR_URL = "http://127.0.0.1:9"  # discard port: nothing listens
     settings.EXCHANGE_TIMEOUT_MS = 500
     auth_client.post("/api/keys/simulator", body(), format="json")
@@ -203,7 +203,7 @@ def test_validate_an_unreachable_exchange_is_a_reason_not_a_500(auth_client: API
 
 
 def test_everything_is_audited_and_no_log_row_holds_a_secret(
-    auth_client: APIClient, simulator: Any, settings: Any
+    auth_client: UserClient, simulator: Any, settings: Any
 ) -> None:
     settings.SIMULATOR_URL = simulator.url
     simulator.create_account(API_KEY, API_SECRET, {"USDT": "100"})
@@ -227,7 +227,7 @@ def test_everything_is_audited_and_no_log_row_holds_a_secret(
     assert_no_secret(dump)
 
 
-def test_a_config_with_trading_history_is_not_deleted(auth_client: APIClient) -> None:
+def test_a_config_with_trading_history_is_not_deleted(auth_client: UserClient) -> None:
     # positions sits above exchanges; only this test, of the guard that keeps positions' rows valid,
     # needs one of its models, so the import stays with it rather than making the module depend on positions.
     from positions.models import PositionGroup

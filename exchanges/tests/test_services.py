@@ -55,7 +55,7 @@ def test_resolve_from_the_database_in_every_spelling() -> None:
 def test_missing_rules_block_orders_unless_a_fallback_is_configured(settings: Any) -> None:
     settings.SIMULATOR_URL = "http://127.0.0.1:9"
     settings.EXCHANGE_TIMEOUT_MS = 300
-    config = ExchangeConfigFactory(exchange_name="simulator")
+    config = ExchangeConfigFactory.create(exchange_name="simulator")
     adapter = services.adapter_for(config)
     adapter.sleep = lambda seconds: None
     try:
@@ -103,7 +103,7 @@ def test_every_call_books_weight_and_the_header_corrects_it(simulator_account: S
     adapter.fetch_ticker("BTC/USDT")
     assert budget.used() >= booked + 2
     # the simulator counts every test's calls this minute; our counter follows its header upwards
-    reported = int(adapter._client().last_response_headers["X-MBX-USED-WEIGHT-1M"])  # noqa: SLF001
+    reported = int(adapter._client().last_response_headers["X-MBX-USED-WEIGHT-1M"])  # type: ignore[attr-defined]  # noqa: SLF001
     assert budget.used() >= reported
 
 
@@ -132,7 +132,7 @@ def test_a_second_account_reuses_the_process_markets_and_books_no_exchange_info(
 def test_repeated_network_failures_open_the_circuit(settings: Any) -> None:
     settings.SIMULATOR_URL = "http://127.0.0.1:9"
     settings.EXCHANGE_TIMEOUT_MS = 300
-    config = ExchangeConfigFactory(exchange_name="simulator")
+    config = ExchangeConfigFactory.create(exchange_name="simulator")
     adapter = services.adapter_for(config)
     adapter.sleep = lambda seconds: None
     try:
@@ -151,7 +151,7 @@ def test_repeated_network_failures_open_the_circuit(settings: Any) -> None:
 
 def test_errors_and_reprs_carry_no_secret(simulator: Any, settings: Any) -> None:
     settings.SIMULATOR_URL = simulator.url
-    config = ExchangeConfigFactory(
+    config = ExchangeConfigFactory.create(
         exchange_name="simulator", api_key="leakyKEY1234567890", api_secret="leakySECRET0987654321"
     )
     adapter = services.adapter_for(config)
@@ -166,7 +166,7 @@ def test_errors_and_reprs_carry_no_secret(simulator: Any, settings: Any) -> None
 
 
 def test_undecryptable_keys_are_an_authentication_error(settings: Any) -> None:
-    config = ExchangeConfigFactory(exchange_name="simulator")
+    config = ExchangeConfigFactory.create(exchange_name="simulator")
     ExchangeConfig.objects.filter(pk=config.pk).update(api_secret_encrypted=config.api_key_encrypted)
     config.refresh_from_db()
     with pytest.raises(AuthenticationFailedError, match="store them again"):
@@ -186,8 +186,8 @@ def test_sync_methods_refuse_to_run_inside_an_event_loop(simulator_account: Simu
 
 
 def test_testnet_and_live_configs_use_the_exchange_and_its_sandbox() -> None:
-    testnet = services.adapter_for(ExchangeConfigFactory(exchange_name="binance", mode="testnet"))
-    live = services.adapter_for(ExchangeConfigFactory(exchange_name="binance", mode="live"))
+    testnet = services.adapter_for(ExchangeConfigFactory.create(exchange_name="binance", mode="testnet"))
+    live = services.adapter_for(ExchangeConfigFactory.create(exchange_name="binance", mode="live"))
     assert isinstance(testnet, CcxtAdapter) and testnet.sandbox
     assert isinstance(live, CcxtAdapter) and not live.sandbox
     assert testnet._host(testnet._client()) == "testnet.binance.vision"  # noqa: SLF001
@@ -200,10 +200,10 @@ def test_paper_mode_uses_the_simulator_when_the_exchange_is_unreachable(simulato
     settings.SIMULATOR_URL = simulator.url
     settings.EXCHANGE_TIMEOUT_MS = 500
     simulator.set_price("BTCUSDT", "65000")
-    config = ExchangeConfigFactory(exchange_name="binance", mode="paper")
+    config = ExchangeConfigFactory.create(exchange_name="binance", mode="paper")
     adapter = services.adapter_for(config)
     adapter.sleep = lambda seconds: None
-    for source in adapter._sources:  # noqa: SLF001
+    for source in adapter._sources:  # type: ignore[attr-defined]  # noqa: SLF001
         source.sleep = lambda seconds: None
     try:
         placed = adapter.create_order(limit("buy", "0.001", "60000"))  # api.binance.com cannot resolve here

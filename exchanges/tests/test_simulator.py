@@ -162,7 +162,7 @@ def test_cancel_releases_locked_funds_and_unknown_cancel_is_2011() -> None:
         ({"quantity": D("1"), "price": D("60000")}, -2010, "Account has insufficient balance for requested action."),
     ],
 )
-def test_filters_and_balance_use_binance_codes(kwargs: dict[str, Decimal], code: int, msg: str) -> None:
+def test_filters_and_balance_use_binance_codes(kwargs: dict[str, Any], code: int, msg: str) -> None:
     engine = make_engine()
     with pytest.raises(SimulatorError) as raised:
         engine.place_order("k", symbol="BTCUSDT", side="BUY", order_type="LIMIT", time_in_force="GTC", **kwargs)
