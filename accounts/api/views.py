@@ -252,11 +252,12 @@ class SystemLogDeleteView(APIView):
         return Response({"success": True, "deleted": counts["system"]})
 
 
-type _LogRows = QuerySet[SystemLog] | QuerySet[AuditLog]
-type _LogSerializer = type[s.SystemLogSerializer] | type[s.AuditLogSerializer]
-
-
-def _export_rows(kind: str, fmt: str, qs: _LogRows, serializer_class: _LogSerializer) -> Iterator[str]:
+def _export_rows(
+    kind: str,
+    fmt: str,
+    qs: QuerySet[SystemLog] | QuerySet[AuditLog],
+    serializer_class: type[s.SystemLogSerializer] | type[s.AuditLogSerializer],
+) -> Iterator[str]:
     fields = list(serializer_class.Meta.fields)
     if fmt == "csv":
         buffer = io.StringIO()
@@ -285,8 +286,8 @@ class LogExportView(APIView):
         data.is_valid(raise_exception=True)
         kind, fmt = data.validated_data["kind"], data.validated_data["format"]
         start, end = data.validated_data.get("start_date"), data.validated_data.get("end_date")
-        qs: _LogRows
-        serializer_class: _LogSerializer
+        qs: QuerySet[SystemLog] | QuerySet[AuditLog]
+        serializer_class: type[s.SystemLogSerializer] | type[s.AuditLogSerializer]
         if kind == "system":
             qs = selectors.log_list_system(viewer=request.user, start=start, end=end)
             serializer_class = s.SystemLogSerializer
