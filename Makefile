@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: run test bench lint format check-migrations venv clean
+.PHONY: run test bench lint typecheck format check-migrations venv clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || { base=$$(scripts/find-python) && echo "creating $(VENV) with $$base" && $$base -m venv $(VENV); }
@@ -19,7 +19,9 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m tradingsite.stack run
 
+# The type check runs first, so CI (`.ci/run` calls `make test`) fails on a type error too.
 test: $(STAMP)
+	$(VENV)/bin/mypy
 	DJANGO_SETTINGS_MODULE=tradingsite.settings.test $(PY) -m tradingsite.stack exec --redis-db 1 -- \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -30,10 +32,15 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# mypy with django-stubs (configured in pyproject.toml); needs no database or Redis, cache in .mypy_cache
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache .mypy_cache
