@@ -17,6 +17,7 @@ from accounts.middleware import client_ip
 
 from .ingress import receive_in_thread
 
+
 @csrf_exempt
 @require_POST
 async def webhook(request: HttpRequest, user_id: str) -> JsonResponse:

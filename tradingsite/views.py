@@ -8,6 +8,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from core.api import error_response
+
 from .health import system_health
 
 

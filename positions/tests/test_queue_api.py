@@ -6,10 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from positions.models import PositionGroup
+from positions.models import PositionGroup, QueuedSignal
 from positions.services.configs import config_set
 from positions.tests.conftest import alert, post
-from positions.models import QueuedSignal
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,8 +45,8 @@ def test_queue_listing_promote_force_add_and_delete(client, api_client, trader, 
 
 
 def test_closing_a_group_promotes_the_deepest_loss_first(client, trader, sim_config):
-    from positions.services.state import group_transition
     from positions.services.queue import queue_promote
+    from positions.services.state import group_transition
 
     config_set(user=trader, data={"max_open_groups": 1}, partial=True)
     first = post(client, trader, alert(trader.webhook_secret)).json()["group_id"]
