@@ -248,6 +248,7 @@ class AsyncPool:
         # gives up on an answer after 3 s, and a longer wait only hides an unreachable database.
         self.wait_s = wait_s
         self._pool: AsyncConnectionPool | None = None
+        self._opening: asyncio.Task[AsyncConnectionPool] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Per connection: when it last finished a transaction, and its reused cursor (a cursor keeps
         # the loaders and dumpers it looked up for each type).
@@ -279,24 +280,38 @@ class AsyncPool:
 
     async def _current(self) -> AsyncConnectionPool:
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._loop is not loop:
+        if self._pool is not None and self._loop is loop:
+            return self._pool
+        if self._loop is not loop:  # a new loop (tests run one per call): the old loop's connections go
             self.close()
-            pool = AsyncConnectionPool(
-                kwargs=self._connect_kwargs(),
-                min_size=self.size,
-                max_size=self.size,
-                open=False,
-                configure=self._configure,
-                check=self._check,
-                timeout=self.wait_s,
-                name="webhook",
-            )
-            # Every connection is made before the first statement, not by the pool's background tasks
-            # while alerts arrive: a loop that ends (tests run one per call) then has no connection
-            # attempt in flight, which psycopg_pool's workers would not let be cancelled.
-            await pool.open(wait=True, timeout=self.wait_s)
-            self._pool, self._loop = pool, loop
+            self._loop = loop
+        # The first alerts of a burst arrive together: they all wait for the one pool being opened
+        # rather than each opening (and closing) one of its own.
+        if self._opening is None or self._opening.done():
+            self._opening = loop.create_task(self._open())
+        self._pool = await asyncio.shield(self._opening)
         return self._pool
+
+    async def _open(self) -> AsyncConnectionPool:
+        pool = AsyncConnectionPool(
+            kwargs=self._connect_kwargs(),
+            min_size=self.size,
+            max_size=self.size,
+            open=False,
+            configure=self._configure,
+            check=self._check,
+            timeout=self.wait_s,
+            name="webhook",
+        )
+        # Every connection is made before the first statement, not by the pool's background tasks
+        # while alerts arrive: a loop that ends (tests run one per call) then has no connection attempt
+        # in flight, which psycopg_pool's workers would not let be cancelled.
+        try:
+            await pool.open(wait=True, timeout=self.wait_s)
+        except BaseException:
+            await pool.close()  # the next alert tries again with a new pool
+            raise
+        return pool
 
     async def run[T](self, steps: Steps[T]) -> T:
         """Run `steps` in one transaction on one of the pool's connections (waiting for one if all are
@@ -321,7 +336,7 @@ class AsyncPool:
 
     def close(self) -> None:
         """End the pool's connections (synchronously: the loop they were used on may be gone)."""
-        self._pool = None
+        self._pool = self._opening = None
         for conn in list(self._made):
             if not conn.closed:
                 conn.pgconn.finish()

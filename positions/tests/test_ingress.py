@@ -289,6 +289,23 @@ def test_the_routes_pool_reuses_a_connection_and_replaces_one_the_server_closed(
     assert replaced != first
 
 
+def test_a_burst_on_a_fresh_pool_opens_one_pool_of_its_size(trader):
+    """The first alerts of a burst arrive together: they share the one pool being opened (seen in a
+    benchmark: each opened its own, closing the others' connections under them)."""
+    import asyncio
+
+    from core.sql import AsyncPool
+
+    pool = AsyncPool(3)
+
+    async def burst() -> list[int]:
+        return list(await asyncio.gather(*(pool.run(_backend_pid()) for _ in range(30))))
+
+    pids = async_to_sync(burst)()
+    pool.close()
+    assert len(pids) == 30 and len(set(pids)) <= 3
+
+
 def test_a_failing_step_rolls_back_and_the_connection_serves_the_next_alert(trader):
     from core.sql import AsyncPool
 
