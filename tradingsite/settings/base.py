@@ -254,7 +254,13 @@ LOGGING: dict[str, Any] = {  # a dictConfig document; production.py swaps its ha
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["scrub"]}},
     "root": {"handlers": ["console"], "level": "INFO"},
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        # psycopg_pool logs every connection request, hand-out and return at INFO: three log lines per
+        # webhook (a tenth of a web process's CPU in webhook_ack). Its warnings and errors still show.
+        "psycopg.pool": {"level": "WARNING"},
+    },
 }
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
 
