@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.harness import Harness, say
 
-BENCHES = ["webhook_ack", "signal_to_order", "monitor_cycle", "adapter_overhead", "backtest"]
+BENCHES = ["webhook_ack", "signal_to_order", "monitor_cycle", "risk_cycle", "adapter_overhead", "backtest"]
 
 
 def _adapter_present() -> bool:

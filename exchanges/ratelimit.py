@@ -52,6 +52,7 @@ BINANCE_LIMITS = ExchangeLimits(
     weights=MappingProxyType(
         {
             "ticker": 2,
+            "tickers": 40,  # ticker/24hr for up to 100 symbols
             "create_order": 1,
             "cancel_order": 1,
             "fetch_order": 4,

@@ -14,10 +14,12 @@ from .models import (
     PositionGroup,
     Pyramid,
     QueuedSignal,
+    TradingGuard,
     WebhookSignal,
 )
 from .services import queue
 from .services.flags import group_set_risk_flags
+from .services.guards import guard_daily_loss_reset, guard_pause_set
 from .tasks import close_group
 
 
@@ -103,9 +105,10 @@ class PositionGroupAdmin(admin.ModelAdmin):
     list_filter = ["status", "side", "timeframe", "tp_mode", "exchange_config__exchange_name"]
     search_fields = ["symbol", "user__email", "id"]
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in PositionGroup._meta.fields if f.name not in ("risk_blocked", "risk_skip_once")]
+    # Every field, the risk flags too: they change only through the actions below (services, audited).
+    readonly_fields = [f.name for f in PositionGroup._meta.fields]
     inlines = [PyramidInline, DCAOrderInline, ExitOrderInline, FillInline, EventInline]
-    actions = ["close_at_market", "block_from_risk", "unblock_from_risk"]
+    actions = ["close_at_market", "block_from_risk", "unblock_from_risk", "skip_risk_once"]
 
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
@@ -127,6 +130,11 @@ class PositionGroupAdmin(admin.ModelAdmin):
     def unblock_from_risk(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         for group in queryset:
             group_set_risk_flags(group_id=group.pk, blocked=False, actor=request.user)
+
+    @admin.action(description="Skip once in the next risk cycle")
+    def skip_risk_once(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        for group in queryset:
+            group_set_risk_flags(group_id=group.pk, skip_once=True, actor=request.user)
 
 
 class LedgerAdmin(admin.ModelAdmin):
@@ -240,3 +248,31 @@ class QueuedSignalAdmin(admin.ModelAdmin):
             len(queue.queue_promote(user_id=e.user_id, entry_id=e.pk, force=True, actor=request.user)) for e in queryset
         )
         self.message_user(request, f"{done} force-added.", messages.SUCCESS)
+
+
+@admin.register(TradingGuard)
+class TradingGuardAdmin(admin.ModelAdmin):
+    """Pause switches (a user's, or everyone's when the user is empty); changed only by the actions
+    (`positions.services.guards`, audited)."""
+
+    list_display = ["__str__", "paused", "paused_reason", "daily_loss_reset_at", "updated_at"]
+    readonly_fields = [f.name for f in TradingGuard._meta.fields]
+    actions = ["pause", "resume", "reset_daily_loss"]
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+    @admin.action(description="Pause new groups (an empty user: everyone)")
+    def pause(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        for row in queryset:
+            guard_pause_set(user=row.user, paused=True, actor=request.user, reason="operator")
+
+    @admin.action(description="Resume new groups")
+    def resume(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        for row in queryset:
+            guard_pause_set(user=row.user, paused=False, actor=request.user)
+
+    @admin.action(description="Reset today's daily loss")
+    def reset_daily_loss(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        for row in queryset:
+            guard_daily_loss_reset(user=row.user, actor=request.user)

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .grid import GRID_CONFIG_KEYS, GridConfig, GridConfigError, grid_defaults_for, parse_grid_config
+from .rules.pool import QUEUE_RULES
 
 # Non-grid keys with their defaults. Numbers are kept as strings so Decimal is exact.
 ENGINE_DEFAULTS: dict[str, Any] = {
@@ -30,8 +31,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "use_signal_size": False,
     "max_open_groups": 10,
     "queue_max_size": None,
-    # The loss-offset risk engine's keys: validated and kept today, read by the risk engine when it is
-    # built (riskengine's pure rules: eligibility and the offset plan; docs/engine.md#known-gaps).
+    # The loss-offset risk engine's keys (riskengine.rules: eligibility and the offset plan;
+    # docs/engine.md#risk-engine).
     "risk_enabled": True,
     "loss_threshold_percent": "-5",
     "post_full_wait_minutes": 60,
@@ -39,13 +40,34 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "max_winners_to_combine": 3,
     "min_close_notional": "20",
     "risk_eligibility": "all_filled",  # all_pyramids | all_submitted | all_filled
+    "risk_timer_reset_on_pyramid": True,  # a new pyramid restarts the eligibility timer
+    "risk_evaluate_on_fill": False,  # also run a risk cycle after an entry fill, not only every 30 s
+    # The queue's promotion order (docs/engine.md#pool-and-queue): any subset of QUEUE_RULES, in order.
+    "queue_priority_rules": list(QUEUE_RULES),
+    "queue_max_age_minutes": 1440,  # a queued signal older than this is dropped; 0 = never
+    # Guards (docs/engine.md#guards).
+    "pause_blocks_pyramids": False,
+    "max_total_exposure_usd": None,  # filled cost + resting entry notional; None = no cap
+    "exposure_action": "queue",  # queue | reject: a new group that would pass the cap
+    "daily_loss_limit_usd": None,  # realized loss since 00:00 UTC that stops new groups; None = off
+    "cooldown_minutes_after_loss": 0,  # no new group on a symbol this long after a loss there
+    # 0 = off here (docs/engine.md#guards says why): alerts replayed from TradingView's log carry old times.
+    "max_alert_lag_seconds": 0,
 }
 ENGINE_KEYS = set(ENGINE_DEFAULTS) | set(GRID_CONFIG_KEYS) | {"overrides"}
 CHOICES = {
     "slippage_action": ("warn", "reject"),
     "risk_eligibility": ("all_pyramids", "all_submitted", "all_filled"),
+    "exposure_action": ("queue", "reject"),
 }
-BOOLEANS = ("trailing_enabled", "use_signal_size", "risk_enabled")
+BOOLEANS = (
+    "trailing_enabled",
+    "use_signal_size",
+    "risk_enabled",
+    "risk_timer_reset_on_pyramid",
+    "risk_evaluate_on_fill",
+    "pause_blocks_pyramids",
+)
 POSITIVE_PERCENTS = ("trailing_activation_percent", "trailing_stop_percent", "max_slippage_percent")
 WHOLE = {"max_open_groups": (1, 1000), "post_full_wait_minutes": (0, 100000), "max_winners_to_combine": (1, 20)}
 
@@ -156,7 +178,22 @@ def _check_engine_keys(data: Mapping[str, Any], errors: dict[str, list[str]], pr
             isinstance(data[key], bool) or not isinstance(data[key], int) or not low <= data[key] <= high
         ):
             add(key, f"must be a whole number from {low} to {high}")
-    for key in ("queue_max_size", "age_threshold_minutes"):
+    if "queue_priority_rules" in data:
+        rules = data["queue_priority_rules"]
+        if not isinstance(rules, list) or not all(isinstance(r, str) and r in QUEUE_RULES for r in rules):
+            add("queue_priority_rules", f"must be a list of rule names from {', '.join(QUEUE_RULES)}")
+        elif len(set(rules)) != len(rules):
+            add("queue_priority_rules", "must not name a rule twice")
+    for key in ("max_total_exposure_usd", "daily_loss_limit_usd"):
+        if data.get(key) is not None:
+            number = _decimal(data[key])
+            if number is None or number <= 0:
+                add(key, "must be a positive amount, or null for no limit")
+    for key in ("cooldown_minutes_after_loss", "max_alert_lag_seconds"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            add(key, "must be a whole number ≥ 0 (0 = off)")
+    for key in ("queue_max_size", "age_threshold_minutes", "queue_max_age_minutes"):
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             add(key, "must be a whole number ≥ 0, or null")

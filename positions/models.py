@@ -90,6 +90,7 @@ class WebhookSignal(models.Model):
     processing_status = models.CharField(max_length=16, choices=ProcessingStatus.choices, blank=True)
     processing_error = models.TextField(blank=True)
     ack_ms = models.FloatField(null=True, blank=True, help_text="Time from request to response, ms.")
+    flags = models.JSONField(default=list, blank=True, help_text='e.g. ["sequence_anomaly"] (docs/engine.md#guards)')
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -156,6 +157,10 @@ class PositionGroup(models.Model):
     # Risk engine operator flags.
     risk_blocked = models.BooleanField(default=False)
     risk_skip_once = models.BooleanField(default=False)
+    # The risk engine's eligibility timer (docs/engine.md#risk-engine): when `risk_eligibility` was first
+    # met, and the pyramid count then (a later pyramid restarts it with `risk_timer_reset_on_pyramid`).
+    risk_timer_started_at = models.DateTimeField(null=True, blank=True)
+    risk_timer_pyramids = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     live_at = models.DateTimeField(null=True, blank=True)
@@ -354,3 +359,23 @@ class QueuedSignal(models.Model):
 
     def __str__(self) -> str:
         return f"queued {self.symbol} {self.timeframe} @ {self.entry_price} (x{self.replacement_count})"
+
+
+class TradingGuard(models.Model):
+    """A pause switch and the daily-loss reset of one user, or (`user` null) the system-wide pause an
+    operator sets (docs/engine.md#guards). Changed only through `positions.services.guards` (audited)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="trading_guard"
+    )
+    paused = models.BooleanField(default=False)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=200, blank=True)
+    daily_loss_reset_at = models.DateTimeField(
+        null=True, blank=True, help_text="An operator's reset: realized loss counts from here on this UTC day."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        who = self.user or "everyone"
+        return f"guard of {who}: {'paused' if self.paused else 'running'}"

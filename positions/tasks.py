@@ -49,3 +49,9 @@ def reconcile() -> dict:
 def promote_queue(user_id: str) -> list[str]:
     """A pool slot was freed: open groups for queued signals while there is room."""
     return queue.queue_promote(user_id=user_id)
+
+
+@shared_task(name="positions.expire_queue", ignore_result=True)
+def expire_queue() -> int:
+    """Drop queued signals older than their user's `queue_max_age_minutes`."""
+    return queue.queue_expire_all()

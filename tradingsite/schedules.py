@@ -42,6 +42,8 @@ class Schedule:
 SCHEDULES: tuple[Schedule, ...] = (
     Schedule("monitor order fills", "positions.monitor_fills", Every(10), "Poll open orders, record fills"),
     Schedule("check exits", "positions.check_exits", Every(15), "Take-profit, trailing and stop conditions"),
+    Schedule("risk engine cycle", "riskengine.evaluate", Every(30), "Offset eligible losers with winners"),
+    Schedule("expire queued signals", "positions.expire_queue", Every(60), "queue_max_age_minutes"),
     Schedule("reconcile orders", "positions.reconcile", Every(300), "DB and exchange back in agreement"),
     Schedule("validate exchange connections", "exchanges.validate_all", Every(300), "Authenticated ping"),
     Schedule("refresh market rules", "exchanges.refresh_market_rules", Every(3600), "Tick, step, minimums"),

@@ -144,6 +144,12 @@ class ExchangeAdapter(ABC):
     @abstractmethod
     def fetch_ticker(self, symbol: str) -> Ticker: ...
 
+    def fetch_tickers(self, symbols: Sequence[str]) -> dict[str, Ticker]:
+        """Tickers of several unified symbols, keyed by symbol. Adapters that can ask for many markets in
+        one request do (the risk engine and the queue price every open market once per cycle); this
+        default asks one by one."""
+        return {symbol: self.fetch_ticker(symbol) for symbol in dict.fromkeys(symbols)}
+
     @abstractmethod
     def fetch_ohlcv(
         self, symbol: str, timeframe: str, since: int | datetime | None = None, limit: int | None = None

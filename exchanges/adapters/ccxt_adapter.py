@@ -34,7 +34,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -618,6 +618,24 @@ class CcxtAdapter(ExchangeAdapter):
             ask=_dec(raw.get("ask")),
             timestamp=_ts(raw.get("timestamp")),
         )
+
+    def fetch_tickers(self, symbols: Sequence[str]) -> dict[str, Ticker]:
+        """One request for every symbol (Binance: ``ticker/24hr?symbols=[...]``)."""
+        wanted = [self.resolve_symbol(symbol).symbol for symbol in dict.fromkeys(symbols)]
+        if not wanted:
+            return {}
+        raw = self._call("tickers", lambda client: client.fetch_tickers(wanted))
+        return {
+            symbol: Ticker(
+                symbol=symbol,
+                last=_dec(row.get("last")) or _dec(row.get("close")),
+                bid=_dec(row.get("bid")),
+                ask=_dec(row.get("ask")),
+                timestamp=_ts(row.get("timestamp")),
+            )
+            for symbol, row in raw.items()
+            if symbol in wanted
+        }
 
     def fetch_ohlcv(
         self, symbol: str, timeframe: str, since: int | datetime | None = None, limit: int | None = None

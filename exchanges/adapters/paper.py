@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -341,6 +341,9 @@ class PaperAdapter(ExchangeAdapter):
 
     def fetch_ticker(self, symbol: str) -> Ticker:
         return self._with_source(lambda source: source.fetch_ticker(symbol))
+
+    def fetch_tickers(self, symbols: Sequence[str]) -> dict[str, Ticker]:
+        return self._with_source(lambda source: source.fetch_tickers(symbols))
 
     def fetch_ohlcv(
         self, symbol: str, timeframe: str, since: int | datetime | None = None, limit: int | None = None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -12,21 +16,43 @@ from accounts.middleware import client_ip
 from accounts.permissions import AuthenticatedRequest, IsTraderOrHigher, ReadOrTrader
 from core.api import ApiError
 
-from ..models import QueuedSignal
-from ..services.queue import queue_delete, queue_ordered, queue_promote
+from ..config import engine_setting
+from ..models import EngineConfig, QueuedSignal
+from ..rules.pool import queued_loss_percent
+from ..services.queue import (
+    pool_used,
+    queue_continuing,
+    queue_delete,
+    queue_ordered,
+    queue_prices,
+    queue_promote,
+    queue_rules,
+)
 
 
-def _row(entry: QueuedSignal, position: int) -> dict:
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value.normalize():f}"
+
+
+def _row(
+    entry: QueuedSignal, rank: int, *, prices: dict[str, Decimal], continuing: set[tuple[str, str]], now: datetime
+) -> dict[str, Any]:
+    price = prices.get(entry.symbol)
     return {
         "id": str(entry.pk),
-        "position": position,
+        "rank": rank,
+        "position": rank,
         "symbol": entry.symbol,
         "timeframe": entry.timeframe,
         "side": entry.side,
         "exchange": entry.exchange_config.exchange_name,
-        "entry_price": f"{entry.entry_price.normalize():f}",
+        "entry_price": _s(entry.entry_price),
+        "current_price": _s(price),
+        "loss_percent": _s(queued_loss_percent(entry, price).quantize(Decimal("0.0001"))) if price else None,
         "replacement_count": entry.replacement_count,
         "queued_at": entry.queued_at.isoformat(),
+        "waiting_seconds": int((now - entry.queued_at).total_seconds()),
+        "is_pyramid_continuation": (entry.symbol, entry.timeframe) in continuing,
         "signal_id": str(entry.signal_id),
     }
 
@@ -42,8 +68,24 @@ class QueueListView(APIView):
     permission_classes = [ReadOrTrader]
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
-    def get(self, request: Request) -> Response:
-        return Response([_row(e, i + 1) for i, e in enumerate(queue_ordered(user=request.user))])
+    def get(self, request: AuthenticatedRequest) -> Response:
+        user_id = request.user.pk
+        entries = list(QueuedSignal.objects.filter(user_id=user_id).select_related("exchange_config"))
+        rules = queue_rules(user_id=user_id)
+        prices = queue_prices(entries=entries) if entries else {}
+        ordered = queue_ordered(user=user_id, prices=prices)
+        continuing = queue_continuing(user_id=user_id)
+        stored = EngineConfig.objects.filter(user_id=user_id).values_list("data", flat=True).first()
+        now = timezone.now()
+        return Response(
+            {
+                "pool": {"used": pool_used(user_id=user_id), "max": engine_setting(stored, "max_open_groups")},
+                "rules": rules,
+                "entries": [
+                    _row(e, i + 1, prices=prices, continuing=continuing, now=now) for i, e in enumerate(ordered)
+                ],
+            }
+        )
 
 
 class QueuePromoteView(APIView):

@@ -25,6 +25,7 @@ from ..choices import GroupStatus, SignalClassification, SignalStatus
 from ..config import effective_config_shared
 from ..grid import GridConfig, GridLevel, capital_for_pyramid, levels_for_pyramid
 from ..webhook import ParsedSignal, WebhookError, candle_start
+from .guards import GuardState, guard_settings, new_group_refusal, pause_refusal, stale_alert
 from .pool import PoolState, pool_has_room, queue_admits
 
 SIDE: Final = "long"  # spot: every group is a long
@@ -68,6 +69,7 @@ class IntakeContext:
     group: OpenGroup | None  # the open group of the alert's identity
     limits: IntakeLimits
     pool: PoolState | None = None  # read under the user's lock, only when the outcome depends on it
+    guards: GuardState = GuardState()  # pause switches and the amounts the user's limits need (rules.guards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +183,11 @@ def decide(context: IntakeContext | None, alert: Alert, now: datetime) -> Outcom
         parsed = _admit(context, alert)
     except WebhookError as exc:
         return Rejected(exc, user_known=True)
+    lag = guard_settings(_user_config(context, alert, parsed)).max_alert_lag_seconds
+    stale = stale_alert(signal_time=parsed.signal_time, now=now, max_lag_seconds=lag)
+    if stale is not None:
+        kind = SignalClassification.EXIT if parsed.is_exit else SignalClassification.NONE
+        return Skipped(kind, SignalStatus.IGNORED, stale.message, note=f"Alert ignored: {stale.message}")
     group = context.group
     if parsed.is_exit:
         if group is None:
@@ -191,7 +198,7 @@ def decide(context: IntakeContext | None, alert: Alert, now: datetime) -> Outcom
             return Skipped(SignalClassification.EXIT, SignalStatus.IGNORED, "the position is already closing", group.id)
         return ExitGroup(group.id)
     if group is not None:
-        return _pyramid(group, parsed, now)
+        return _pyramid(group, parsed, now, context=context, alert=alert)
     if context.pool is None:
         return NEEDS_POOL
     return _new_group(context, context.pool, alert, parsed, now)
@@ -260,10 +267,21 @@ def pyramid_plan(grid: GridConfig, index: int, parsed: ParsedSignal, *, use_sign
     )
 
 
-def _pyramid(group: OpenGroup, parsed: ParsedSignal, now: datetime) -> Outcome:
+def _user_config(context: IntakeContext, alert: Alert, parsed: ParsedSignal) -> Mapping[str, JSONValue]:
+    """The user's effective config for the alert's symbol now (guards read it; memoized by content)."""
+    merged, _ = effective_config_shared(context.engine_config, symbol=alert.symbol, timeframe=parsed.timeframe)
+    return merged
+
+
+def _pyramid(group: OpenGroup, parsed: ParsedSignal, now: datetime, *, context: IntakeContext, alert: Alert) -> Outcome:
     candle = signal_candle(parsed, now)
     skipped = None
-    if group.status == GroupStatus.CLOSING:
+    paused = pause_refusal(
+        context.guards, new_group=False, settings=guard_settings(_user_config(context, alert, parsed))
+    )
+    if paused is not None:
+        skipped = (SignalStatus.IGNORED, paused.message)
+    elif group.status == GroupStatus.CLOSING:
         skipped = (SignalStatus.IGNORED, "the position is closing")
     elif group.last_pyramid_candle == candle:
         skipped = (SignalStatus.DUPLICATE, f"a pyramid was already added in this {group.timeframe} candle")
@@ -279,6 +297,18 @@ def _pyramid(group: OpenGroup, parsed: ParsedSignal, now: datetime) -> Outcome:
 
 def _new_group(context: IntakeContext, pool: PoolState, alert: Alert, parsed: ParsedSignal, now: datetime) -> Outcome:
     merged, grid = effective_config_shared(context.engine_config, symbol=alert.symbol, timeframe=parsed.timeframe)
+    refusal = new_group_refusal(
+        context.guards,
+        guard_settings(merged),
+        symbol=alert.symbol,
+        capital=capital_for_pyramid(grid, 0),
+        now=now,
+    )
+    if refusal is not None and not (refusal.queue and queue_admits(state=pool, max_size=merged["queue_max_size"])):
+        note = f"Entry refused by the {refusal.guard} guard: {refusal.reason}"
+        return Skipped(SignalClassification.NEW_ENTRY, SignalStatus.IGNORED, refusal.message, note=note)
+    if refusal is not None:  # exposure_action: queue
+        return QueueSignal(entry_price=entry_price(parsed), replaces=pool.queued_here)
     if not pool_has_room(used=pool.used, max_open_groups=merged["max_open_groups"]):
         max_size = merged["queue_max_size"]
         if not queue_admits(state=pool, max_size=max_size):

@@ -8,11 +8,11 @@ backtester decide with these functions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Final, Protocol
 
 ZERO = Decimal("0")
 
@@ -43,6 +43,10 @@ def queue_reason(replacement_count: int) -> str:
     return "execution pool is full; queued"
 
 
+QUEUE_RULES: Final = ("pyramid_continuation", "deepest_loss", "replacement_count", "fifo")
+DEFAULT_QUEUE_RULES: Final = QUEUE_RULES
+
+
 class Queued(Protocol):
     """What ranking reads of a queued signal (the model, or the backtester's own record)."""
 
@@ -63,10 +67,46 @@ def queued_loss_percent(entry: Queued, price: Decimal | None) -> Decimal:
     return (entry.entry_price - price) / entry.entry_price * 100
 
 
-def queue_rank[Q: Queued](entries: Iterable[Q], prices: Mapping[str, Decimal]) -> list[Q]:
-    """Promotion order: deepest loss first (price below the queued entry), then most replaced, then
-    oldest."""
-    return sorted(
-        entries,
-        key=lambda e: (-queued_loss_percent(e, prices.get(e.symbol)), -e.replacement_count, e.queued_at),
-    )
+def queue_sort_key(
+    entry: Queued,
+    *,
+    prices: Mapping[str, Decimal],
+    rules: Sequence[str],
+    continuing: Collection[tuple[str, str]],
+) -> tuple[Decimal | int | float, ...]:
+    """The entry's key under `rules`, in their order (smaller promotes first); oldest first breaks what
+    the rules leave tied, so the order is always total."""
+    parts: list[Decimal | int | float] = []
+    for rule in rules:
+        if rule == "pyramid_continuation":
+            # The timeframe is read only when some identity continues (a backtester's record may lack it).
+            continues = bool(continuing) and (entry.symbol, str(getattr(entry, "timeframe", ""))) in continuing
+            parts.append(0 if continues else 1)
+        elif rule == "deepest_loss":
+            parts.append(-queued_loss_percent(entry, prices.get(entry.symbol)))
+        elif rule == "replacement_count":
+            parts.append(-entry.replacement_count)
+        elif rule == "fifo":
+            parts.append(entry.queued_at.timestamp())
+        else:
+            raise ValueError(f"unknown queue priority rule {rule!r}")
+    parts.append(entry.queued_at.timestamp())
+    return tuple(parts)
+
+
+def queue_rank[Q: Queued](
+    entries: Iterable[Q],
+    prices: Mapping[str, Decimal],
+    rules: Sequence[str] = DEFAULT_QUEUE_RULES,
+    continuing: Collection[tuple[str, str]] = frozenset(),
+) -> list[Q]:
+    """Promotion order by `queue_priority_rules` in their order (docs/engine.md#pool-and-queue):
+    `pyramid_continuation` (the identity has an open group: `continuing` holds its (symbol, timeframe)),
+    `deepest_loss` (current price furthest below the queued entry; `prices` by symbol), `replacement_count`
+    (most replaced), `fifo` (oldest). Any may be left out or reordered; ties end oldest first."""
+    return sorted(entries, key=lambda e: queue_sort_key(e, prices=prices, rules=rules, continuing=continuing))
+
+
+def queue_expired(*, queued_at: datetime, now: datetime, max_age_minutes: int | None) -> bool:
+    """Whether a queued signal has waited longer than `queue_max_age_minutes` (never when 0 or ``None``)."""
+    return bool(max_age_minutes) and now - queued_at > timedelta(minutes=max_age_minutes or 0)

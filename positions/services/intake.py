@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -46,9 +47,10 @@ from exchanges.models import ExchangeConfig
 from exchanges.selectors import market_rules_count, market_symbol_resolve
 
 from .. import events
-from ..choices import FINAL_GROUP_STATUSES, ProcessingStatus, SignalSource, SignalStatus
+from ..choices import FINAL_GROUP_STATUSES, UNSETTLED_ORDER_STATUSES, ProcessingStatus, SignalSource, SignalStatus
 from ..events import Event, group_event, signal_event
-from ..models import EngineConfig, PositionGroup, WebhookSignal
+from ..models import DCAOrder, EngineConfig, PositionGroup, TradingGuard, WebhookSignal
+from ..rules.guards import GuardState, sequence_anomaly
 from ..rules.intake import (
     NEEDS_POOL,
     SIDE,
@@ -77,6 +79,8 @@ from .queue import (
     queue_upsert_statement,
     user_lock_statement,
 )
+
+logger = logging.getLogger(__name__)
 
 KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
@@ -167,6 +171,7 @@ def _statements() -> tuple[str, str]:
                     SELECT 1 FROM {sql.table(WebhookSignal)} s
                      WHERE s.user_id = u.id AND s.received_at > %s AND s.http_status NOT IN (401, 403, 404)
                      LIMIT %s) recent) AS recent,
+               {_guard_columns()},
                g.*
           FROM {sql.table(User)} u
           LEFT JOIN LATERAL (
@@ -178,6 +183,47 @@ def _statements() -> tuple[str, str]:
     pool = f"""SELECT ({pool_used_statement()}) AS used, {queue_state_statement()}, g.*
           FROM (SELECT 1) one LEFT JOIN LATERAL ({open_group("%s", "%s")}) g ON true"""
     return read, pool
+
+
+def _guard_columns() -> str:
+    """The guard state (docs/engine.md#guards) as columns of the intake's one read: the pause switches,
+    and the amounts a limit needs only when the user's config names that limit (so the webhook pays for
+    none of them otherwise). Its one parameter, the alert's symbol, follows the rate limit's two."""
+    guards, groups, engine = sql.table(TradingGuard), sql.table(PositionGroup), sql.table(EngineConfig)
+    final = sql.literals(FINAL_GROUP_STATUSES)
+    resting = sql.literals(UNSETTLED_ORDER_STATUSES)
+
+    def names(key: str) -> str:
+        return f"EXISTS (SELECT 1 FROM {engine} e WHERE e.user_id = u.id AND e.data::text LIKE '%%\"{key}\"%%')"
+
+    return f"""(SELECT tg.paused FROM {guards} tg WHERE tg.user_id = u.id) AS guard_paused,
+               EXISTS (SELECT 1 FROM {guards} tg WHERE tg.user_id IS NULL AND tg.paused) AS system_paused,
+               CASE WHEN {names("cooldown_minutes_after_loss")} THEN (
+                    SELECT max(x.closed_at) FROM {groups} x WHERE x.user_id = u.id AND x.symbol = %s
+                       AND x.status = 'closed' AND x.realized_pnl < 0) END AS last_loss_close_at,
+               CASE WHEN {names("daily_loss_limit_usd")} THEN (
+                    SELECT coalesce(sum(x.realized_pnl), 0) FROM {groups} x
+                     WHERE x.user_id = u.id AND x.status = 'closed'
+                       AND x.closed_at >= greatest(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                           coalesce((SELECT tg.daily_loss_reset_at FROM {guards} tg WHERE tg.user_id = u.id),
+                                    '-infinity'))) END AS realized_today,
+               CASE WHEN {names("max_total_exposure_usd")} THEN (
+                    (SELECT coalesce(sum(x.total_cost), 0) FROM {groups} x
+                      WHERE x.user_id = u.id AND x.status NOT IN ({final}))
+                  + (SELECT coalesce(sum((d.quantity - d.filled_quantity) * coalesce(d.price, 0)), 0)
+                       FROM {sql.table(DCAOrder)} d JOIN {groups} x ON x.id = d.group_id
+                      WHERE x.user_id = u.id AND x.status NOT IN ({final}) AND d.status IN ({resting}))
+                  ) END AS exposure_usd"""
+
+
+def _guard_state(row: sql.Row) -> GuardState:
+    return GuardState(
+        user_paused=bool(row["guard_paused"]),
+        system_paused=bool(row["system_paused"]),
+        exposure_usd=row["exposure_usd"],
+        realized_today=row["realized_today"],
+        last_loss_close_at=row["last_loss_close_at"],
+    )
 
 
 def _open_group(row: sql.Row) -> OpenGroup | None:
@@ -208,6 +254,7 @@ def _read(user_id: uuid.UUID, alert: Alert) -> sql.Steps[IntakeContext | None]:
         [
             timezone.now() - RATE_WINDOW,
             settings.WEBHOOK_RATE_LIMIT_PER_MINUTE + 1,
+            alert.symbol,  # the cooldown's (`_guard_columns`)
             (parsed.exchange if parsed else "").strip(),
             alert.symbol,
             parsed.timeframe if parsed else "",
@@ -224,6 +271,7 @@ def _read(user_id: uuid.UUID, alert: Alert) -> sql.Steps[IntakeContext | None]:
         recent=row["recent"],
         group=_open_group(row),
         limits=_limits(),
+        guards=_guard_state(row),
     )
 
 
@@ -461,10 +509,23 @@ def _store(
                 pending=True,
                 message="Position group created and pending execution",
             )
+    tv = parsed.body.get("tv") if isinstance(parsed.body, dict) else None
+    anomaly = sequence_anomaly(
+        prev_market_position=str(tv.get("prev_market_position") or "") if isinstance(tv, dict) else None,
+        is_exit=parsed.is_exit,
+        has_group=context.group is not None,
+        queued=bool(context.pool and context.pool.queued_here),
+    )
+    if anomaly is not None:
+        # A missed alert: flagged on the stored signal and logged, still handled (docs/engine.md#guards).
+        # The process log, not a SystemLog row: the flag is on the signal row already, and the webhook's
+        # one write statement stays as it was.
+        logger.warning("sequence anomaly: user %s %s: %s (signal %s)", user_id, alert.symbol, anomaly, signal_id)
     values = {
         "id": signal_id,
         "user_id": user_id,
         "exchange_config_id": context.config_id,
+        "flags": ["sequence_anomaly"] if anomaly is not None else [],
         "received_at": now,
         "source_ip": alert.ip,
         "source": parsed.source if parsed.source in SignalSource.values else SignalSource.OTHER,

@@ -11,23 +11,26 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.logs import audit, log_info
+from accounts.logs import audit, log_info, log_warning
 from accounts.models import User
 from core import sql
+from exchanges.exceptions import ExchangeError
+from exchanges.services import adapter_for
 
 from .. import jobs
 from ..choices import OPEN_GROUP_STATUSES, ProcessingStatus
-from ..config import effective_config
+from ..config import effective_config, engine_setting
 from ..events import Event, event, publish_events
 from ..models import EngineConfig, PositionGroup, QueuedSignal, WebhookSignal
 from ..rules.intake import open_group_plan
-from ..rules.pool import pool_has_room, queue_rank
+from ..rules.pool import pool_has_room, queue_expired, queue_rank
 from ..webhook import parse_signal
 from .opening import group_insert
 
@@ -158,10 +161,78 @@ def queue_promote_after_commit(*, user_id: Any) -> None:
     jobs.enqueue_after_commit(jobs.PROMOTE_QUEUE, str(user_id))
 
 
-def queue_ordered(*, user: Any, prices: dict[str, Decimal] | None = None) -> list[QueuedSignal]:
-    """The user's queue in promotion order (`rules.pool.queue_rank`)."""
-    entries = QueuedSignal.objects.filter(user=user).select_related("signal", "exchange_config")
-    return queue_rank(entries, prices or {})
+def queue_rules(*, user_id: Any) -> list[str]:
+    """The user's `queue_priority_rules`, in order (docs/engine.md#pool-and-queue)."""
+    stored = EngineConfig.objects.filter(user_id=user_id).values_list("data", flat=True).first()
+    return list(engine_setting(stored or {}, "queue_priority_rules"))
+
+
+def queue_prices(*, entries: list[QueuedSignal]) -> dict[str, Decimal]:
+    """Current prices of the queued symbols: one batched ticker request per exchange config, never one per
+    entry. A market without a price ranks as no loss (`rules.pool.queued_loss_percent`)."""
+    by_config: dict[Any, list[QueuedSignal]] = {}
+    for entry in entries:
+        by_config.setdefault(entry.exchange_config_id, []).append(entry)
+    prices: dict[str, Decimal] = {}
+    for members in by_config.values():
+        try:
+            tickers = adapter_for(members[0].exchange_config).fetch_tickers(sorted({e.symbol for e in members}))
+        except ExchangeError as exc:
+            log_warning("RISK", f"queue: no prices from {members[0].exchange_config.exchange_name}: {exc}")
+            continue
+        prices.update({symbol: t.last for symbol, t in tickers.items() if t.last})
+    return prices
+
+
+def queue_continuing(*, user_id: Any) -> set[tuple[str, str]]:
+    """(symbol, timeframe) of the user's open groups: a queued signal of one of them continues it."""
+    rows = PositionGroup.objects.filter(user_id=user_id, status__in=OPEN_GROUP_STATUSES).values_list(
+        "symbol", "timeframe"
+    )
+    return {(symbol, timeframe) for symbol, timeframe in rows}
+
+
+def queue_ordered(
+    *, user: Any, prices: dict[str, Decimal] | None = None, fetch_prices: bool = False
+) -> list[QueuedSignal]:
+    """The user's queue in promotion order (`rules.pool.queue_rank` by the user's `queue_priority_rules`);
+    with `fetch_prices`, current prices are asked for when `deepest_loss` ranks and none are given."""
+    user_id = getattr(user, "pk", user)
+    entries = list(QueuedSignal.objects.filter(user_id=user_id).select_related("signal", "exchange_config"))
+    rules = queue_rules(user_id=user_id)
+    if prices is None and fetch_prices and entries and "deepest_loss" in rules:
+        prices = queue_prices(entries=entries)
+    return queue_rank(entries, prices or {}, rules, queue_continuing(user_id=user_id))
+
+
+def queue_expire(*, user_id: Any, now: datetime | None = None) -> int:
+    """Drop the user's queued signals older than `queue_max_age_minutes`, each with a log line; one
+    `queue.updated` event. Returns how many."""
+    now = now or timezone.now()
+    stored = EngineConfig.objects.filter(user_id=user_id).values_list("data", flat=True).first()
+    max_age = engine_setting(stored or {}, "queue_max_age_minutes")
+    expired = [
+        entry
+        for entry in QueuedSignal.objects.filter(user_id=user_id)
+        if queue_expired(queued_at=entry.queued_at, now=now, max_age_minutes=max_age)
+    ]
+    for entry in expired:
+        log_info(
+            "RISK",
+            f"Queued {entry.symbol} {entry.timeframe} expired after {max_age} min (queue_max_age_minutes)",
+            user=user_id,
+            details={"signal_id": str(entry.signal_id), "queued_at": entry.queued_at.isoformat()},
+        )
+        entry.delete()
+    if expired:
+        publish_events([queue_event(user_id)])
+    return len(expired)
+
+
+def queue_expire_all(*, now: datetime | None = None) -> int:
+    """`queue_expire` for every user with queued signals (the periodic sweep)."""
+    users = QueuedSignal.objects.values_list("user_id", flat=True).distinct()
+    return sum(queue_expire(user_id=user_id, now=now) for user_id in list(users))
 
 
 def queue_promote(
@@ -178,6 +249,9 @@ def queue_promote(
     timeframe's overrides included), as the intake admits a new entry.
     """
     promoted: list[str] = []
+    queue_expire(user_id=user_id)
+    if prices is None and entry_id is None:
+        prices = _promotion_prices(user_id=user_id, force=force)
     with transaction.atomic():
         cur = sql.cursor()
         cur.execute(user_lock_statement(), [user_id])
@@ -214,6 +288,19 @@ def queue_promote(
         if promoted:
             publish_events([queue_event(user_id)])
     return promoted
+
+
+def _promotion_prices(*, user_id: Any, force: bool) -> dict[str, Decimal]:
+    """Current prices for `deepest_loss`, asked before promotion's transaction (no lock is held across the
+    ticker request), and only when they can change what is promoted: two entries or more and a free slot."""
+    if "deepest_loss" not in queue_rules(user_id=user_id):
+        return {}
+    waiting = list(QueuedSignal.objects.filter(user_id=user_id).select_related("exchange_config"))
+    if len(waiting) < 2:
+        return {}
+    stored = EngineConfig.objects.filter(user_id=user_id).values_list("data", flat=True).first()
+    room = pool_has_room(used=pool_used(user_id=user_id), max_open_groups=engine_setting(stored, "max_open_groups"))
+    return queue_prices(entries=waiting) if force or room else {}
 
 
 def promote_signal(*, entry: QueuedSignal) -> PositionGroup:

@@ -28,7 +28,9 @@ def test_queue_listing_promote_force_add_and_delete(client, api_client, trader, 
         )
         assert queued.json()["classification"] == "queued"
     api_client.force_authenticate(trader)
-    listed = api_client.get("/api/queue").json()
+    body = api_client.get("/api/queue").json()
+    assert body["pool"] == {"used": 1, "max": 1} and body["rules"][0] == "pyramid_continuation"
+    listed = body["entries"]
     assert [row["symbol"] for row in listed] == ["ETH/USDT", "SOL/USDT"]
     first, second = listed
     full = api_client.post(f"/api/queue/{first['id']}/promote")

@@ -1,0 +1,136 @@
+"""Guards through the webhook and the API: each one refusing (200 ignored, the guard named) and releasing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import SystemLog
+from positions.models import PositionGroup, QueuedSignal, WebhookSignal
+from positions.services.configs import config_set
+from positions.tests.conftest import alert, post
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _entry(client, trader, symbol: str = "BTCUSDT", trade_id: str = "T-1", **tv):
+    body = alert(trader.webhook_secret, tv={"symbol": symbol, **tv}, strategy_info={"trade_id": trade_id})
+    return post(client, trader, body)
+
+
+def _closed_at_loss(trader, config, symbol: str, pnl: str, minutes_ago: int = 1) -> None:
+    PositionGroup.objects.create(
+        user=trader,
+        exchange_config=config,
+        symbol=symbol,
+        timeframe="4h",
+        status="closed",
+        realized_pnl=Decimal(pnl),
+        closed_at=timezone.now() - timedelta(minutes=minutes_ago),
+    )
+
+
+def test_pause_refuses_new_groups_and_resume_releases(client, api_client, trader, sim_config):
+    api_client.force_authenticate(trader)
+    assert api_client.put("/api/guards", {"paused": True}, format="json").json()["paused"] is True
+    refused = _entry(client, trader)
+    assert refused.status_code == 200
+    assert refused.json() == {
+        "status": "ignored",
+        "reason": "pause: trading is paused: no new groups",
+        "signal_id": refused.json()["signal_id"],
+    }
+    assert SystemLog.objects.filter(message__startswith="Entry refused by the pause guard").exists()
+    assert api_client.get("/api/guards").json()["blocking"]["guard"] == "pause"
+    api_client.put("/api/guards", {"paused": False}, format="json")
+    assert _entry(client, trader, trade_id="T-2").status_code == 202
+
+
+def test_daily_loss_limit_until_an_operator_reset(client, api_client, trader, sim_config):
+    config_set(user=trader, data={"daily_loss_limit_usd": "50"}, partial=True)
+    _closed_at_loss(trader, sim_config, "ETH/USDT", "-60")
+    refused = _entry(client, trader)
+    assert refused.status_code == 200 and refused.json()["reason"].startswith("daily_loss: realized loss today 60.00")
+    api_client.force_authenticate(trader)
+    status = api_client.put("/api/guards", {"reset_daily_loss": True}, format="json").json()
+    assert status["blocking"] is None and status["loss_today"] == "0"
+    assert _entry(client, trader, trade_id="T-2").status_code == 202
+
+
+def test_cooldown_after_a_loss_on_that_symbol_only(client, trader, sim_config):
+    config_set(user=trader, data={"cooldown_minutes_after_loss": 30}, partial=True)
+    _closed_at_loss(trader, sim_config, "BTC/USDT", "-5", minutes_ago=10)
+    refused = _entry(client, trader)
+    assert refused.json()["reason"].startswith("cooldown: BTC/USDT closed at a loss")
+    assert _entry(client, trader, symbol="ETHUSDT", trade_id="T-2").status_code == 202
+    PositionGroup.objects.filter(symbol="BTC/USDT").update(closed_at=timezone.now() - timedelta(minutes=31))
+    assert _entry(client, trader, trade_id="T-3").status_code == 202
+
+
+def test_exposure_cap_queues_then_rejects(client, trader, sim_config):
+    # Each new group's capital is the default 200: the first fits under 300, the second would pass it.
+    config_set(user=trader, data={"max_total_exposure_usd": "300"}, partial=True)
+    assert _entry(client, trader).status_code == 202
+    PositionGroup.objects.filter(symbol="BTC/USDT").update(total_cost=Decimal("200"))
+    queued = _entry(client, trader, symbol="ETHUSDT", trade_id="T-2")
+    assert queued.status_code == 202 and queued.json()["classification"] == "queued"
+    assert QueuedSignal.objects.filter(symbol="ETH/USDT").exists()
+    config_set(user=trader, data={"exposure_action": "reject"}, partial=True)
+    refused = _entry(client, trader, symbol="SOLUSDT", trade_id="T-3")
+    assert refused.json()["reason"] == "exposure: exposure 200.00 + 200.00 would pass max_total_exposure_usd 300"
+
+
+def test_stale_alert_is_ignored(client, trader, sim_config):
+    config_set(user=trader, data={"max_alert_lag_seconds": 300}, partial=True)
+    refused = _entry(client, trader)  # the fixture's alert is days old
+    assert refused.status_code == 200 and refused.json()["reason"].startswith("stale_alert: the alert is")
+    fresh = alert(trader.webhook_secret, timestamp=timezone.now().isoformat(), strategy_info={"trade_id": "T-2"})
+    assert post(client, trader, fresh).status_code == 202
+
+
+def test_missed_alert_is_flagged_and_still_handled(client, trader, sim_config):
+    assert _entry(client, trader).status_code == 202
+    # TradingView says the strategy was flat, yet the group is open: a missed exit. Still a pyramid.
+    pyramid = alert(
+        trader.webhook_secret,
+        timestamp="2026-11-20T12:00:05Z",
+        tv={"prev_market_position": "flat"},
+        strategy_info={"trade_id": "T-2"},
+    )
+    answer = post(client, trader, pyramid).json()
+    assert answer["classification"] == "pyramid"
+    assert WebhookSignal.objects.get(pk=answer["signal_id"]).flags == ["sequence_anomaly"]
+    consistent = alert(
+        trader.webhook_secret,
+        timestamp="2026-11-20T13:00:05Z",
+        tv={"prev_market_position": "long"},
+        strategy_info={"trade_id": "T-3"},
+    )
+    assert WebhookSignal.objects.get(pk=post(client, trader, consistent).json()["signal_id"]).flags == []
+
+
+def test_flatten_needs_confirm_and_guard_settings_are_validated(api_client, trader, sim_config):
+    api_client.force_authenticate(trader)
+    refused = api_client.post("/api/guards/flatten", {}, format="json")
+    assert refused.status_code == 400 and refused.json()["fields"] == {"confirm": ["must be true"]}
+    bad = api_client.put("/api/guards", {"daily_loss_limit_usd": "-5", "bogus": 1}, format="json")
+    assert bad.status_code == 400 and set(bad.json()["fields"]) == {"bogus"}
+    bad = api_client.put("/api/guards", {"daily_loss_limit_usd": "-5"}, format="json")
+    assert bad.status_code == 400 and "daily_loss_limit_usd" in bad.json()["fields"]
+    assert api_client.get("/api/guards").json()["daily_loss_limit_usd"] is None  # nothing changed
+    done = api_client.post("/api/guards/flatten", {"confirm": True}, format="json")
+    assert done.status_code == 200 and done.json()["paused"] is True
+
+
+def test_stop_averaging_on_someone_elses_or_a_closed_group(api_client, trader, sim_config, user_factory):
+    group = PositionGroup.objects.create(user=trader, exchange_config=sim_config, symbol="BTC/USDT", timeframe="1h")
+    stranger = user_factory()
+    api_client.force_authenticate(stranger)
+    assert api_client.post(f"/api/positions/{group.pk}/stop-averaging").status_code == 404
+    api_client.force_authenticate(trader)
+    assert api_client.post(f"/api/positions/{group.pk}/stop-averaging").json()["cancelled_legs"] == 0
+    PositionGroup.objects.filter(pk=group.pk).update(status="closed")
+    assert api_client.post(f"/api/positions/{group.pk}/stop-averaging").status_code == 409
