@@ -20,7 +20,15 @@ from typing import Any
 
 from bench.harness import Harness, say
 
-BENCHES = ["webhook_ack", "signal_to_order", "monitor_cycle", "risk_cycle", "adapter_overhead", "backtest"]
+BENCHES = [
+    "webhook_ack",
+    "signal_to_order",
+    "monitor_cycle",
+    "risk_cycle",
+    "adapter_overhead",
+    "backtest",
+    "strategy_tick",
+]
 
 
 def _adapter_present() -> bool:

@@ -256,3 +256,7 @@ class PaperAccountAdmin(admin.ModelAdmin):
         for account in queryset.select_related("config"):
             services.paper_account_reset(config=account.config, actor=request.user, ip=client_ip(request))
         self.message_user(request, f"{queryset.count()} paper account(s) reset.")
+
+
+# The candle store's admin lives with it; importing it registers its models.
+from .candles import admin as candles_admin  # noqa: E402, F401

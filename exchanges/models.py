@@ -178,3 +178,89 @@ class PaperAccount(models.Model):
 
     def __str__(self) -> str:
         return f"paper account of {self.config}"
+
+
+class Candle(models.Model):
+    """One closed candle of one market and timeframe (docs/market-data.md#store), unique per key.
+
+    Written only by ``exchanges.candles.services`` (file import, backfill, live sync). A candle that
+    fails a data-quality check is kept, ``quarantined``, with the reason: it is reported and never
+    traded on (``exchanges.candles.selectors`` leaves it out unless asked).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    exchange_name = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=64, help_text="Unified symbol, e.g. BTC/USDT.")
+    timeframe = models.CharField(max_length=8)
+    open_time = models.DateTimeField()
+    open = models.DecimalField(**MONEY)
+    high = models.DecimalField(**MONEY)
+    low = models.DecimalField(**MONEY)
+    close = models.DecimalField(**MONEY)
+    volume = models.DecimalField(**MONEY)
+    quarantined = models.BooleanField(default=False)
+    quality_note = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["exchange_name", "symbol", "timeframe", "open_time"]
+        constraints = [
+            # Its index (exchange, symbol, timeframe, open_time) is the one every range read walks.
+            models.UniqueConstraint(fields=["exchange_name", "symbol", "timeframe", "open_time"], name="candle_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange_name} {self.symbol} {self.timeframe} {self.open_time:%Y-%m-%d %H:%M}"
+
+
+class CandleIssue(models.Model):
+    """A data-quality finding on a candle series (gap, duplicate, quarantined candle, stale feed)."""
+
+    id = models.BigAutoField(primary_key=True)
+    exchange_name = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=64)
+    timeframe = models.CharField(max_length=8)
+    kind = models.CharField(max_length=16, help_text="gap, duplicate, ohlc, non_positive, outlier or stale.")
+    open_time = models.DateTimeField(null=True, blank=True)
+    detail = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["exchange_name", "symbol", "timeframe", "kind"], name="candle_issue_series_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} in {self.exchange_name} {self.symbol} {self.timeframe}"
+
+
+class CandleBackfill(models.Model):
+    """A backfill of one series through the exchange adapter: where it has got to (``cursor``), so a
+    run stopped by an outage resumes there, and its progress for the API and admin."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    exchange_name = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=64)
+    timeframe = models.CharField(max_length=8)
+    since = models.DateTimeField()
+    until = models.DateTimeField()
+    cursor = models.DateTimeField(help_text="The open time the next page starts at.")
+    fetched = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, default="running", help_text="running, done or failed.")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"backfill {self.exchange_name} {self.symbol} {self.timeframe} ({self.status})"
+
+    @property
+    def progress(self) -> int:
+        """0-100: how much of [since, until] is fetched."""
+        span = (self.until - self.since).total_seconds()
+        if span <= 0 or self.status == "done":
+            return 100
+        return max(0, min(100, int((self.cursor - self.since).total_seconds() * 100 / span)))

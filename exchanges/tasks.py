@@ -21,3 +21,7 @@ def refresh_market_rules(exchange_name: str | None = None) -> dict[str, Any]:
 def validate_all() -> dict[str, int]:
     """Validate every enabled exchange config."""
     return services.exchange_configs_validate_all()
+
+
+# The candle store's tasks live with it; importing them here registers them (celery discovers `tasks`).
+from .candles.tasks import backfill_candles as backfill_candles  # noqa: E402

@@ -89,6 +89,9 @@ class Alert:
     body_error: WebhookError | None = None  # JSON
     schema_error: WebhookError | None = None
     symbol_error: WebhookError | None = None
+    # Built in this process by a strategy (`intake.strategy_signal_receive`), not received over HTTP:
+    # the webhook's IP allowlist does not apply to it (docs/strategies.md#live).
+    internal: bool = False
 
 
 # Outcomes ------------------------------------------------------------------------------------------
@@ -206,7 +209,7 @@ def decide(context: IntakeContext | None, alert: Alert, now: datetime) -> Outcom
 
 def _admit(context: IntakeContext, alert: Alert) -> ParsedSignal:
     """The checks after the user is known, in their order; the parsed signal when all pass."""
-    if context.limits.allowed_ips and alert.ip not in context.limits.allowed_ips:
+    if context.limits.allowed_ips and not alert.internal and alert.ip not in context.limits.allowed_ips:
         raise WebhookError(403, "ip_not_allowed", "Requests from this address are not accepted.")
     if alert.body_error is not None:
         raise alert.body_error

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -364,6 +365,18 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
     """Everything the webhook does, on this thread's Django connection; every request leaves a
     `WebhookSignal` row. Its live events are sent once it has committed."""
     result, committed = sql.run(intake_steps(alert_read(user_id=user_id, raw=raw, content_type=content_type, ip=ip)))
+    events.publish_events(committed)
+    return result
+
+
+def strategy_signal_receive(*, user_id: str, body: dict[str, Any]) -> IntakeResult:
+    """A built-in strategy's signal (docs/strategies.md#live): `body` is an alert in the webhook's format
+    (with the user's secret), stored with ``source=strategy``. It goes through the same `intake_steps` as a
+    webhook (checks, dedupe by trade id, guards, pool, queue, events); only the IP allowlist, which is
+    about HTTP clients, does not apply."""
+    raw = json.dumps({**body, "source": SignalSource.STRATEGY.value}, default=str).encode()
+    alert = alert_read(user_id=user_id, raw=raw, content_type="application/json", ip=None)
+    result, committed = sql.run(intake_steps(dataclasses.replace(alert, internal=True)))
     events.publish_events(committed)
     return result
 

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "riskengine",
     "strategies",
     "analytics",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -278,3 +279,20 @@ MARKET_RULES_FALLBACKS: dict = {}  # {"binance": {"BTC/USDT": {"tick_size": "0.0
 PAPER_PRICE_SOURCE = env("PAPER_PRICE_SOURCE", "auto")  # auto | exchange | simulator
 PAPER_INITIAL_BALANCES = {"USDT": "10000"}
 PAPER_COMMISSION_RATE = "0.001"
+
+# Operations (docs/processes.md#notifications, #health, #metrics, #backups).
+NOTIFICATION_TIMEOUT_S = float(env("NOTIFICATION_TIMEOUT_S", "5") or 5)
+TELEGRAM_API_URL = env("TELEGRAM_API_URL", "https://api.telegram.org")
+# Incoming-webhook hosts a Discord or Slack channel may point at (a stored URL can call nothing else).
+NOTIFICATION_WEBHOOK_HOSTS = {"discord": ["discord.com", "discordapp.com"], "slack": ["hooks.slack.com"]}
+NOTIFICATION_ALLOW_HTTP = False
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(env("EMAIL_PORT", "25") or 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env("EMAIL_USE_TLS", "") in ("1", "true", "yes")
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "engine@localhost")
+METRICS_TOKEN = env("METRICS_TOKEN", "")
+BACKUP_DIR = env("BACKUP_DIR", "")  # the 03:00 backup runs only when this is set
+BACKUP_KEEP = int(env("BACKUP_KEEP", "14") or 14)

@@ -1,0 +1,1 @@
+"""The candle store (docs/market-data.md): pure rules (`rules`), writes (`services`), reads (`selectors`)."""
