@@ -15,6 +15,8 @@ itself (from `DCAOrder.submitted_at` to the simulator's time).
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import uuid
@@ -37,6 +39,9 @@ WARMUP_SIGNALS = 8
 ACK_TIMEOUT_S = 30.0
 POLL_S = 0.005
 PRICES = {s: BUILT_IN_PRICES[s] for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")}
+# BENCH_DEAD_CHANNELS=1: every trader's Discord and Slack channels point at a server that accepts
+# connections and never answers, so each fill's messages time out (docs/processes.md#notifications).
+DEAD_CHANNELS = os.environ.get("BENCH_DEAD_CHANNELS") == "1"
 SYMBOLS = list(PRICES)
 
 
@@ -67,6 +72,25 @@ def _signals(traders: list[Trader], count: int, tag: str) -> list[Sample]:
         )
         samples.append(Sample(trader=traders[trader_index], body=body))
     return samples
+
+
+def _dead_channels(traders: list[Trader]) -> socket.socket:
+    """A listening socket nobody accepts from, and every trader's Discord and Slack channels aimed at it."""
+    # Django is set up by Harness (on the bench database) after this module is imported
+    from exchanges.crypto import encrypt
+    from notifications.models import NotificationChannel
+
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead.listen(4096)
+    url = f"http://127.0.0.1:{dead.getsockname()[1]}/api/webhooks/dead"
+    for trader in traders:
+        for kind in ("discord", "slack"):
+            # Stored directly: the settings service accepts only the services' own hosts.
+            channel = NotificationChannel.objects.create(user_id=trader.user_id, kind=kind, enabled=True)
+            channel.secret_encrypted = encrypt(url, context=channel.encryption_context())
+            channel.save(update_fields=["secret_encrypted"])
+    return dead
 
 
 def _wait_for_entry_ack(sample: Sample, stop: threading.Event) -> None:
@@ -157,12 +181,15 @@ def run(harness: Harness) -> dict[str, Any]:
     warm_trader = traders_create(sim, count=1, prefix="sw", balances=balances)
     traders = traders_create(sim, count=TRADERS, prefix="so", balances=balances)
 
+    dead = _dead_channels(warm_trader + traders) if DEAD_CHANNELS else None
     warmup = _signals(warm_trader * 5, WARMUP_SIGNALS, "sow")
     _send_all(base_url, warmup, LANES)
     measured = _signals(traders, SIGNALS, "so")
     load = load_average()
     wall = _send_all(base_url, measured, LANES)
     harness.check_alive()
+    if dead is not None:
+        dead.close()
 
     acked_at = {o["clientOrderId"]: o["time"] / 1000 for o in sim.orders()}
     latencies, http, queue, place = [], [], [], []
@@ -193,4 +220,5 @@ def run(harness: Harness) -> dict[str, Any]:
         "place_max_ms": ms(max(place, default=float("nan"))),
         "traders": len(traders),
         "loadavg_1m": load,
+        "dead_channels": DEAD_CHANNELS,
     }

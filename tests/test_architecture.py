@@ -30,6 +30,8 @@ LAYERS: dict[str, int] = {
     "analytics": 4,
     "riskengine": 4,
     "strategies": 4,
+    # Reacts to the engine (positions' hooks) and reports on it; may use strategies once they exist.
+    "notifications": 5,
 }
 # ``tradingsite`` wires the apps together and may import any of them; nothing imports it (nor ``bench``).
 WIRING = ("tradingsite", "bench")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import beat_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings.dev")
 
@@ -29,3 +29,12 @@ def _on_worker_ready(sender=None, **kwargs):  # type: ignore[no-untyped-def]
     (docs/engine.md#reconciliation)."""
     if "positions.reconcile" in app.tasks:
         app.send_task("positions.reconcile")
+
+
+@beat_init.connect
+def _on_beat_init(sender=None, **kwargs):  # type: ignore[no-untyped-def]
+    """Beat also watches health every minute and tells operators of a change itself, so that a stopped
+    worker is reported even when no worker is left to run the 15-minute check (docs/processes.md#health)."""
+    from .health import HealthWatcher  # imports models: Django is set up only once beat runs
+
+    HealthWatcher().start()

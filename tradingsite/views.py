@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from core.api import error_response
 
-from .health import system_health
+from .health import system_health_public
 
 
 @login_required
@@ -19,7 +19,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def health(request: HttpRequest) -> JsonResponse:
-    report = system_health()
+    report = system_health_public()
     return JsonResponse(report, status=503 if report["status"] == "critical" else 200)
 
 

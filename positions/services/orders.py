@@ -45,6 +45,7 @@ from ..choices import (
     OrderStatus,
 )
 from ..events import publish_order
+from ..hooks import ORDER_FILLED, ORDER_REJECTED, engine_event_emit, order_event_data
 from ..ledger import Order
 from ..models import Fill, PositionGroup
 from .positions import group_recompute
@@ -149,6 +150,9 @@ def _submit(*, order_id: Any, adapter: Any) -> str:
         return RETRY
     except PermanentExchangeError as exc:
         _mark(order_id, status=OrderStatus.REJECTED, error=str(exc))
+        order.status, order.last_error = OrderStatus.REJECTED, str(exc)
+        data = order_event_data(order=order, group=order.group, fills=None)
+        engine_event_emit(kind=ORDER_REJECTED, user_id=order.group.user_id, group_id=order.group_id, data=data)
         log_error(
             "ORDER",
             f"Order {order.client_order_id} rejected: {exc}",
@@ -221,6 +225,8 @@ def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) 
             group_recompute(group=group)
             if new_fills:
                 on_fills(order=order, group=group, fills=new_fills)
+                data = order_event_data(order=order, group=group, fills=new_fills)
+                engine_event_emit(kind=ORDER_FILLED, user_id=group.user_id, group_id=group.pk, data=data)
     return order
 
 

@@ -15,6 +15,7 @@ from accounts.logs import audit
 
 from ..choices import GroupStatus as S
 from ..events import publish_group
+from ..hooks import GROUP_CLOSED, GROUP_FAILED, engine_event_emit
 from ..models import GroupEvent, PositionGroup
 from ..rules.lifecycle import transition_allowed
 from .queue import queue_promote_after_commit
@@ -72,6 +73,21 @@ def group_transition(
         publish_group(group)
         if to in (S.CLOSED, S.FAILED):
             _on_slot_freed(group)
+            engine_event_emit(
+                kind=GROUP_CLOSED if to == S.CLOSED else GROUP_FAILED,
+                user_id=group.user_id,
+                group_id=group.pk,
+                data={
+                    "symbol": group.symbol,
+                    "timeframe": group.timeframe,
+                    "side": group.side,
+                    "close_reason": group.close_reason,
+                    "reason": reason[:300],
+                    "realized_pnl": str(group.realized_pnl),
+                    "avg_entry_price": str(group.avg_entry_price) if group.avg_entry_price is not None else None,
+                    "sold_quantity": str(group.sold_quantity),
+                },
+            )
     return group
 
 

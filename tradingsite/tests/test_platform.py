@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from tradingsite.tasks import beat_heartbeat
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.django_db
 def test_health_reports_components_without_secrets(client, settings):
+    beat_heartbeat()  # beat is healthy once its heartbeat task has run (docs/processes.md#health)
     response = client.get("/api/health")
     body = response.json()
     assert body["status"] in {"healthy", "degraded"}  # no worker runs in this test

@@ -1,0 +1,97 @@
+"""The one module that talks to the notification services: SMTP (Django's mail), Telegram's Bot API,
+Discord's and Slack's incoming webhooks. Each send returns a `rules.Answer`; nothing here raises on a
+failed delivery, and no secret (token, webhook URL) appears in what it returns."""
+
+from __future__ import annotations
+
+import smtplib
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.mail import EmailMessage
+
+from .rules import Answer
+
+
+def _conf(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def timeout_s() -> float:
+    return float(_conf("NOTIFICATION_TIMEOUT_S", 5.0))
+
+
+def telegram_api_url() -> str:
+    return str(_conf("TELEGRAM_API_URL", "https://api.telegram.org")).rstrip("/")
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(timeout=timeout_s(), follow_redirects=False)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    header = response.headers.get("retry-after")
+    if header:
+        try:
+            return float(header)
+        except ValueError:
+            return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict):  # Telegram: parameters.retry_after; Discord: retry_after
+        params = body.get("parameters")
+        value = (params or {}).get("retry_after") if isinstance(params, dict) else body.get("retry_after")
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def _post_json(url: str, payload: dict[str, Any]) -> Answer:
+    try:
+        with _client() as client:
+            response = client.post(url, json=payload)
+    except httpx.TimeoutException:
+        return Answer(status_code=None, detail="timed out")
+    except httpx.HTTPError as exc:
+        return Answer(status_code=None, detail=type(exc).__name__)
+    detail = ""
+    if response.status_code >= 300:
+        detail = f"HTTP {response.status_code}: {response.text[:200]}"
+    return Answer(status_code=response.status_code, retry_after_s=_retry_after(response), detail=detail)
+
+
+def send_telegram(*, bot_token: str, chat_id: str, text: str) -> Answer:
+    """Bot API `sendMessage` (plain text, no link previews)."""
+    url = f"{telegram_api_url()}/bot{bot_token}/sendMessage"
+    return _post_json(url, {"chat_id": chat_id, "text": text, "disable_web_page_preview": True})
+
+
+def telegram_set_webhook(*, bot_token: str, url: str, secret_token: str) -> Answer:
+    """Bot API `setWebhook`: Telegram posts the chat's messages (commands) to `url` with `secret_token`."""
+    payload = {"url": url, "secret_token": secret_token, "allowed_updates": ["message"]}
+    return _post_json(f"{telegram_api_url()}/bot{bot_token}/setWebhook", payload)
+
+
+def send_discord(*, webhook_url: str, text: str) -> Answer:
+    return _post_json(webhook_url, {"content": text[:2000]})
+
+
+def send_slack(*, webhook_url: str, text: str) -> Answer:
+    return _post_json(webhook_url, {"text": text})
+
+
+def send_email(*, address: str, subject: str, text: str, attachment: tuple[str, bytes, str] | None = None) -> Answer:
+    """Django's mail backend (SMTP in production). A refused recipient is permanent; other errors retry."""
+    message = EmailMessage(subject=subject, body=text, to=[address])
+    if attachment is not None:
+        message.attach(*attachment)
+    try:
+        message.send(fail_silently=False)
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
+        return Answer(status_code=None, permanent=True, detail=type(exc).__name__)
+    except (smtplib.SMTPException, OSError) as exc:
+        return Answer(status_code=None, detail=type(exc).__name__)
+    return Answer(status_code=200)  # the mail server accepted it (SMTP 250), counted as a 2xx
