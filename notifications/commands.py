@@ -15,6 +15,7 @@ from accounts.models import User
 from positions import jobs, selectors
 from positions.choices import FINAL_GROUP_STATUSES, GroupStatus
 from positions.models import PositionGroup
+from positions.services.guards import guard_pause_set, guard_status
 
 from . import rules, senders
 from .choices import ChannelKind
@@ -48,7 +49,9 @@ def command_status(*, user: User) -> str:
         by_status[group.status] = by_status.get(group.status, 0) + 1
     queued = user.queued_signals.count()
     parts = ", ".join(f"{count} {status}" for status, count in sorted(by_status.items())) or "none"
-    return f"Open groups: {len(groups)} ({parts})\nQueued signals: {queued}"
+    guards = guard_status(user=user)
+    engine = "paused" if guards["paused"] or guards["system_paused"] else "running"
+    return f"Open groups: {len(groups)} ({parts})\nQueued signals: {queued}\nNew entries: {engine}"
 
 
 def command_profit(*, user: User) -> str:
@@ -120,7 +123,12 @@ def _answer(*, user: User, command: rules.Command, chat_id: str) -> str:
     if command.name == "close":
         return command_close(user=user, args=command.args, chat_id=chat_id)
     if command.name in ("pause", "resume"):
-        return "Pausing from Telegram needs the guards (pause/resume), which this engine does not have yet."
+        paused = command.name == "pause"
+        # The same guard switch as PUT /api/guards {"paused": ...}: audited, announced live.
+        guard_pause_set(user=user, paused=paused, actor=user, reason="by the user (Telegram)" if paused else "")
+        if paused:
+            return "Paused: no new groups open; running grids and take-profits keep working. /resume to undo."
+        return "Resumed: new groups may open again."
     return HELP
 
 

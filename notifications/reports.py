@@ -1,8 +1,8 @@
 """The daily jobs: performance analysis at 01:00 UTC and the portfolio report at 08:00 UTC, stored as
 `Report` rows and told through the user's channels; the low-balance warning (docs/processes.md#daily-reports).
 
-Per strategy instance and the strategies' auto-disable come with the strategies app; until it exists the
-analysis covers each user's groups.
+The performance job also reads each strategy instance's health and runs the strategies' auto-disable
+(`strategies.services.strategy_health_check`), telling the owner of an instance it turned off.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from positions.choices import FINAL_GROUP_STATUSES, GroupStatus, OrderStatus
 from positions.config import effective_config
 from positions.models import DCAOrder, PositionGroup
 from positions.services.configs import config_get
+from strategies.rules import health_compute
+from strategies.selectors import strategy_list
+from strategies.services import strategy_health_check, strategy_trades
 
 from .chart import line_chart_png
 from .choices import EventType
@@ -82,12 +85,39 @@ def performance_analyze(*, user: User, day: date) -> dict[str, Any]:
     }
 
 
+def strategies_analyze(*, user: User, now: datetime) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each strategy instance's health (docs/strategies.md#health), after the auto-disable has run on it;
+    and the messages for the instances it turned off now."""
+    rows: list[dict[str, Any]] = []
+    disabled: list[str] = []
+    for instance in strategy_list(user=user):
+        reason = strategy_health_check(instance=instance, now=now)
+        if reason is not None:
+            disabled.append(f"Strategy {instance.kind} ({', '.join(instance.symbols)}) auto-disabled: {reason}")
+        rows.append(
+            {
+                "id": str(instance.pk),
+                "kind": instance.kind,
+                "enabled": instance.enabled if reason is None else False,
+                "health": health_compute(strategy_trades(instance=instance), now=now).as_dict(),
+                "disabled_reason": f"auto-disabled: {reason}" if reason else instance.disabled_reason,
+            }
+        )
+    return rows, disabled
+
+
 def daily_performance_run(*, day: date | None = None) -> dict[str, int]:
-    """The 01:00 job: yesterday's performance of every user, stored and told."""
-    day = day or (timezone.now() - timedelta(days=1)).date()
-    stored = told = 0
+    """The 01:00 job: yesterday's performance of every user and of each strategy instance (auto-disable
+    included), stored and told."""
+    now = timezone.now()
+    day = day or (now - timedelta(days=1)).date()
+    stored = told = switched_off = 0
     for user in _active_users():
         data = performance_analyze(user=user, day=day)
+        data["strategies"], disabled = strategies_analyze(user=user, now=now)
+        for text in disabled:
+            switched_off += 1
+            told += len(notify(user_id=user.pk, event_type=EventType.STRATEGY_DISABLED, text=text))
         with transaction.atomic():
             Report.objects.update_or_create(user=user, kind=Report.Kind.PERFORMANCE, day=day, defaults={"data": data})
             stored += 1
@@ -96,7 +126,7 @@ def daily_performance_run(*, day: date | None = None) -> dict[str, int]:
                 f"{data['losses']} lost, realized {data['realized_pnl']} {QUOTE}, fees {data['fees']}"
             )
             told += len(notify(user_id=user.pk, event_type=EventType.DAILY_REPORT, text=text))
-    return {"reports": stored, "messages": told}
+    return {"reports": stored, "messages": told, "strategies_disabled": switched_off}
 
 
 def equity_curve(*, user: User, end: date, days: int = EQUITY_DAYS) -> list[Decimal]:

@@ -12,6 +12,7 @@ from accounts.models import AuditLog, SystemLog
 from exchanges.tests.factories import ExchangeConfigFactory
 from notifications.models import NotificationChannel
 from positions.models import PositionGroup
+from positions.services.guards import guard_status
 
 from .conftest import CHAT, TOKEN, configure_all
 
@@ -89,3 +90,16 @@ def test_an_update_without_the_channel_secret_is_refused(client, trader, channel
     assert _say(client, channel, "/status", token="guess").status_code == 403
     assert _say(client, channel, "/status", token="").status_code == 403
     assert _replies(capture_http) == []
+
+
+def test_pause_and_resume_switch_the_users_guard(client, trader, channel, capture_http) -> None:
+    _say(client, channel, "/pause")
+    assert guard_status(user=trader)["paused"] is True
+    assert AuditLog.objects.filter(action="guard_pause", user=trader).exists()
+    _say(client, channel, "/status")
+    _say(client, channel, "/resume")
+    assert guard_status(user=trader)["paused"] is False
+    paused, status, resumed = _replies(capture_http)
+    assert paused.startswith("Paused: no new groups open")
+    assert status.endswith("New entries: paused")
+    assert resumed == "Resumed: new groups may open again."

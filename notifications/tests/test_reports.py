@@ -15,6 +15,7 @@ from notifications.chart import line_chart_png
 from notifications.models import Delivery, Report
 from notifications.reports import daily_performance_run, daily_portfolio_run, equity_curve
 from positions.models import PositionGroup
+from strategies.models import StrategyInstance, StrategySignal
 
 from .conftest import configure_all
 
@@ -52,7 +53,7 @@ def test_performance_and_portfolio_reports_are_stored_and_told(
             realized_pnl=Decimal(pnl),
             closed_at=yesterday,
         )
-    assert daily_performance_run() == {"reports": 1, "messages": 4}
+    assert daily_performance_run() == {"reports": 1, "messages": 4, "strategies_disabled": 0}
     report = Report.objects.get(user=trader, kind="performance")
     assert report.day == yesterday.date()
     assert (report.data["deals"], report.data["wins"], report.data["losses"]) == (3, 2, 1)
@@ -99,3 +100,42 @@ def test_low_balance_warns_when_the_next_grid_cannot_be_funded(
     assert result["low_balance"] == 1
     texts = set(Delivery.objects.filter(event_type="low_balance").values_list("text", flat=True))
     assert len(texts) == 1 and next(iter(texts)).startswith("Low balance: free USDT cannot fund the next grid")
+
+
+@pytest.mark.django_db
+def test_the_daily_analysis_runs_the_strategies_auto_disable(trader, service_settings, capture_http) -> None:
+    configure_all(trader, capture_http, events=["strategy_disabled"])
+    config = ExchangeConfigFactory.create(user=trader)
+    instance = StrategyInstance.objects.create(
+        user=trader, exchange_config=config, kind="rsi", symbols=["BTC/USDT"], timeframes=["1h"]
+    )
+    start = timezone.now() - timedelta(days=3)
+    for i in range(11):
+        group = PositionGroup.objects.create(
+            user=trader,
+            exchange_config=config,
+            symbol="BTC/USDT",
+            timeframe="1h",
+            status="closed",
+            realized_pnl=Decimal("-1"),
+            total_cost=Decimal("100"),
+            closed_at=start + timedelta(hours=i),
+        )
+        StrategySignal.objects.create(
+            instance=instance,
+            symbol="BTC/USDT",
+            timeframe="1h",
+            candle_open=start + timedelta(hours=i),
+            action="entry",
+            price=Decimal("1"),
+            group_id=group.pk,
+        )
+    result = daily_performance_run()
+    assert result["strategies_disabled"] == 1
+    instance.refresh_from_db()
+    assert not instance.enabled
+    (row,) = Report.objects.get(user=trader, kind="performance").data["strategies"]
+    assert row["id"] == str(instance.pk) and row["enabled"] is False
+    assert row["health"]["consecutive_losses"] == 11
+    texts = set(Delivery.objects.filter(event_type="strategy_disabled").values_list("text", flat=True))
+    assert texts == {"Strategy rsi (BTC/USDT) auto-disabled: 11 losing trades in a row (more than 10)"}
