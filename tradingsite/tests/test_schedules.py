@@ -32,7 +32,7 @@ def _stale(name: str, task: str, *, enabled: bool = True) -> PeriodicTask:
 def test_sync_removes_what_the_code_no_longer_defines() -> None:
     # An existing database from before: a schedule for a task that was never built, one for a real task
     # that the code no longer schedules, and celery's own cleanup entry.
-    _stale("evaluate risk engine", "riskengine.evaluate")
+    _stale("evaluate risk engine", "riskengine.never_built")
     _stale("old fills poll", "positions.monitor_fills")
     _stale("celery.backend_cleanup", "celery.backend_cleanup")
     # A schedule the code defines but that was disabled (e.g. by an older sync whose task was missing).
