@@ -100,5 +100,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     code = _CODES.get(response.status_code, "error")
     message = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    if isinstance(message, dict):
+        # simplejwt's errors carry {"detail", "code", "messages"}: answer the sentence, not the dict.
+        message = message.get("detail") or _summary(_flatten(message))
+    elif isinstance(message, list):
+        message = "; ".join(str(item) for item in message)
     response.data = error_body(code, str(message))
     return response
