@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from .choices import Role
 from .models import User
+from .roles import user_may_trade
 
 
 class AuthenticatedRequest(Request):
@@ -31,10 +32,13 @@ class IsViewerOrHigher(BasePermission):
 
 
 class IsTraderOrHigher(BasePermission):
+    """May trade: the one role check (`accounts.roles.user_may_trade`)."""
+
     message = "This action needs the trader role."
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        return _has(request, Role.TRADER)
+        user = request.user
+        return isinstance(user, User) and user_may_trade(user=user)
 
 
 class ReadOrTrader(BasePermission):
@@ -45,7 +49,8 @@ class ReadOrTrader(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         if request.method in SAFE_METHODS:
             return _has(request, Role.VIEWER)
-        return _has(request, Role.TRADER)
+        user = request.user
+        return isinstance(user, User) and user_may_trade(user=user)
 
 
 class IsManagerOrHigher(BasePermission):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 
+from accounts.roles import trade_refusal, user_may_trade
+
 from .choices import GroupStatus
 from .models import (
     DCAOrder,
@@ -237,15 +239,28 @@ class QueuedSignalAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
 
+    def _may_trade(self, request, queryset) -> list:  # type: ignore[no-untyped-def]
+        """The entries whose owner may trade (accounts.roles: the one role check); the others are named."""
+        entries = list(queryset.select_related("user"))
+        allowed = [entry for entry in entries if user_may_trade(user=entry.user)]
+        for entry in entries:
+            if entry not in allowed:
+                self.message_user(request, f"{entry.user}: {trade_refusal(entry.user.role)}", messages.WARNING)
+        return allowed
+
     @admin.action(description="Promote (if the pool has room)")
     def promote(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        done = sum(len(queue.queue_promote(user_id=e.user_id, entry_id=e.pk, actor=request.user)) for e in queryset)
+        done = sum(
+            len(queue.queue_promote(user_id=e.user_id, entry_id=e.pk, actor=request.user))
+            for e in self._may_trade(request, queryset)
+        )
         self.message_user(request, f"{done} promoted.", messages.SUCCESS)
 
     @admin.action(description="Force-add (ignore the pool cap once)")
     def force_add(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
         done = sum(
-            len(queue.queue_promote(user_id=e.user_id, entry_id=e.pk, force=True, actor=request.user)) for e in queryset
+            len(queue.queue_promote(user_id=e.user_id, entry_id=e.pk, force=True, actor=request.user))
+            for e in self._may_trade(request, queryset)
         )
         self.message_user(request, f"{done} force-added.", messages.SUCCESS)
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from core.jsontypes import JSONValue
+from core.validation import InvalidValueError, decimal_bounded, json_problems, json_sanitized, text_problem
 
 TIMEFRAMES = {
     "1": "1m",
@@ -50,12 +55,22 @@ ENTRY_SIDES = {"buy": "long", "long": "long"}
 class WebhookError(Exception):
     """A request we refuse: HTTP status, error code, a sentence, and per-field reasons."""
 
-    def __init__(self, status: int, code: str, detail: str, fields: dict[str, list[str]] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        fields: dict[str, list[str]] | None = None,
+        *,
+        stored_body: JSONValue = None,
+    ):
         super().__init__(detail)
         self.status = status
         self.code = code
         self.detail = detail
         self.fields = fields or {}
+        # For a body refused as junk (NUL, lone surrogates, deep nesting): what of it can be stored.
+        self.stored_body = stored_body
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,9 @@ def decode_body(raw: bytes) -> dict[str, Any]:
         raise WebhookError(400, "malformed_json", "The body is empty.", {"body": ["empty"]})
     try:
         data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        reason = "is nested too deeply"
+        raise WebhookError(400, "malformed_json", f"The body {reason}.", {"body": [reason]}) from exc
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         if text.lstrip().startswith("{{") or "{{" in text[: exc.pos + 2]:
@@ -102,6 +120,17 @@ def decode_body(raw: bytes) -> dict[str, Any]:
         raise WebhookError(400, "malformed_json", str(exc), {"body": [str(exc)]}) from exc
     if not isinstance(data, dict):
         raise WebhookError(400, "invalid", "The body must be a JSON object.", {"body": ["must be a JSON object"]})
+    # NUL and lone surrogates reach a decoded string only through a \u escape (json.loads refuses raw
+    # control characters, and the text was valid UTF-8): without one, only the depth needs a look.
+    problems = json_problems(data) if "\\u" in text or text.count("{") + text.count("[") > 32 else {}
+    if problems:
+        raise WebhookError(
+            400,
+            "invalid",
+            "; ".join(f"{path}: {reasons[0]}" for path, reasons in problems.items()),
+            problems,
+            stored_body=json_sanitized(data),
+        )
     return data
 
 
@@ -131,9 +160,17 @@ def _text(
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
         errors[path] = ["must be a string"]
         return ""
-    text = str(value).strip()
-    if len(text) > max_len:
+    if isinstance(value, int) and abs(value) >= 10**max_len:
         errors[path] = [f"is longer than {max_len} characters"]
+        return ""
+    text = str(value).strip()
+    if not text:
+        if required:
+            errors[path] = ["is required (it is blank)"]
+        return ""
+    problem = text_problem(text, max_length=max_len)
+    if problem is not None:
+        errors[path] = [problem]
         return ""
     return text
 
@@ -144,16 +181,10 @@ def _number(
     value = data.get(key)
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        errors[path] = ["must be a number or a numeric string"]
-        return None
     try:
-        number = Decimal(str(value).strip())
-    except InvalidOperation:
-        errors[path] = [f"must be a number, got {str(value)[:40]!r}"]
-        return None
-    if not number.is_finite():
-        errors[path] = ["must be a finite number"]
+        number = decimal_bounded(value)
+    except InvalidValueError as exc:
+        errors[path] = [exc.reason]
         return None
     if positive and number <= 0:
         errors[path] = ["must be greater than zero"]
@@ -274,16 +305,51 @@ def candle_start(moment: datetime, timeframe: str) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
 
 
-def redact_secret(data: Any) -> Any:
+REDACTED = "[redacted]"
+# A key naming any of these holds a credential, whatever its case or where it sits (docs/security.md#redaction).
+_SENSITIVE_WORDS = ("secret", "token", "password", "passwd", "passphrase", "credential", "signature", "private")
+# URLs that carry their own credential: chat webhooks, bot tokens, signed query strings.
+_SENSITIVE_URL_PARTS = ("/webhooks/", "/webhook/", "/services/", "/bot", "token=", "key=", "secret=", "sig=")
+
+
+@functools.lru_cache(maxsize=2048)
+def _sensitive_key(key: str) -> bool:
+    lowered = key.lower()
+    if any(word in lowered for word in _SENSITIVE_WORDS):
+        return True
+    # "key", "api_key", "apiKey", "x-api-key", "auth": but not "keyword" or "monkey".
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_").replace(" ", "_").split("_")
+    return "key" in words or "auth" in words or lowered.endswith("apikey") or lowered == "authorization"
+
+
+def _sensitive_value(value: str, own: frozenset[str]) -> bool:
+    if value in own:
+        return True
+    if "://" in value:
+        lowered = value.lower()
+        return any(part in lowered for part in _SENSITIVE_URL_PARTS)
+    return False
+
+
+def redact_secret(data: Any, *, secrets: tuple[str, ...] = ()) -> Any:
+    """`data` as it may be stored: the value of every key that names a credential (case-insensitive, at
+    any depth), URLs that carry one, and any value equal to one of `secrets` (the user's own) replaced
+    by a marker; Decimals as strings."""
+    own = frozenset(secret for secret in secrets if isinstance(secret, str) and len(secret) >= 8)
+    return _redacted(data, own)
+
+
+def _redacted(data: Any, own: frozenset[str]) -> Any:
     if isinstance(data, dict):
         return {
-            k: ("[redacted]" if k in ("secret", "passphrase", "key", "token") else redact_secret(v))
-            for k, v in data.items()
+            k: (REDACTED if isinstance(k, str) and _sensitive_key(k) else _redacted(v, own)) for k, v in data.items()
         }
     if isinstance(data, list):
-        return [redact_secret(v) for v in data]
+        return [_redacted(v, own) for v in data]
     if isinstance(data, Decimal):
         return str(data)
+    if isinstance(data, str) and _sensitive_value(data, own):
+        return REDACTED
     return data
 
 

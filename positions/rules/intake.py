@@ -19,6 +19,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
+from accounts.choices import Role
+from accounts.roles import role_may_trade, trade_refusal
 from core.jsontypes import JSONValue
 
 from ..choices import GroupStatus, SignalClassification, SignalStatus
@@ -70,6 +72,8 @@ class IntakeContext:
     limits: IntakeLimits
     pool: PoolState | None = None  # read under the user's lock, only when the outcome depends on it
     guards: GuardState = GuardState()  # pause switches and the amounts the user's limits need (rules.guards)
+    role: str = Role.TRADER  # the user's role and superuser flag: who may trade (accounts.roles)
+    superuser: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +218,9 @@ def _admit(context: IntakeContext, alert: Alert) -> ParsedSignal:
     if alert.body_error is not None:
         raise alert.body_error
     secret_check(alert.body, context.secret)
+    if not role_may_trade(context.role, is_superuser=context.superuser):
+        refusal = trade_refusal(context.role)
+        raise WebhookError(403, "role_cannot_trade", refusal, {"user": [refusal]})
     if context.recent >= context.limits.rate_limit_per_minute:
         raise WebhookError(429, "throttled", "Too many webhooks for this user; slow down.")
     if alert.schema_error is not None:

@@ -44,6 +44,7 @@ from accounts.choices import LogLevel
 from accounts.logs import log_row
 from accounts.models import SystemLog, User
 from core import sql
+from core.validation import sanitized_text
 from exchanges.models import ExchangeConfig
 from exchanges.selectors import market_rules_count, market_symbol_resolve
 
@@ -86,6 +87,7 @@ logger = logging.getLogger(__name__)
 KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 RATE_WINDOW = timedelta(minutes=1)
+SYMBOL_MAX_LENGTH = 32  # the signal's and group's symbol columns
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,8 +102,9 @@ def _error(exc: WebhookError) -> IntakeResult:
 
 def _excerpt(raw: bytes) -> str:
     text = raw[:512].decode("utf-8", errors="replace")
-    # The body may hold a secret in a non-JSON format; keep only its shape.
-    return "".join("*" if ch.isalnum() else ch for ch in text)
+    # The body may hold a secret in a non-JSON format; keep only its shape. Control characters (NUL
+    # above all, which PostgreSQL refuses in text) are kept as '?', so junk is stored too.
+    return "".join("*" if ch.isalnum() else "?" if ch < " " and ch not in "\t\n\r" else ch for ch in text)
 
 
 def resolve_symbol(exchange_name: str, raw: str, *, cached_only: bool = False) -> tuple[str, str]:
@@ -166,7 +169,7 @@ def _statements() -> tuple[str, str]:
                   AND side = %s AND status NOT IN ({sql.literals(FINAL_GROUP_STATUSES)})
                 LIMIT 1 FOR UPDATE"""
 
-    read = f"""SELECT u.webhook_secret AS secret, ec.id AS config_id,
+    read = f"""SELECT u.webhook_secret AS secret, u.role AS role, u.is_superuser AS superuser, ec.id AS config_id,
                (SELECT e.data::text FROM {sql.table(EngineConfig)} e WHERE e.user_id = u.id) AS engine_config,
                (SELECT count(*) FROM (
                     SELECT 1 FROM {sql.table(WebhookSignal)} s
@@ -273,6 +276,8 @@ def _read(user_id: uuid.UUID, alert: Alert) -> sql.Steps[IntakeContext | None]:
         group=_open_group(row),
         limits=_limits(),
         guards=_guard_state(row),
+        role=row["role"],
+        superuser=row["superuser"],
     )
 
 
@@ -308,17 +313,23 @@ def _rejection(alert: Alert, user_id: uuid.UUID | None, exc: WebhookError) -> sq
             "id": uuid.uuid4(),
             "user_id": user_id,
             "source_ip": alert.ip,
-            "body": redact_secret(body) if isinstance(body, dict) else None,
+            "body": redact_secret(body, secrets=_given_secret(body)) if isinstance(body, dict) else None,
             "raw_excerpt": "" if isinstance(body, dict) else _excerpt(alert.raw),
             "status": SignalStatus.REJECTED,
             "http_status": exc.status,
-            "reason": f"{exc.code}: {exc.detail}"[:2000],
+            "reason": sanitized_text(f"{exc.code}: {exc.detail}"[:2000]),
             "action": parsed.action if parsed else "",
             "symbol": (parsed.raw_symbol if parsed else "")[:32],
             "ack_ms": (time.perf_counter() - alert.started) * 1000,
         },
     )
     return batch.ending(statement, params)
+
+
+def _given_secret(body: Any) -> tuple[str, ...]:
+    """The secret the body gave (redacted wherever else it appears in the body too)."""
+    secret = body.get("secret") if isinstance(body, dict) else None
+    return (secret,) if isinstance(secret, str) else ()
 
 
 def _envelope_check(raw: bytes, content_type: str) -> None:
@@ -352,9 +363,17 @@ def alert_read(*, user_id: str, raw: bytes, content_type: str, ip: str | None, c
         body = decode_body(raw)
         parsed = parse_signal(body)
         symbol, exchange_symbol = resolve_symbol(parsed.exchange, parsed.raw_symbol, cached_only=cached_only)
+        if len(symbol) > SYMBOL_MAX_LENGTH or len(exchange_symbol) > SYMBOL_MAX_LENGTH:
+            raise WebhookError(
+                400,
+                "unknown_symbol",
+                f"{parsed.raw_symbol!r} is not a market symbol.",
+                {"tv.symbol": [f"is longer than {SYMBOL_MAX_LENGTH} characters"]},
+            )
     except WebhookError as exc:
         if body is None:
-            return dataclasses.replace(alert, body_error=exc)
+            # Junk that decoded (NUL, lone surrogates, deep nesting) is stored as far as it can be.
+            return dataclasses.replace(alert, body=exc.stored_body, body_error=exc)
         if parsed is None:
             return dataclasses.replace(alert, body=body, schema_error=exc)
         return dataclasses.replace(alert, body=body, parsed=parsed, symbol_error=exc)
@@ -542,7 +561,7 @@ def _store(
         "received_at": now,
         "source_ip": alert.ip,
         "source": parsed.source if parsed.source in SignalSource.values else SignalSource.OTHER,
-        "body": redact_secret(parsed.body),
+        "body": redact_secret(parsed.body, secrets=(context.secret, *_given_secret(parsed.body))),
         "trade_id": parsed.trade_id,
         "tv_timestamp": parsed.tv_timestamp,
         "action": parsed.action,
