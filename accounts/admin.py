@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
+from .auth import user_tokens_revoke
 from .choices import Role
 from .middleware import client_ip
 from .models import AuditLog, SystemLog, User, UserSession
@@ -53,6 +54,8 @@ class UserAdmin(BaseUserAdmin):
             obj.refresh_from_db()
         else:
             super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            user_tokens_revoke(user_id=obj.pk)  # a deactivated user's tokens die now (accounts.auth)
 
     def _set_role(self, request, queryset, role: str) -> None:  # type: ignore[no-untyped-def]
         for user in queryset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import datetime, timedelta
@@ -12,6 +13,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
+from .auth import user_tokens_revoke
 from .choices import Role
 from .logs import audit, log_info
 from .models import AuditLog, PasswordResetToken, SystemLog, User, UserSession, new_webhook_secret
@@ -37,6 +39,8 @@ def user_set_role(*, user: User, role: str, actor: User | None, ip: str | None =
         locked.role = role
         locked.is_staff = role in (Role.MANAGER, Role.ADMIN) or locked.is_superuser
         locked.save(update_fields=["role", "is_staff"])
+        # Tokens issued under the old role die with it (accounts.auth).
+        transaction.on_commit(functools.partial(user_tokens_revoke, user_id=locked.pk))
         audit(
             user=actor,
             action="role_change",
@@ -131,6 +135,9 @@ def password_reset_confirm(*, token: str, new_password: str, ip: str | None = No
         user.save(update_fields=["password"])
         # Older unused tokens die with this reset.
         PasswordResetToken.objects.filter(user=user, used_at__isnull=True).update(used_at=timezone.now())
+        # The password hash in every older token no longer matches; the cut-off says so in the cache
+        # as well, for tokens minted without the hash.
+        transaction.on_commit(functools.partial(user_tokens_revoke, user_id=user.pk))
         audit(user=user, action="password_reset", resource="user", resource_id=user.pk, ip=ip)
     return user
 

@@ -21,10 +21,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 @database_sync_to_async
 def _user_from_token(raw: str) -> AbstractBaseUser | AnonymousUser:
-    from rest_framework_simplejwt.authentication import JWTAuthentication
     from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 
-    auth = JWTAuthentication()
+    from accounts.auth import TokenAuthentication  # reaches the user model: imported once apps are loaded
+
+    auth = TokenAuthentication()  # the API's own check: logouts and password/role changes too
     try:
         # simplejwt takes the token as text too; its annotation says bytes
         return auth.get_user(auth.get_validated_token(raw))  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -20,26 +21,28 @@ from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts import selectors, services
+from accounts.auth import refresh_check, token_session_revoke, tokens_issue
 from accounts.logs import audit
 from accounts.middleware import client_ip
 from accounts.models import AuditLog, SystemLog, User
 from accounts.permissions import AuthenticatedRequest, IsAdminRole, IsViewerOrHigher
+from accounts.throttles import ClientScopedRateThrottle
 from core.api import ApiError
 
 from . import serializers as s
 
 LOGIN_FAILURES_ALLOWED = 5
 LOGIN_FAILURE_WINDOW = 300
+MAX_DAYS_OLD = 36500  # a century: beyond it the cut-off date is not a date
 
 
 def _tokens_for(user: User, request: Request) -> dict[str, str]:
-    refresh = RefreshToken.for_user(user)
+    refresh = tokens_issue(user=user)
     services.session_start(
         user=user,
         session_key=f"jwt:{refresh['jti']}",
@@ -54,7 +57,7 @@ def _tokens_for(user: User, request: Request) -> dict[str, str]:
 class AuthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [ClientScopedRateThrottle]
     throttle_scope = "auth"
 
 
@@ -73,7 +76,9 @@ class LoginView(AuthView):
         data = s.LoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         email = data.validated_data["email"].lower()
-        failures_key = f"login-failures:{email}"
+        # Keyed on the account and the client, and never extended by further failures: a stranger
+        # can lock out only their own address, for LOGIN_FAILURE_WINDOW at most.
+        failures_key = f"login-failures:{hashlib.sha256(email.encode()).hexdigest()}:{client_ip(request) or '-'}"
         if (cache.get(failures_key) or 0) >= LOGIN_FAILURES_ALLOWED:
             raise ApiError(
                 status_code=429,
@@ -112,6 +117,11 @@ class LogoutView(AuthView):
             raise ApiError(
                 status_code=401, code="token_invalid", detail=str(exc), fields={"refresh": [str(exc)]}
             ) from exc
+        # The access tokens of this session die with it (and the bearer token sent, if any).
+        token_session_revoke(token=refresh)
+        bearer = _bearer_token(request)
+        if bearer is not None and bearer.get("user_id") == refresh.get("user_id"):
+            token_session_revoke(token=bearer)
         services.session_end(session_key=f"jwt:{refresh['jti']}")
         audit(
             user=user,
@@ -130,16 +140,25 @@ class RefreshView(AuthView):
         data = s.RefreshSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            refresh = RefreshToken(data.validated_data["refresh"])  # checks the blacklist too
-            refresh.check_blacklist()
-            user = User.objects.filter(pk=refresh["user_id"], is_active=True).first()
-            if user is None:
-                raise TokenError("The user of this token is inactive or gone.")
+            refresh = RefreshToken(data.validated_data["refresh"])
+            refresh_check(token=refresh)
         except TokenError as exc:
             raise ApiError(
                 status_code=401, code="token_invalid", detail=str(exc), fields={"refresh": [str(exc)]}
             ) from exc
         return Response({"token": str(refresh.access_token)})
+
+
+def _bearer_token(request: Request) -> AccessToken | None:
+    """The valid access token in the Authorization header, if any (auth views do not authenticate)."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, raw = header.partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return None
+    try:
+        return AccessToken(raw.strip())
+    except TokenError:
+        return None
 
 
 class ForgotPasswordView(AuthView):
@@ -240,6 +259,9 @@ class SystemLogDeleteView(APIView):
 
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def delete(self, request: Request, days_old: int) -> Response:
+        if days_old > MAX_DAYS_OLD:
+            reason = f"must be at most {MAX_DAYS_OLD} days"
+            raise ApiError(status_code=400, code="invalid", detail=f"days_old: {reason}", fields={"days_old": [reason]})
         with transaction.atomic():
             counts = services.logs_cleanup(system_days=days_old)
             audit(

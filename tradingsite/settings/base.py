@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.RequestTextMiddleware",  # NUL in a path or query: 400 before any view
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -181,13 +182,22 @@ MFA_TOTP_ISSUER = "Trading Engine"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.auth.TokenAuthentication",  # logouts, password/role changes (accounts/auth.py)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's parsers, refusing NUL, lone surrogates and deep nesting with a 400 (core/validation.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.SafeJSONParser",
+        "core.parsers.SafeFormParser",
+        "core.parsers.SafeMultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"auth": "30/min", "anon": "120/min"},
+    # Throttles key on accounts.middleware.client_ip (TRUSTED_PROXY_COUNT), never on a forged header;
+    # NUM_PROXIES says the same to any DRF throttle that keeps DRF's own client lookup.
+    "NUM_PROXIES": int(env("TRUSTED_PROXY_COUNT", "0") or 0),
     "COERCE_DECIMAL_TO_STRING": True,
 }
 SIMPLE_JWT = {
@@ -196,6 +206,8 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": False,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
+    # Every token carries a hash of the password hash: a changed password refuses older tokens.
+    "CHECK_REVOKE_TOKEN": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Trading execution engine API",
@@ -266,6 +278,9 @@ LOGGING: dict[str, Any] = {  # a dictConfig document; production.py swaps its ha
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request when it is missing
 
 WEBHOOK_MAX_BODY_BYTES = 64 * 1024
+# Every other request body: refused over this, by its declared length before it is read (web processes:
+# tradingsite/daphne_tuning.py; ASGI: core/body_limit.py; Django's own check on request.body).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 # Database connections per web process for webhook intakes (the ASGI route runs them on its event loop).
 WEBHOOK_CONNECTIONS = int(env("WEBHOOK_CONNECTIONS", "4") or 4)
 WEBHOOK_RATE_LIMIT_PER_MINUTE = int(env("WEBHOOK_RATE_LIMIT_PER_MINUTE", "300") or 300)
