@@ -14,8 +14,10 @@ import copy
 import functools
 import json
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from core.validation import InvalidValueError, decimal_bounded, json_problems
 
 from .grid import GRID_CONFIG_KEYS, GridConfig, GridConfigError, grid_defaults_for, parse_grid_config
 from .rules.pool import QUEUE_RULES
@@ -137,13 +139,12 @@ def _plain_defaults() -> dict[str, Any]:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
+    if value is None:
         return None
     try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
+        return decimal_bounded(value)  # finite, ASCII digits, within a money column (core/validation.py)
+    except InvalidValueError:
         return None
-    return number if number.is_finite() else None
 
 
 def _check_engine_keys(data: Mapping[str, Any], errors: dict[str, list[str]], prefix: str = "") -> None:
@@ -208,6 +209,10 @@ def parse_engine_config(data: Any) -> tuple[dict[str, Any], GridConfig]:
     """
     if not isinstance(data, Mapping):
         raise ConfigError({"config": ["must be a JSON object"]})
+    # Keys and strings a JSON column cannot hold (NUL, lone surrogates), or nesting too deep.
+    junk = json_problems(dict(data))
+    if junk:
+        raise ConfigError(junk)
     errors: dict[str, list[str]] = {}
     for key in data:
         if key not in ENGINE_KEYS:

@@ -19,12 +19,12 @@ from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 from types import MappingProxyType
 from typing import Any
 
+from core.validation import InvalidValueError, decimal_bounded
 from exchanges.precision import (
     MarketRules,
     decimal_to_str,
     round_price_down,
     round_qty_down,
-    to_decimal,
     validate_order,
 )
 
@@ -315,9 +315,11 @@ def _number(value: object, name: str, errors: _Errors) -> Decimal | None:
         errors.add(name, "must be a number (a JSON number or a numeric string)")
         return None
     try:
-        return to_decimal(value, field=name)
-    except ValueError:
-        errors.add(name, "must be a finite number (a JSON number or a numeric string)")
+        # Bounded to what a money column holds, ASCII digits only: a stored config must never
+        # produce a number that a later order or signal row cannot hold (core/validation.py).
+        return decimal_bounded(value)
+    except InvalidValueError as exc:
+        errors.add(name, f"{exc.reason} (a JSON number or a numeric string)")
         return None
 
 
@@ -342,8 +344,8 @@ def _whole(value: object, name: str, errors: _Errors, *, low: int, high: int) ->
 
 def _number_quiet(value: object) -> Decimal | None:
     try:
-        return to_decimal(value)
-    except ValueError:
+        return decimal_bounded(value)
+    except InvalidValueError:
         return None
 
 

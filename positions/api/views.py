@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -15,6 +15,7 @@ from accounts.logs import audit
 from accounts.middleware import client_ip
 from accounts.permissions import AuthenticatedRequest, IsTraderOrHigher, ReadOrTrader
 from core.api import ApiError
+from core.validation import InvalidValueError, decimal_bounded
 
 from .. import selectors
 from ..choices import GroupStatus
@@ -143,11 +144,12 @@ class GridPreviewView(APIView):
         unknown = set(data) - {"config", "entry_price", "exchange", "symbol", "pyramid_index"}
         for key in unknown:
             errors[key] = ["unknown field"]
+        entry = Decimal(0)
         try:
-            entry = Decimal(str(data.get("entry_price")))
-            if not entry.is_finite() or entry <= 0:
-                raise InvalidOperation
-        except (InvalidOperation, ValueError):
+            entry = decimal_bounded(data.get("entry_price"))
+        except InvalidValueError as exc:
+            errors.setdefault("entry_price", [exc.reason])
+        if entry <= 0:
             errors.setdefault("entry_price", ["must be a positive number"])
         pyramid_index = data.get("pyramid_index")
         if pyramid_index is None:
