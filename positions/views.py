@@ -25,7 +25,8 @@ async def webhook(request: HttpRequest, user_id: str) -> JsonResponse:
     announced = request.META.get("CONTENT_LENGTH") or "0"
     # Refuse an announced oversized body without reading it: one byte over the cap is enough for the
     # intake to answer 413 (the same cap as the ASGI route's, `positions.ingress`).
-    raw = b"x" * (limit + 1) if announced.isdigit() and int(announced) > limit else request.body
+    # A body without an announced length (chunked) is cut one byte over the cap.
+    raw = b"x" * (limit + 1) if announced.isdigit() and int(announced) > limit else request.read(limit + 1)
     result = await sync_to_async(receive_in_thread, thread_sensitive=False)(
         user_id, raw, request.META.get("CONTENT_TYPE", ""), client_ip(request)
     )

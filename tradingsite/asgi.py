@@ -17,7 +17,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
+from core.body_limit import BodyLimit  # noqa: E402
 from positions.ingress import WebhookIngress  # noqa: E402
 from tradingsite import daphne_tuning  # noqa: E402
 from tradingsite.routing import websocket_urlpatterns  # noqa: E402
@@ -27,7 +29,8 @@ daphne_tuning.install()
 
 application = ProtocolTypeRouter(
     {
-        "http": WebhookIngress(django_asgi_app),  # webhook POSTs skip Django's request handling
+        # Webhook POSTs skip Django's request handling; every other body is capped before Django reads it.
+        "http": WebhookIngress(BodyLimit(django_asgi_app, limit=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)),
         "websocket": AllowedHostsOriginValidator(JWTOrSessionAuthMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )
