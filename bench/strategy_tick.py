@@ -58,6 +58,8 @@ def run(harness: Harness) -> dict[str, Any]:
     from accounts.models import User
     from exchanges.candles.services import candles_store
     from exchanges.models import ExchangeConfig
+    from exchanges.precision import MarketRules
+    from exchanges.rules import market_rules_store
     from strategies import services
     from strategies.services import live
 
@@ -71,6 +73,24 @@ def run(harness: Harness) -> dict[str, Any]:
     config.set_credentials(api_key="bench-key-0001", api_secret="bench-secret-0001-xxxxxxxxxxxxxx", password=None)
     config.save()
     symbols = [f"S{i:02d}/USDT" for i in range(SYMBOLS)]
+    # The exchange's market rules are cached, as a refresh leaves them: the intake resolves symbols
+    # from memory, as it does live.
+    market_rules_store(
+        exchange_name="binance",
+        rules=[
+            MarketRules(
+                symbol=symbol,
+                exchange_symbol=symbol.replace("/", ""),
+                base=symbol.split("/")[0],
+                quote="USDT",
+                tick_size=Decimal("0.000001"),
+                step_size=Decimal("0.001"),
+                min_qty=Decimal("0.001"),
+                min_notional=Decimal("5"),
+            )
+            for symbol in symbols
+        ],
+    )
     for kind in KINDS:
         services.strategy_create(
             user=user, data={"kind": kind, "symbols": symbols, "timeframes": list(TIMEFRAMES), "exchange": "binance"}

@@ -70,15 +70,54 @@ class Strategy:
 
     def signals(self, candles: pd.DataFrame) -> pd.DataFrame:
         """`entry` / `exit` per candle, and the indicators behind them (see the module's docstring)."""
-        frame = self._signals(candles)
-        frame["entry"] = frame["entry"].astype(bool)
-        frame["exit"] = frame["exit"].astype(bool)
+        columns = self._columns(candles)
         # No signal before `warmup` candles: pandas-ta answers nothing for a series shorter than its
         # window, so an early signal would exist on a long history and not on its prefix.
-        frame.iloc[: max(self.warmup - 1, 0), frame.columns.get_indexer(["entry", "exit"])] = False
-        return frame
+        blank = max(self.warmup - 1, 0)
+        for name in ("entry", "exit"):
+            flags = np.array(columns[name], dtype=bool)
+            flags[:blank] = False
+            columns[name] = flags
+        return pd.DataFrame(columns, index=candles.index)
 
-    def _signals(self, candles: pd.DataFrame) -> pd.DataFrame:
+    def last(self, candles: pd.DataFrame) -> tuple[bool, bool]:
+        """(entry, exit) at the newest candle: `signals(candles).iloc[-1]` without building the frame
+        (the live tick asks this of every instance and series at each close)."""
+        if len(candles) < self.warmup:
+            return False, False
+        columns = self._columns(candles)
+        return bool(columns["entry"][-1]), bool(columns["exit"][-1])
+
+    def last_many(self, windows: Sequence[pd.DataFrame]) -> list[tuple[bool, bool]]:
+        """`last` of each window, computed in one pandas-ta pass instead of one per window (the live
+        tick's many series of one strategy at one close).
+
+        The newest `warmup` candles of each window are put end to end, prices scaled so that each
+        window ends at a close of 1. Every signal here is scale-free (crossings of RSI and %K, of the
+        MACD line and its signal, of the close and its bands; volume against its own mean), and an
+        indicator at a window's last candle depends only on that window: exactly for the windowed ones
+        (Bollinger, Stochastic, volume), and for the recursive filters (RSI's and MACD's averages) the
+        windows before it weigh less than the decay `warmup` is chosen for, as the start of the window
+        itself does (strategies/tests/test_library.py compares both ways on real candles)."""
+        size = self.warmup
+        usable = [index for index, window in enumerate(windows) if len(window) >= size]
+        answers = [(False, False)] * len(windows)
+        if not usable:
+            return answers
+        blocks = []
+        for index in usable:
+            block = windows[index].to_numpy(dtype=float)[-size:].copy()
+            block[:, :4] /= block[-1, 3]
+            blocks.append(block)
+        joined = pd.DataFrame(np.concatenate(blocks), columns=COLUMNS)
+        columns = self._columns(joined)
+        entries, exits = columns["entry"], columns["exit"]
+        for position, index in enumerate(usable):
+            last = (position + 1) * size - 1
+            answers[index] = (bool(entries[last]), bool(exits[last]))
+        return answers
+
+    def _columns(self, candles: pd.DataFrame) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
 
@@ -87,18 +126,15 @@ class RsiStrategy(Strategy):
 
     @property
     def warmup(self) -> int:
-        return 10 * int(self.params["length"]) + 2
+        return 20 * int(self.params["length"]) + 2
 
-    def _signals(self, candles: pd.DataFrame) -> pd.DataFrame:
+    def _columns(self, candles: pd.DataFrame) -> dict[str, np.ndarray]:
         rsi = _values(ta.rsi(candles["close"], length=int(self.params["length"])), len(candles))
-        return pd.DataFrame(
-            {
-                "rsi": rsi,
-                "entry": _cross_up(rsi, float(self.params["oversold"])),
-                "exit": _cross_down(rsi, float(self.params["overbought"])),
-            },
-            index=candles.index,
-        )
+        return {
+            "rsi": rsi,
+            "entry": _cross_up(rsi, float(self.params["oversold"])),
+            "exit": _cross_down(rsi, float(self.params["overbought"])),
+        }
 
 
 class MacdStrategy(Strategy):
@@ -108,21 +144,18 @@ class MacdStrategy(Strategy):
     def warmup(self) -> int:
         return 10 * int(self.params["slow"]) + int(self.params["signal"]) + 2
 
-    def _signals(self, candles: pd.DataFrame) -> pd.DataFrame:
+    def _columns(self, candles: pd.DataFrame) -> dict[str, np.ndarray]:
         fast, slow, signal = (int(self.params[name]) for name in ("fast", "slow", "signal"))
         frame = ta.macd(candles["close"], fast=fast, slow=slow, signal=signal)
         n = len(candles)
         macd = _values(None if frame is None else frame.iloc[:, 0], n)
         signal_line = _values(None if frame is None else frame.iloc[:, 2], n)
-        return pd.DataFrame(
-            {
-                "macd": macd,
-                "signal": signal_line,
-                "entry": _cross_up(macd - signal_line, 0.0) & (macd != signal_line),
-                "exit": _cross_down(macd - signal_line, 0.0) & (macd != signal_line),
-            },
-            index=candles.index,
-        )
+        return {
+            "macd": macd,
+            "signal": signal_line,
+            "entry": _cross_up(macd - signal_line, 0.0) & (macd != signal_line),
+            "exit": _cross_down(macd - signal_line, 0.0) & (macd != signal_line),
+        }
 
 
 class BollingerStrategy(Strategy):
@@ -132,7 +165,7 @@ class BollingerStrategy(Strategy):
     def warmup(self) -> int:
         return int(self.params["length"]) + 2
 
-    def _signals(self, candles: pd.DataFrame) -> pd.DataFrame:
+    def _columns(self, candles: pd.DataFrame) -> dict[str, np.ndarray]:
         length, std = int(self.params["length"]), float(self.params["std"])
         # ddof=0: the population deviation, as TA-Lib and TradingView draw the bands (pandas-ta's
         # default is pandas' sample deviation).
@@ -141,10 +174,7 @@ class BollingerStrategy(Strategy):
         lower = _values(None if frame is None else frame.iloc[:, 0], n)
         upper = _values(None if frame is None else frame.iloc[:, 2], n)
         close = candles["close"].to_numpy(dtype=float)
-        return pd.DataFrame(
-            {"lower": lower, "upper": upper, "entry": _cross_up(close, lower), "exit": _cross_down(close, upper)},
-            index=candles.index,
-        )
+        return {"lower": lower, "upper": upper, "entry": _cross_up(close, lower), "exit": _cross_down(close, upper)}
 
 
 class VolumeStrategy(Strategy):
@@ -154,7 +184,7 @@ class VolumeStrategy(Strategy):
     def warmup(self) -> int:
         return int(self.params["length"]) + 2
 
-    def _signals(self, candles: pd.DataFrame) -> pd.DataFrame:
+    def _columns(self, candles: pd.DataFrame) -> dict[str, np.ndarray]:
         length = int(self.params["length"])
         # The mean of the candles before this one: a spike is measured against what came before it.
         mean = _values(ta.sma(candles["volume"], length=length), len(candles))
@@ -162,10 +192,7 @@ class VolumeStrategy(Strategy):
         volume = candles["volume"].to_numpy(dtype=float)
         spike = volume > float(self.params["multiplier"]) * mean
         close, open_ = candles["close"].to_numpy(dtype=float), candles["open"].to_numpy(dtype=float)
-        return pd.DataFrame(
-            {"volume_mean": mean, "entry": spike & (close > open_), "exit": spike & (close < open_)},
-            index=candles.index,
-        )
+        return {"volume_mean": mean, "entry": spike & (close > open_), "exit": spike & (close < open_)}
 
 
 class StochasticStrategy(Strategy):
@@ -175,22 +202,19 @@ class StochasticStrategy(Strategy):
     def warmup(self) -> int:
         return int(self.params["k"]) + int(self.params["d"]) + int(self.params["smooth_k"]) + 2
 
-    def _signals(self, candles: pd.DataFrame) -> pd.DataFrame:
+    def _columns(self, candles: pd.DataFrame) -> dict[str, np.ndarray]:
         k, d, smooth_k = (int(self.params[name]) for name in ("k", "d", "smooth_k"))
         frame = ta.stoch(candles["high"], candles["low"], candles["close"], k=k, d=d, smooth_k=smooth_k)
         n = len(candles)
         stoch_k = _values(None if frame is None else frame.iloc[:, 0], n)
         stoch_d = _values(None if frame is None else frame.iloc[:, 1], n)
         difference = stoch_k - stoch_d
-        return pd.DataFrame(
-            {
-                "k": stoch_k,
-                "d": stoch_d,
-                "entry": _cross_up(difference, 0.0) & (difference != 0) & (stoch_k < float(self.params["oversold"])),
-                "exit": _cross_down(difference, 0.0) & (difference != 0) & (stoch_k > float(self.params["overbought"])),
-            },
-            index=candles.index,
-        )
+        return {
+            "k": stoch_k,
+            "d": stoch_d,
+            "entry": _cross_up(difference, 0.0) & (difference != 0) & (stoch_k < float(self.params["oversold"])),
+            "exit": _cross_down(difference, 0.0) & (difference != 0) & (stoch_k > float(self.params["overbought"])),
+        }
 
 
 STRATEGIES: dict[str, type[Strategy]] = {

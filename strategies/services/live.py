@@ -138,6 +138,7 @@ def strategies_tick(
     frames: dict[Series, pd.DataFrame] = {}
     wanted: list[tuple[Due, str]] = []
     evaluated: dict[str, int] = {}
+    batches: dict[tuple[str, tuple[tuple[str, int | float], ...]], list[Due]] = {}
     for item in due:
         candles = rows.get(item.series) or []
         if not candles or candles[-1][0] != item.open_ms:
@@ -145,15 +146,18 @@ def strategies_tick(
             result.skipped += 1
             continue
         evaluated[_evaluated_key(item)] = item.open_ms
-        frame = frames.get(item.series)
-        if frame is None:
-            frame = frames[item.series] = candles_frame(candles)
+        if item.series not in frames:
+            frames[item.series] = candles_frame(candles)
         result.evaluated += 1
-        last = item.strategy.signals(frame.iloc[-item.strategy.warmup :]).iloc[-1]
-        if last["entry"]:
-            wanted.append((item, SignalAction.ENTRY))
-        elif last["exit"]:
-            wanted.append((item, SignalAction.EXIT))
+        # Every series of one strategy (kind and params) is evaluated in one pass (`last_many`).
+        batches.setdefault((item.strategy.kind, tuple(sorted(item.strategy.params.items()))), []).append(item)
+    for batch in batches.values():
+        answers = batch[0].strategy.last_many([frames[item.series] for item in batch])
+        for item, (entry, exit_) in zip(batch, answers, strict=True):
+            if entry:
+                wanted.append((item, SignalAction.ENTRY))
+            elif exit_:
+                wanted.append((item, SignalAction.EXIT))
     cache.set_many(evaluated, timeout=7 * 86400)
     for item, action in wanted:
         reason = _entry_block(item, rows) if action == SignalAction.ENTRY else None

@@ -142,3 +142,19 @@ def test_web_processes_do_not_load_pandas() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("kind", list(STRATEGIES))
+def test_one_pass_over_many_series_equals_each_on_its_own(kind: str, shared_data: Path) -> None:
+    """`last_many` (the live tick: every series of a strategy in one pandas-ta pass) answers what `last`
+    answers for each window alone, on real candles of five markets at 300 closes each."""
+    strategy = strategy_for(kind)
+    windows = []
+    for base in ("BTC", "ETH", "SOL", "XRP", "BNB"):
+        frame = pd.read_csv(shared_data / "candles" / f"binance_{base}_USDT_1h.csv.gz").set_index("timestamp_ms")
+        for end in range(len(frame) - 300, len(frame)):
+            windows.append(frame.iloc[end - strategy.warmup - 5 : end])
+    windows.append(windows[0].iloc[-10:])  # too short: no signal
+    alone = [strategy.last(window.iloc[-strategy.warmup :]) for window in windows]
+    assert strategy.last_many(windows) == alone
+    assert sum(entry or exit_ for entry, exit_ in alone) > 10
