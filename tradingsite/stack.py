@@ -301,10 +301,23 @@ def _install_signal_handlers(on_signal) -> None:  # type: ignore[no-untyped-def]
     signal.signal(signal.SIGTERM, handler)
 
 
+def run_environment(*, simulator_port: int) -> dict[str, str]:
+    """What `make run` adds to its processes' environment.
+
+    One option moves the simulator: it listens on `simulator_port` and every process talks to it there
+    (SIMULATOR_URL). DEBUG is off unless DJANGO_DEBUG=1 is exported: a debug page shows the URL map and
+    the settings (database and broker URLs) to whoever triggers it.
+    """
+    return {
+        "SIMULATOR_URL": f"http://127.0.0.1:{simulator_port}",
+        "DJANGO_DEBUG": "1" if os.environ.get("DJANGO_DEBUG") == "1" else "0",
+    }
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _install_signal_handlers(None)
     with services() as env:
-        sup = Supervisor(env)
+        sup = Supervisor({**env, **run_environment(simulator_port=args.simulator_port)})
         manage = [PYTHON, "manage.py"]
         try:
             sup.run_once([*manage, "migrate", "--noinput", "-v", "0"])
@@ -366,7 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="services + web, worker, beat and simulator in the foreground")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
-    run.add_argument("--simulator-port", type=int, default=8900)
+    run.add_argument(
+        "--simulator-port", type=int, default=8900, help="the simulator's port (the app's SIMULATOR_URL follows it)"
+    )
     run.add_argument("--concurrency", type=int, default=WORKER_CONCURRENCY, help="worker threads")
     run.add_argument("--web-processes", type=int, default=WEB_PROCESSES, help="daphne processes")
     run.set_defaults(func=cmd_run)

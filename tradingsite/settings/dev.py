@@ -1,4 +1,4 @@
-"""Development settings: generated secrets in .data/, console email, debug on."""
+"""Development settings: generated secrets in .data/, file email, debug only with DJANGO_DEBUG=1."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def _generated(name: str, make) -> str:  # type: ignore[no-untyped-def]
     return path.read_text().strip()
 
 
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# Off unless asked for (DJANGO_DEBUG=1): a debug page shows the URL map and settings to anyone.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 SECRET_KEY = env("SECRET_KEY") or _generated("secret_key", lambda: secrets.token_urlsafe(50))
 if not ENCRYPTION_KEYS:
     ENCRYPTION_KEYS = [_generated("encryption_key", lambda: base64.b64encode(secrets.token_bytes(32)).decode())]
