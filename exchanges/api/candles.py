@@ -88,6 +88,8 @@ class CandleBackfillView(APIView):
     @extend_schema(request={"type": "object"}, responses={202: {"type": "object"}})
     def post(self, request: Request) -> Response:
         data = request.data
+        if not isinstance(data, dict):  # a JSON array or scalar (found by tradingsite/tests/test_fuzz.py)
+            raise ApiError(status_code=400, code="invalid", detail="The body must be a JSON object.", fields={})
         since = _time_ms(str(data.get("since") or ""), "since")
         if since is None:
             raise ApiError(status_code=400, code="invalid", detail="since is required", fields={"since": ["required"]})
