@@ -29,6 +29,7 @@ def _name_parts(path: Path) -> tuple[str, str, str]:
     return exchange, f"{parts[1]}/{parts[2]}", parts[3]
 
 
+@pytest.mark.slow  # 744k candles: about 25 s
 @pytest.mark.django_db
 def test_every_shared_candle_file_imports(shared_data: Path) -> None:
     files = sorted((shared_data / "candles").glob("*.csv.gz"))
@@ -211,6 +212,23 @@ def test_backfill_through_the_adapter_pages_and_resumes_after_an_outage(replayin
         exchange_name="simulator", symbol="BTC/USDT", timeframe="1h", since=since, until=until
     )
     assert again.fetched == 0 and Candle.objects.count() == 1500
+
+    # The live sync: nothing new on 1h; 4h (none stored) gets its last closed candles, as the exchange
+    # builds them, equal to ours built from the stored 1h; an hour without candles is a stale feed.
+    now = datetime.fromtimestamp((int(rows[-1][0]) + HOUR) / 1000 + 5, tz=UTC)
+    assert services.candles_sync(exchange_name="simulator", symbol="BTC/USDT", timeframe="1h", now=now) == 0
+    assert services.candles_sync(exchange_name="simulator", symbol="BTC/USDT", timeframe="4h", now=now) > 300 // 4 - 2
+    four = {
+        row.open_ms: row
+        for row in selectors.candles_range(exchange_name="simulator", symbol="BTC/USDT", timeframe="4h")
+    }
+    built = rules.resample(stored, from_ms=HOUR, to_ms=4 * HOUR)
+    compared = [row for row in built if row.open_ms in four]
+    assert len(compared) > 50 and all(four[row.open_ms] == row for row in compared)
+    assert not CandleIssue.objects.filter(kind="stale").exists()
+    later = datetime.fromtimestamp(now.timestamp() + 3 * 3600, tz=UTC)
+    assert services.candles_sync(exchange_name="simulator", symbol="BTC/USDT", timeframe="1h", now=later) == 0
+    assert CandleIssue.objects.filter(kind="stale", timeframe="1h").count() == 1
 
 
 @pytest.mark.django_db

@@ -176,3 +176,76 @@ def test_a_failing_strategy_disables_itself_and_stays_disabled(auth_client, sim_
     # Disabled instances are not evaluated, and nothing re-enables them but a person.
     assert live.strategies_tick(now=datetime(2026, 2, 2, tzinfo=UTC), sync=False).instances == 0
     assert auth_client.post(f"/api/strategies/{instance.pk}/enable").json()["enabled"] is True
+
+
+def _falling_then_jump(base: float, *, count: int = 400) -> list[str]:
+    """Hourly candles that fall (by 0.1 % and 0.2 % in turn) and then jump 2 %: RSI(14) crosses up
+    through 30 on the last one."""
+    closes = [base]
+    for i in range(count - 2):
+        closes.append(closes[-1] * (0.999 if i % 2 else 0.998))
+    closes.append(closes[-1] * 1.02)
+    start = 1_767_225_600_000  # 2026-01-01
+    lines = []
+    for i, close in enumerate(closes):
+        opened = closes[i - 1] if i else close
+        high, low = max(opened, close) * 1.001, min(opened, close) * 0.999
+        lines.append(f"{start + i * HOUR},{opened:.6f},{high:.6f},{low:.6f},{close:.6f},10")
+    return lines
+
+
+def _store_series(symbol: str, lines: list[str], timeframe: str = "1h") -> None:
+    candle_services.candles_import(
+        exchange_name="simulator",
+        symbol=symbol,
+        timeframe=timeframe,
+        lines=["timestamp_ms,open,high,low,close,volume", *lines],
+    )
+
+
+def test_correlation_guard_blocks_an_entry_next_to_a_correlated_open_group(auth_client, sim_config) -> None:
+    eth, btc = _falling_then_jump(3000.0), _falling_then_jump(60000.0)
+    _store_series("ETH/USDT", eth)
+    _store_series("BTC/USDT", btc)
+    PositionGroup.objects.create(
+        user=sim_config.user, exchange_config=sim_config, symbol="ETH/USDT", timeframe="1h", status="live"
+    )
+    guarded = _create(auth_client, correlation_guard=True).json()
+    assert guarded["correlation_guard"] is True and Decimal(guarded["max_correlation"]) == Decimal("0.7")
+    (sent,) = live.strategies_tick(now=_at_close(btc[-1]), sync=False).signals
+    assert sent["action"] == "entry" and sent["outcome"] == "blocked"
+    assert sent["reason"] == "returns correlate 1.00 with the open ETH/USDT group (max 0.7)"
+    assert not PositionGroup.objects.filter(symbol="BTC/USDT").exists()
+    # Without the guard the same signal opens a group.
+    auth_client.patch(f"/api/strategies/{guarded['id']}", {"correlation_guard": False}, format="json")
+    StrategySignal.objects.all().delete()
+    from django.core.cache import cache
+
+    cache.clear()
+    (sent,) = live.strategies_tick(now=_at_close(btc[-1]), sync=False).signals
+    assert sent["outcome"] == "new_entry"
+
+
+def test_confirm_timeframe_holds_back_entries(auth_client, sim_config) -> None:
+    btc = _falling_then_jump(60000.0)
+    _store_series("BTC/USDT", btc)
+    # 4h candles still falling: RSI(14) on 4h is far below 50, the entry is confirmed.
+    four_hours = [line for line in btc if int(line.split(",")[0]) % (4 * HOUR) == 0][:-1]
+    _store_series("BTC/USDT", [line for line in four_hours], timeframe="4h")
+    created = _create(auth_client, confirm_timeframe="4h").json()
+    (sent,) = live.strategies_tick(now=_at_close(btc[-1]), sync=False).signals
+    assert sent["outcome"] == "new_entry", sent
+    # A 4h series that rose instead (RSI above 50) holds the entry back.
+    StrategySignal.objects.all().delete()
+    PositionGroup.objects.all().delete()
+    auth_client.patch(f"/api/strategies/{created['id']}", {"confirm_timeframe": "1d"}, format="json")
+    rising = [
+        f"{1_760_000_000_000 // 86_400_000 * 86_400_000 + i * 86_400_000},{100 + i},{102 + i},{99 + i},{101 + i},1"
+        for i in range(40)
+    ]
+    _store_series("BTC/USDT", rising, timeframe="1d")
+    from django.core.cache import cache
+
+    cache.clear()
+    (sent,) = live.strategies_tick(now=_at_close(btc[-1]), sync=False).signals
+    assert (sent["outcome"], sent["reason"]) == ("blocked", "not confirmed on 1d (RSI 14 is not below 50)")
