@@ -11,16 +11,18 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import secrets
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.logs import audit, log_warning
@@ -44,10 +46,10 @@ TELEGRAM_REGISTER_TASK = "notifications.telegram_register"
 RATE_PER_MINUTE = {ChannelKind.EMAIL: 30, ChannelKind.TELEGRAM: 20, ChannelKind.DISCORD: 25, ChannelKind.SLACK: 50}
 MAX_ATTEMPTS = 6  # the first send and five retries (5, 10, 20, 40, 80 s apart)
 DISABLE_AFTER_FAILURES = 3  # consecutive 4xx answers turn a channel off
-# Threads of one worker process that may be sending a message at once; the worker's other threads stay
-# free for trading whatever the services do (docs/processes.md#notifications).
-SENDS_PER_PROCESS = 2
-_sending = threading.BoundedSemaphore(SENDS_PER_PROCESS)
+# Messages are sent by a few threads of their own in each worker process, never by celery's pool: a
+# dead channel's timeouts then hold none of the threads trading runs on (docs/processes.md#notifications).
+SENDER_THREADS = 2
+STALE_AFTER = timedelta(minutes=15)  # a pending delivery untouched this long lost its sender (a crash)
 
 
 class ChannelSettingsError(Exception):
@@ -318,23 +320,17 @@ def delivery_send(*, delivery_id: Any) -> tuple[str, int]:
     if not channel.enabled and delivery.event_type != EventType.TEST:
         Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.SKIPPED, error="channel turned off")
         return rules.FAILED, 0
-    # A dead channel holds a worker thread for the whole timeout: at most SENDS_PER_PROCESS threads of a
-    # worker send at once, and one message at a time per channel; the rest wait (RETRY) without a thread.
-    if not _sending.acquire(blocking=False):
-        return rules.RETRY, 1
+    # One message at a time per channel: a dead channel's timeouts do not pile up.
+    in_flight = kv_key("notif", "sending", channel.pk)
+    if not redis_client().set(in_flight, "1", nx=True, ex=int(senders.timeout_s()) + 5):
+        return rules.RETRY, 2
     try:
-        in_flight = kv_key("notif", "sending", channel.pk)
-        if not redis_client().set(in_flight, "1", nx=True, ex=int(senders.timeout_s()) + 5):
-            return rules.RETRY, 2
-        try:
-            wait = _rate_wait_s(channel)
-            if wait > 0:
-                return rules.RETRY, int(wait) + 1
-            answer = _send(channel, delivery)
-        finally:
-            redis_client().delete(in_flight)
+        wait = _rate_wait_s(channel)
+        if wait > 0:
+            return rules.RETRY, int(wait) + 1
+        answer = _send(channel, delivery)
     finally:
-        _sending.release()
+        redis_client().delete(in_flight)
     outcome = rules.delivery_outcome(answer)
     attempts = delivery.attempts + 1
     now = timezone.now()
@@ -378,6 +374,55 @@ def _channel_failed(*, channel: NotificationChannel, answer: rules.Answer, at: d
             details={"channel": locked.kind, "reason": locked.disabled_reason},
         )
     locked.save(update_fields=fields)
+
+
+class _Senders:
+    """The process's sender threads, made again after a fork (prefork children get their own)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, delivery_id: str) -> None:
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = ThreadPoolExecutor(max_workers=SENDER_THREADS, thread_name_prefix="notify")
+                self._pid = os.getpid()
+            pool = self._pool
+        pool.submit(_send_in_background, delivery_id)
+
+
+_senders = _Senders()
+
+
+def delivery_dispatch(*, delivery_id: Any) -> None:
+    """Hand one delivery to this process's sender threads and return at once (the `deliver` task)."""
+    _senders.submit(str(delivery_id))
+
+
+def _send_in_background(delivery_id: str) -> None:
+    try:
+        outcome, wait_s = delivery_send(delivery_id=delivery_id)
+        if outcome == rules.RETRY:
+            current_app.send_task(DELIVER_TASK, args=(delivery_id,), countdown=wait_s)
+    except Exception:  # a sender thread must survive any one message
+        logger.exception("notification delivery %s failed", delivery_id)
+    finally:
+        connection.close()  # this thread's own database connection
+
+
+def deliveries_resume(*, now: datetime | None = None) -> int:
+    """Send again the pending deliveries nobody has touched for STALE_AFTER (their process died mid-send)."""
+    cutoff = (now or timezone.now()) - STALE_AFTER
+    stale = list(
+        Delivery.objects.filter(
+            status=DeliveryStatus.PENDING, created_at__lt=cutoff, attempts__lt=MAX_ATTEMPTS
+        ).values_list("pk", flat=True)[:500]
+    )
+    for delivery_id in stale:
+        current_app.send_task(DELIVER_TASK, args=(str(delivery_id),))
+    return len(stale)
 
 
 def delivery_give_up(*, delivery_id: Any, reason: str) -> None:

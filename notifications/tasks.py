@@ -6,7 +6,7 @@ import json
 
 from celery import shared_task
 
-from . import reports, rules, services
+from . import reports, services
 
 
 @shared_task(name="notifications.engine_event", ignore_result=True)
@@ -15,17 +15,19 @@ def engine_event(payload: str) -> int:
     return len(services.engine_event_notify(payload=json.loads(payload)))
 
 
-# Retries are counted by the delivery itself (services.MAX_ATTEMPTS); rate-limit waits are retries too,
-# hence the generous task limit.
-@shared_task(name="notifications.deliver", bind=True, max_retries=60, acks_late=True, ignore_result=True)
-def deliver(self, delivery_id: str) -> str:  # type: ignore[no-untyped-def]
-    outcome, wait_s = services.delivery_send(delivery_id=delivery_id)
-    if outcome == rules.RETRY:
-        if self.request.retries >= self.max_retries:
-            services.delivery_give_up(delivery_id=delivery_id, reason="retries exhausted")
-            return rules.FAILED
-        raise self.retry(countdown=wait_s)
-    return outcome
+@shared_task(name="notifications.deliver", ignore_result=True)
+def deliver(delivery_id: str) -> str:
+    """Hand the message to the worker's sender threads (services.delivery_dispatch): celery's own threads,
+    which trading runs on, never wait for a notification service. Retries are sent back here with
+    their countdown; the attempts are counted by the delivery itself (services.MAX_ATTEMPTS)."""
+    services.delivery_dispatch(delivery_id=delivery_id)
+    return "dispatched"
+
+
+@shared_task(name="notifications.resume_stale", ignore_result=True)
+def resume_stale() -> int:
+    """Pending messages whose worker died mid-send are sent again."""
+    return services.deliveries_resume()
 
 
 @shared_task(name="notifications.telegram_register", ignore_result=True)

@@ -49,6 +49,7 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule("refresh market rules", "exchanges.refresh_market_rules", Every(3600), "Tick, step, minimums"),
     Schedule("system health check", "tradingsite.health_check", Every(900), "Tells operators when health changes"),
     Schedule("beat heartbeat", "tradingsite.beat_heartbeat", Every(30), "Proves beat, broker and a worker run"),
+    Schedule("resume stale notifications", "notifications.resume_stale", Every(300), "Messages a dead worker held"),
     Schedule("daily performance", "notifications.daily_performance", DailyAt(1), "Yesterday's deals per user"),
     Schedule("log cleanup", "accounts.cleanup_logs", DailyAt(2), "System > 30 days, audit > 90 days"),
     Schedule("database backup", "tradingsite.backup", DailyAt(3), "pg_dump into BACKUP_DIR when it is set"),

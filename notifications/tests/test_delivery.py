@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import SystemLog
 from exchanges.crypto import decrypt
@@ -215,3 +217,19 @@ def test_every_task_name_used_here_is_registered() -> None:
         commands.CLOSE_GROUP_TASK,
     ]
     assert [name for name in names if name not in app.tasks] == []
+
+
+def test_a_delivery_left_pending_by_a_dead_worker_is_sent_again(trader, service_settings, capture_http) -> None:
+    configure_all(trader, capture_http)
+    NotificationChannel.objects.filter(user=trader).exclude(kind="slack").update(enabled=False)
+    (fresh,) = services.notify(user_id=trader.pk, event_type="stop_exit", text="fresh")
+    (stale,) = services.notify(user_id=trader.pk, event_type="stop_exit", text="stale")
+    Delivery.objects.filter(pk=stale.pk).update(created_at=timezone.now() - timedelta(minutes=20))
+    sent: list[tuple] = []
+    original = app.send_task
+    app.send_task = lambda name, args=(), **kw: sent.append((name, args))
+    try:
+        assert services.deliveries_resume() == 1
+    finally:
+        app.send_task = original
+    assert sent == [(services.DELIVER_TASK, (str(stale.pk),))]
