@@ -39,7 +39,8 @@ from . import strategy_health_check
 
 logger = logging.getLogger(__name__)
 
-MAX_WINDOW = 1000  # candles kept per series; the largest warm-up (MACD slow 400 × 10) is capped here
+# Candles kept per series: the largest warm-up the parameters allow (MACD slow 400: 4,202; RSI 200: 4,002).
+MAX_WINDOW = 4300
 CORRELATION_WINDOW = 100
 
 
@@ -127,13 +128,14 @@ def strategies_tick(
         if item.instance.confirm_timeframe
     }
     result.series = len(series)
+    # Enough candles for every warm-up, the confirm timeframe's RSI(14) and the correlation guard.
+    window = min(MAX_WINDOW, max([item.strategy.warmup for item in due] + [CORRELATION_WINDOW + 1, 20 * 14 + 2]))
     if sync:
         for exchange_name, symbol, timeframe in sorted(series | confirm):
             try:
-                candles_sync(exchange_name=exchange_name, symbol=symbol, timeframe=timeframe, now=now)
+                candles_sync(exchange_name=exchange_name, symbol=symbol, timeframe=timeframe, now=now, warmup=window)
             except ExchangeError as exc:
                 logger.warning("candle sync of %s %s %s failed: %s", exchange_name, symbol, timeframe, exc)
-    window = min(MAX_WINDOW, max([item.strategy.warmup for item in due] + [CORRELATION_WINDOW + 1, 15 * 10 + 2]))
     rows = WINDOWS.update(series | confirm, count=window)
     frames: dict[Series, pd.DataFrame] = {}
     wanted: list[tuple[Due, str]] = []
