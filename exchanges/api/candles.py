@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -85,7 +85,19 @@ class CandleListView(APIView):
 class CandleBackfillView(APIView):
     permission_classes = [ReadOrTrader]
 
-    @extend_schema(request={"type": "object"}, responses={202: {"type": "object"}})
+    @extend_schema(
+        request=inline_serializer(
+            name="CandleBackfillBody",
+            fields={
+                "exchange": serializers.CharField(),
+                "symbol": serializers.CharField(),
+                "timeframe": serializers.CharField(),
+                "since": serializers.CharField(help_text="epoch ms or ISO 8601"),
+                "until": serializers.CharField(required=False, help_text="epoch ms or ISO 8601; default now"),
+            },
+        ),
+        responses={202: {"type": "object"}},
+    )
     def post(self, request: Request) -> Response:
         data = request.data
         if not isinstance(data, dict):  # a JSON array or scalar (found by tradingsite/tests/test_fuzz.py)

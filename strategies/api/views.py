@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +19,22 @@ from strategies.models import StrategyInstance
 from strategies.services import StrategyInputError
 
 _SCHEMA: dict[str, Any] = {"type": "object"}
+# For the OpenAPI schema only: `strategies.services` validates (and names each bad field).
+_BODY = inline_serializer(
+    name="StrategyBody",
+    fields={
+        "kind": serializers.ChoiceField(choices=["rsi", "macd", "bollinger", "volume", "stochastic"]),
+        "params": serializers.DictField(required=False),
+        "symbols": serializers.ListField(child=serializers.CharField()),
+        "timeframes": serializers.ListField(child=serializers.CharField(), required=False),
+        "confirm_timeframe": serializers.CharField(required=False, allow_blank=True),
+        "exchange": serializers.CharField(),
+        "capital_usd": serializers.DecimalField(max_digits=38, decimal_places=18, required=False),
+        "correlation_guard": serializers.BooleanField(required=False),
+        "max_correlation": serializers.DecimalField(max_digits=6, decimal_places=4, required=False),
+        "enabled": serializers.BooleanField(required=False),
+    },
+)
 
 
 def _invalid(exc: StrategyInputError) -> ApiError:
@@ -41,14 +57,14 @@ def _own(request: Request, strategy_id: str) -> StrategyInstance:
 class StrategyListView(APIView):
     permission_classes = [ReadOrTrader]
 
-    @extend_schema(responses={200: {"type": "array", "items": _SCHEMA}})
+    @extend_schema(operation_id="strategies_list", responses={200: {"type": "array", "items": _SCHEMA}})
     def get(self, request: Request) -> Response:
         now = timezone.now()
         return Response(
             [selectors.strategy_describe(instance=item, now=now) for item in selectors.strategy_list(user=request.user)]
         )
 
-    @extend_schema(request=_SCHEMA, responses={201: _SCHEMA})
+    @extend_schema(request=_BODY, responses={201: _SCHEMA})
     def post(self, request: Request) -> Response:
         try:
             instance = services.strategy_create(user=request.user, data=_body(request))
@@ -66,7 +82,7 @@ class StrategyDetailView(APIView):
     def get(self, request: Request, strategy_id: str) -> Response:
         return Response(selectors.strategy_describe(instance=_own(request, strategy_id), now=timezone.now()))
 
-    @extend_schema(request=_SCHEMA, responses={200: _SCHEMA})
+    @extend_schema(request=_BODY, responses={200: _SCHEMA})
     def patch(self, request: Request, strategy_id: str) -> Response:
         instance = _own(request, strategy_id)
         try:
