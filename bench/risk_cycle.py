@@ -95,12 +95,17 @@ def _groups_create(traders: list[Any]) -> int:
 
 def _timed_cycle(sim: Any) -> tuple[float, int, dict[str, int], dict[str, int]]:
     # Django is set up by Harness (on the bench database) after this module is imported
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from riskengine.services import risk_cycle
 
     before = sim.stats()
-    started = time.perf_counter()
-    counts = risk_cycle(trigger="bench")
-    elapsed = (time.perf_counter() - started) * 1000
+    with CaptureQueriesContext(connection) as queries:
+        started = time.perf_counter()
+        counts = risk_cycle(trigger="bench")
+        elapsed = (time.perf_counter() - started) * 1000
+    counts["queries"] = len(queries.captured_queries)
     after = sim.stats()
     requests = {
         route: count - before["requests_by_endpoint"].get(route, 0)

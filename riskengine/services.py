@@ -215,6 +215,36 @@ def _user_lock(user_id: Any) -> Iterator[bool]:
                 connection.close()  # ending the session is what releases the lock then
 
 
+def _lock_key(user_id: Any) -> int:
+    return uuid.UUID(str(user_id)).int % 2**31
+
+
+@contextlib.contextmanager
+def _users_lock(user_ids: list[Any]) -> Iterator[set[str]]:
+    """`_user_lock` for many users in one statement (and one to release): the users this process may run
+    now. A cycle over every user holds them for its length (well under a second)."""
+    keys = [_lock_key(user_id) for user_id in user_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT k, pg_try_advisory_lock(%s, k) AS ok FROM unnest(%s::int[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+            [RISK_LOCK_NAMESPACE, keys],
+        )
+        granted = [bool(row[1]) for row in cursor.fetchall()]
+    acquired = [key for key, ok in zip(keys, granted, strict=True) if ok]
+    try:
+        yield {str(user_id) for user_id, ok in zip(user_ids, granted, strict=True) if ok}
+    finally:
+        if acquired:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_advisory_unlock(%s, k) FROM unnest(%s::int[]) AS t(k)",
+                        [RISK_LOCK_NAMESPACE, acquired],
+                    )
+            except DatabaseError:
+                connection.close()  # ending the session is what releases the locks then
+
+
 def risk_cycle(*, trigger: str = "beat") -> dict[str, int]:
     """One cycle for every user with a trading group, prices fetched once per exchange for all of them."""
     counts = {"users": 0, "offsets": 0, "ticker_requests": 0, "busy": 0, "resumed": 0}
@@ -232,9 +262,19 @@ def risk_cycle(*, trigger: str = "beat") -> dict[str, int]:
     for group in groups:
         by_user[group.user_id].append(group)
     stored = dict(EngineConfig.objects.filter(user_id__in=list(by_user)).values_list("user_id", "data"))
-    for user_id, members in by_user.items():
-        counts["users"] += 1
-        try:
+    # Each user's latest action, read once for all (a "nothing done" equal to it is folded into it).
+    latest = {
+        action.user_id: action
+        for action in RiskAction.objects.filter(user_id__in=list(by_user))
+        .order_by("user_id", "-created_at")
+        .distinct("user_id")
+    }
+    with _users_lock(list(by_user)) as ours:
+        for user_id, members in by_user.items():
+            counts["users"] += 1
+            if str(user_id) not in ours:
+                counts["busy"] += 1  # that user's cycle is running elsewhere (run now, a fill)
+                continue
             action = _evaluate(
                 user_id=user_id,
                 trigger=trigger,
@@ -242,12 +282,11 @@ def risk_cycle(*, trigger: str = "beat") -> dict[str, int]:
                 prices=prices,
                 rules=rules,
                 settings=_settings_of(stored.get(user_id)),
+                locked=True,
+                latest=latest,
             )
-        except RiskBusyError:
-            counts["busy"] += 1
-            continue
-        if action.kind == RiskActionKind.OFFSET:
-            counts["offsets"] += 1
+            if action.kind == RiskActionKind.OFFSET:
+                counts["offsets"] += 1
     # Where a cycle's time goes (bench/risk_cycle.py reports it): reading groups, prices, the rest.
     counts["read_ms"] = int((read - started) * 1000)
     counts["prices_ms"] = int((priced - read) * 1000)
@@ -273,9 +312,13 @@ def _evaluate(
     prices: Mapping[MarketKey, Decimal],
     rules: Mapping[MarketKey, MarketRules],
     settings: RiskSettings | None = None,
+    locked: bool = False,
+    latest: Mapping[Any, RiskAction] | None = None,
 ) -> RiskAction:
-    with _user_lock(user_id) as ours:
-        if not ours:
+    """One user's cycle; `locked`: the caller holds the user's executor lock; `latest`: each user's latest
+    action, read by the caller."""
+    with contextlib.ExitStack() as stack:
+        if not locked and not stack.enter_context(_user_lock(user_id)):
             raise RiskBusyError(f"a risk cycle of user {user_id} is running")
         if settings is None:
             settings, _ = risk_settings(user_id=user_id)
@@ -283,7 +326,7 @@ def _evaluate(
         views = [_view(g) for g in groups]
         _timers_keep(views, settings, now)
         decision = plan_offset(views, prices, rules, settings, now)
-        action = _store(user_id=user_id, trigger=trigger, decision=decision, now=now)
+        action = _store(user_id=user_id, trigger=trigger, decision=decision, now=now, latest=latest)
         if action.status == RiskActionStatus.EXECUTING:
             risk_action_execute(action_id=action.pk)
             action.refresh_from_db()
@@ -304,13 +347,15 @@ def _timers_keep(views: list[GroupView], settings: RiskSettings, now: datetime) 
         PositionGroup.objects.filter(pk__in=ids).update(risk_timer_started_at=started, risk_timer_pyramids=pyramids)
 
 
-def _store(*, user_id: Any, trigger: str, decision: RiskDecision, now: datetime) -> RiskAction:
+def _store(
+    *, user_id: Any, trigger: str, decision: RiskDecision, now: datetime, latest: Mapping[Any, RiskAction] | None
+) -> RiskAction:
     """Store the decision; for an offset, commit the loser's close and the winners' sell intents with it."""
     with transaction.atomic():
         if decision.skip_once_consumed:
             PositionGroup.objects.filter(pk__in=decision.skip_once_consumed).update(risk_skip_once=False)
         if not decision.offset:
-            return _store_nothing(user_id=user_id, trigger=trigger, decision=decision, now=now)
+            return _store_nothing(user_id=user_id, trigger=trigger, decision=decision, now=now, latest=latest)
         plan = decision.plan
         assert plan is not None
         ids = [plan.loser.group_id, *(w.group_id for w in plan.winners)]
@@ -322,7 +367,7 @@ def _store(*, user_id: Any, trigger: str, decision: RiskDecision, now: datetime)
         ]
         if changed:
             decision = RiskDecision(decision.groups, None, "a group changed while the plan was made; next cycle")
-            return _store_nothing(user_id=user_id, trigger=trigger, decision=decision, now=now)
+            return _store_nothing(user_id=user_id, trigger=trigger, decision=decision, now=now, latest=latest)
         loser = locked[plan.loser.group_id]
         action = RiskAction.objects.create(
             user_id=user_id,
@@ -365,18 +410,24 @@ def _store(*, user_id: Any, trigger: str, decision: RiskDecision, now: datetime)
     return action
 
 
-def _store_nothing(*, user_id: Any, trigger: str, decision: RiskDecision, now: datetime) -> RiskAction:
+def _store_nothing(
+    *, user_id: Any, trigger: str, decision: RiskDecision, now: datetime, latest: Mapping[Any, RiskAction] | None
+) -> RiskAction:
     """ "Nothing done": the user's latest action with the same reason is updated instead of a new row."""
     plan = decision.plan.as_json() if decision.plan is not None else None
     # No row lock: the user's executor lock (`_user_lock`) already keeps other cycles of this user out.
-    latest = RiskAction.objects.filter(user_id=user_id).order_by("-created_at").first()
-    if latest is not None and latest.kind == RiskActionKind.NONE and latest.reason == decision.reason:
-        latest.repeats += 1
-        latest.last_seen_at = now
-        latest.plan = plan
-        latest.trigger = trigger
-        latest.save(update_fields=["repeats", "last_seen_at", "plan", "trigger"])
-        return latest
+    last = (
+        latest.get(user_id)
+        if latest is not None
+        else RiskAction.objects.filter(user_id=user_id).order_by("-created_at").first()
+    )
+    if last is not None and last.kind == RiskActionKind.NONE and last.reason == decision.reason:
+        last.repeats += 1
+        last.last_seen_at = now
+        last.plan = plan
+        last.trigger = trigger
+        last.save(update_fields=["repeats", "last_seen_at", "plan", "trigger"])
+        return last
     action = RiskAction.objects.create(
         user_id=user_id,
         kind=RiskActionKind.NONE,
