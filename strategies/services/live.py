@@ -91,8 +91,13 @@ class TickResult:
     ms: float = 0.0
 
 
-def _evaluated_key(due: Due) -> str:
-    return f"strategies:evaluated:{due.instance.pk}:{due.symbol}:{due.timeframe}"
+def _evaluated_key(instance: StrategyInstance) -> str:
+    """One cache entry per instance: {"symbol|timeframe": open ms of the last candle evaluated}."""
+    return f"strategies:evaluated:{instance.pk}"
+
+
+def _series_name(due: Due) -> str:
+    return f"{due.symbol}|{due.timeframe}"
 
 
 def _due(instances: Sequence[StrategyInstance], now_ms: int) -> list[Due]:
@@ -119,8 +124,8 @@ def strategies_tick(
     result.instances = len(instances)
     now_ms = int(now.timestamp() * 1000)
     due = _due(instances, now_ms)
-    done = cache.get_many([_evaluated_key(item) for item in due]) if due else {}
-    due = [item for item in due if done.get(_evaluated_key(item)) != item.open_ms]
+    done: dict[str, dict[str, int]] = cache.get_many([_evaluated_key(item) for item in instances])
+    due = [item for item in due if done.get(_evaluated_key(item.instance), {}).get(_series_name(item)) != item.open_ms]
     series = {item.series for item in due}
     confirm = {
         (item.instance.exchange_config.exchange_name, item.symbol, item.instance.confirm_timeframe)
@@ -139,7 +144,7 @@ def strategies_tick(
     rows = WINDOWS.update(series | confirm, count=window)
     frames: dict[Series, pd.DataFrame] = {}
     wanted: list[tuple[Due, str]] = []
-    evaluated: dict[str, int] = {}
+    evaluated = {key: dict(value) for key, value in done.items()}
     batches: dict[tuple[str, tuple[tuple[str, int | float], ...]], list[Due]] = {}
     for item in due:
         candles = rows.get(item.series) or []
@@ -147,7 +152,7 @@ def strategies_tick(
             # Not stored yet (a stale feed) or quarantined: never traded on; looked at again next tick.
             result.skipped += 1
             continue
-        evaluated[_evaluated_key(item)] = item.open_ms
+        evaluated.setdefault(_evaluated_key(item.instance), {})[_series_name(item)] = item.open_ms
         if item.series not in frames:
             frames[item.series] = candles_frame(candles)
         result.evaluated += 1
