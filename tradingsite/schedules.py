@@ -47,6 +47,12 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule("reconcile orders", "positions.reconcile", Every(300), "DB and exchange back in agreement"),
     Schedule("validate exchange connections", "exchanges.validate_all", Every(300), "Authenticated ping"),
     Schedule("refresh market rules", "exchanges.refresh_market_rules", Every(3600), "Tick, step, minimums"),
+    Schedule(
+        "candle sync and strategies",
+        "strategies.tick",
+        Every(60),
+        "Each closed candle of an enabled strategy's series: stored, evaluated, signals to the intake",
+    ),
     Schedule("system health check", "tradingsite.health_check", Every(900), "Tells operators when health changes"),
     Schedule("beat heartbeat", "tradingsite.beat_heartbeat", Every(30), "Proves beat, broker and a worker run"),
     Schedule("resume stale notifications", "notifications.resume_stale", Every(300), "Messages a dead worker held"),
