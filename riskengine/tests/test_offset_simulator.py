@@ -115,3 +115,12 @@ def test_loser_offset_by_a_winner_realizes_the_plan(client, simulator_account, c
     print(  # the worked example, numbers in and orders out, for the record
         f"\nrisk offset: plan {ran['plan']}\nrealized {realized}\nsimulator orders {sorted(map(str, sim))}"
     )
+
+
+def test_an_entry_fill_runs_the_users_cycle_when_risk_evaluate_on_fill(client, simulator_account, celery_worker):
+    account = simulator_account
+    config_set(user=account.config.user, data={**CONFIG, "risk_evaluate_on_fill": True}, partial=True)
+    _open(client, account, "SOLUSDT", "150", "sol-fill")
+    # positions announced the fill (positions.hooks); riskengine ran this user's cycle in the worker.
+    action = wait_for(lambda: RiskAction.objects.filter(trigger="fill").first(), message="a cycle after the fill")
+    assert action.kind == "none" and action.reason == "no eligible loser"
