@@ -98,6 +98,7 @@ def _timed_cycle(sim: Any) -> tuple[float, int, dict[str, int], dict[str, int]]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    # Django is set up by Harness (on the bench database) after this module is imported
     from riskengine.services import risk_cycle
 
     before = sim.stats()
