@@ -20,8 +20,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -39,9 +41,10 @@ WARMUP_SIGNALS = 8
 ACK_TIMEOUT_S = 30.0
 POLL_S = 0.005
 PRICES = {s: BUILT_IN_PRICES[s] for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")}
-# BENCH_DEAD_CHANNELS=1: every trader's Discord and Slack channels point at a server that accepts
-# connections and never answers, so each fill's messages time out (docs/processes.md#notifications).
-DEAD_CHANNELS = os.environ.get("BENCH_DEAD_CHANNELS") == "1"
+# BENCH_CHANNELS=dead: every trader's Discord and Slack channels point at a server that accepts
+# connections and never answers, so each fill's messages time out; =live: at one that answers 204 at
+# once, the baseline for the same notification work (docs/processes.md#notifications).
+CHANNELS = os.environ.get("BENCH_CHANNELS", "")
 SYMBOLS = list(PRICES)
 
 
@@ -74,23 +77,46 @@ def _signals(traders: list[Trader], count: int, tag: str) -> list[Sample]:
     return samples
 
 
-def _dead_channels(traders: list[Trader]) -> socket.socket:
-    """A listening socket nobody accepts from, and every trader's Discord and Slack channels aimed at it."""
+class _Answering(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the base class's name)
+        return
+
+
+def _channels(traders: list[Trader], mode: str) -> Callable[[], None]:
+    """Every trader's Discord and Slack channels aimed at a local server: `dead` (accepts, never answers)
+    or `live` (204 at once). Returns what stops the server."""
     # Django is set up by Harness (on the bench database) after this module is imported
     from exchanges.crypto import encrypt
     from notifications.models import NotificationChannel
 
-    dead = socket.socket()
-    dead.bind(("127.0.0.1", 0))
-    dead.listen(4096)
-    url = f"http://127.0.0.1:{dead.getsockname()[1]}/api/webhooks/dead"
+    if mode == "dead":
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        dead.listen(4096)
+        port, stop = dead.getsockname()[1], dead.close
+    else:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+
+    url = f"http://127.0.0.1:{port}/api/webhooks/{mode}"
     for trader in traders:
         for kind in ("discord", "slack"):
             # Stored directly: the settings service accepts only the services' own hosts.
             channel = NotificationChannel.objects.create(user_id=trader.user_id, kind=kind, enabled=True)
             channel.secret_encrypted = encrypt(url, context=channel.encryption_context())
             channel.save(update_fields=["secret_encrypted"])
-    return dead
+    return stop
 
 
 def _wait_for_entry_ack(sample: Sample, stop: threading.Event) -> None:
@@ -181,15 +207,15 @@ def run(harness: Harness) -> dict[str, Any]:
     warm_trader = traders_create(sim, count=1, prefix="sw", balances=balances)
     traders = traders_create(sim, count=TRADERS, prefix="so", balances=balances)
 
-    dead = _dead_channels(warm_trader + traders) if DEAD_CHANNELS else None
+    stop_channels = _channels(warm_trader + traders, CHANNELS) if CHANNELS in ("dead", "live") else None
     warmup = _signals(warm_trader * 5, WARMUP_SIGNALS, "sow")
     _send_all(base_url, warmup, LANES)
     measured = _signals(traders, SIGNALS, "so")
     load = load_average()
     wall = _send_all(base_url, measured, LANES)
     harness.check_alive()
-    if dead is not None:
-        dead.close()
+    if stop_channels is not None:
+        stop_channels()
 
     acked_at = {o["clientOrderId"]: o["time"] / 1000 for o in sim.orders()}
     latencies, http, queue, place = [], [], [], []
@@ -220,5 +246,5 @@ def run(harness: Harness) -> dict[str, Any]:
         "place_max_ms": ms(max(place, default=float("nan"))),
         "traders": len(traders),
         "loadavg_1m": load,
-        "dead_channels": DEAD_CHANNELS,
+        "channels": CHANNELS or "none",
     }

@@ -216,8 +216,11 @@ def notify(
     text: str,
     occurred_at: datetime | None = None,
     channels: Iterable[NotificationChannel] | None = None,
+    dispatch: bool = True,
 ) -> list[Delivery]:
-    """One pending delivery per enabled channel of the user that takes `event_type`; sent after commit."""
+    """One pending delivery per enabled channel of the user that takes `event_type`; after commit they go
+    to this process's sender threads (no celery round trip per message). `dispatch=False`: the caller
+    sends them itself."""
     candidates = (
         list(channels)
         if channels is not None
@@ -237,17 +240,18 @@ def notify(
     if not deliveries:
         return []
     Delivery.objects.bulk_create(deliveries)
-    ids = [str(d.pk) for d in deliveries]
-    transaction.on_commit(lambda: [current_app.send_task(DELIVER_TASK, args=(i,)) for i in ids])
+    if dispatch:
+        ids = [str(d.pk) for d in deliveries]
+        transaction.on_commit(functools.partial(_senders.submit_all, ids))
     return deliveries
 
 
-def notify_operators(*, event_type: str, text: str) -> list[Delivery]:
+def notify_operators(*, event_type: str, text: str, dispatch: bool = True) -> list[Delivery]:
     """The same message to every operator (manager or admin) who takes `event_type`."""
     channels = NotificationChannel.objects.filter(
         enabled=True, user__role__in=["manager", "admin"], user__is_active=True
     ).select_related("user")
-    return notify(user_id=None, event_type=event_type, text=text, channels=channels)
+    return notify(user_id=None, event_type=event_type, text=text, channels=channels, dispatch=dispatch)
 
 
 def engine_event_enqueue(event: EngineEvent) -> None:
@@ -313,7 +317,9 @@ def delivery_send(*, delivery_id: Any) -> tuple[str, int]:
     other 4xx fails the message and counts against the channel, which is turned off after
     DISABLE_AFTER_FAILURES in a row.
     """
-    delivery = Delivery.objects.select_related("channel", "channel__user").get(pk=delivery_id)
+    delivery = Delivery.objects.select_related("channel", "channel__user").filter(pk=delivery_id).first()
+    if delivery is None:  # its user or channel was deleted meanwhile
+        return rules.FAILED, 0
     channel = delivery.channel
     if delivery.status != DeliveryStatus.PENDING:
         return rules.SENT if delivery.status == DeliveryStatus.SENT else rules.FAILED, 0
@@ -391,6 +397,10 @@ class _Senders:
                 self._pid = os.getpid()
             pool = self._pool
         pool.submit(_send_in_background, delivery_id)
+
+    def submit_all(self, delivery_ids: list[str]) -> None:
+        for delivery_id in delivery_ids:
+            self.submit(delivery_id)
 
 
 _senders = _Senders()

@@ -246,7 +246,7 @@ def health_watch(*, send_now: bool = False) -> dict[str, Any]:
         text = f"Engine health {previous} -> {status}: {_summary(report)}"
         log_warning("SYSTEM", text, details={"from": previous, "to": status})
         try:
-            deliveries = notify_operators(event_type=EventType.HEALTH_CHANGE, text=text)
+            deliveries = notify_operators(event_type=EventType.HEALTH_CHANGE, text=text, dispatch=not send_now)
             if send_now:
                 for delivery in deliveries:
                     delivery_send(delivery_id=delivery.pk)
