@@ -72,6 +72,17 @@ BOOLEANS = (
 )
 POSITIVE_PERCENTS = ("trailing_activation_percent", "trailing_stop_percent", "max_slippage_percent")
 WHOLE = {"max_open_groups": (1, 1000), "post_full_wait_minutes": (0, 100000), "max_winners_to_combine": (1, 20)}
+# Upper bounds of the optional whole numbers: durations of at most ten years and a queue of at most
+# 100,000 entries. Without one, a huge value is stored and later overflows the date arithmetic of the
+# background task that reads it.
+TEN_YEARS_MINUTES = 10 * 366 * 24 * 60
+OPTIONAL_WHOLE_MAX = {
+    "cooldown_minutes_after_loss": TEN_YEARS_MINUTES,
+    "max_alert_lag_seconds": TEN_YEARS_MINUTES * 60,
+    "queue_max_size": 100_000,
+    "age_threshold_minutes": TEN_YEARS_MINUTES,
+    "queue_max_age_minutes": TEN_YEARS_MINUTES,
+}
 
 
 class ConfigError(ValueError):
@@ -192,12 +203,16 @@ def _check_engine_keys(data: Mapping[str, Any], errors: dict[str, list[str]], pr
                 add(key, "must be a positive amount, or null for no limit")
     for key in ("cooldown_minutes_after_loss", "max_alert_lag_seconds"):
         value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            add(key, "must be a whole number ≥ 0 (0 = off)")
+        if value is not None and not _whole_within(value, OPTIONAL_WHOLE_MAX[key]):
+            add(key, f"must be a whole number from 0 to {OPTIONAL_WHOLE_MAX[key]} (0 = off)")
     for key in ("queue_max_size", "age_threshold_minutes", "queue_max_age_minutes"):
         value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            add(key, "must be a whole number ≥ 0, or null")
+        if value is not None and not _whole_within(value, OPTIONAL_WHOLE_MAX[key]):
+            add(key, f"must be a whole number from 0 to {OPTIONAL_WHOLE_MAX[key]}, or null")
+
+
+def _whole_within(value: Any, high: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= high
 
 
 def parse_engine_config(data: Any) -> tuple[dict[str, Any], GridConfig]:

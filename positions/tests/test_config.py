@@ -337,3 +337,14 @@ def test_grid_preview_command_keeps_a_generators_sizes(tmp_path: Path) -> None:
 def test_grid_preview_command_accepts_max_pyramids_one(tmp_path: Path) -> None:
     legs = _preview(tmp_path, {"max_pyramids": 1})
     assert [leg["level"] for leg in legs] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    "key", ["queue_max_size", "age_threshold_minutes", "queue_max_age_minutes", "cooldown_minutes_after_loss"]
+)
+def test_optional_whole_numbers_have_an_upper_bound(key):
+    """A huge value is refused when saved, not stored to overflow a background task's date arithmetic."""
+    with pytest.raises(ConfigError) as refused:
+        parse_engine_config({key: 10**20})
+    assert key in refused.value.errors
+    parse_engine_config({key: 60})
