@@ -49,7 +49,9 @@ def _database_url() -> str:
     db = connection.settings_dict
     password = f":{quote(str(db['PASSWORD']), safe='')}" if db.get("PASSWORD") else ""
     port = f":{db['PORT']}" if db.get("PORT") else ""
-    host = quote(str(db.get("HOST") or ""), safe="")
+    # The embedded server is reached by a socket directory given as an option (pgserver's URL puts it
+    # in the query string), an external one by its host.
+    host = quote(str(db.get("HOST") or db.get("OPTIONS", {}).get("host") or ""), safe="")
     return f"postgres://{quote(str(db.get('USER') or ''), safe='')}{password}@{host}{port}/{db['NAME']}"
 
 
