@@ -27,16 +27,17 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from accounts.logs import audit, log_info, log_warning
+from core.locks import advisory_lock_try, advisory_locks_try
 from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError
 from exchanges.precision import MarketRules, round_qty_down, validate_order
@@ -197,52 +198,15 @@ def risk_preview(
 # ------------------------------------------------------------------------------------------ the cycle
 
 
-@contextlib.contextmanager
-def _user_lock(user_id: Any) -> Iterator[bool]:
-    """Whether this process may run the user's cycle now (never waits); see module docstring."""
-    key = uuid.UUID(str(user_id)).int % 2**31
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RISK_LOCK_NAMESPACE, key])
-        acquired = bool(cursor.fetchone()[0])
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RISK_LOCK_NAMESPACE, key])
-            except DatabaseError:
-                connection.close()  # ending the session is what releases the lock then
+def _user_lock(user_id: Any) -> contextlib.AbstractContextManager[bool]:
+    """Whether this process may run the user's cycle now (never waits); see the module docstring."""
+    return advisory_lock_try(RISK_LOCK_NAMESPACE, user_id)
 
 
-def _lock_key(user_id: Any) -> int:
-    return uuid.UUID(str(user_id)).int % 2**31
-
-
-@contextlib.contextmanager
-def _users_lock(user_ids: list[Any]) -> Iterator[set[str]]:
-    """`_user_lock` for many users in one statement (and one to release): the users this process may run
-    now. A cycle over every user holds them for its length (well under a second)."""
-    keys = [_lock_key(user_id) for user_id in user_ids]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT k, pg_try_advisory_lock(%s, k) AS ok FROM unnest(%s::int[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
-            [RISK_LOCK_NAMESPACE, keys],
-        )
-        granted = [bool(row[1]) for row in cursor.fetchall()]
-    acquired = [key for key, ok in zip(keys, granted, strict=True) if ok]
-    try:
-        yield {str(user_id) for user_id, ok in zip(user_ids, granted, strict=True) if ok}
-    finally:
-        if acquired:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT pg_advisory_unlock(%s, k) FROM unnest(%s::int[]) AS t(k)",
-                        [RISK_LOCK_NAMESPACE, acquired],
-                    )
-            except DatabaseError:
-                connection.close()  # ending the session is what releases the locks then
+def _users_lock(user_ids: list[Any]) -> contextlib.AbstractContextManager[set[str]]:
+    """The users whose cycle this process may run now (one statement for all; never waits); see the module
+    docstring. A cycle over every user holds them for its length (well under a second)."""
+    return advisory_locks_try(RISK_LOCK_NAMESPACE, user_ids)
 
 
 def risk_cycle(*, trigger: str = "beat") -> dict[str, int]:

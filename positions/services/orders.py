@@ -17,16 +17,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.logs import log_error, log_warning
+from core.locks import advisory_lock_try
 from exchanges.adapters.types import OrderRequest, OrderState, OrderType, Side
 from exchanges.exceptions import (
     CircuitOpenError,
@@ -81,29 +80,14 @@ def order_request(order: Order) -> OrderRequest:
     )
 
 
-@contextlib.contextmanager
-def _send_lock(order_id: Any) -> Iterator[bool]:
+def _send_lock(order_id: Any) -> contextlib.AbstractContextManager[bool]:
     """Whether this process may look the order intent up and send or cancel it now (never waits).
 
     Without it two senders of one intent can both look it up, both find nothing (the other's request has
     not landed yet) and both send it: a second order when the first one filled at once, or a "duplicate
-    client order id" answer booked as a rejection of an order that exists. A PostgreSQL session-level
-    advisory lock is not a transaction (nothing else is held across the network call) and the server
-    drops it by itself when its holder dies mid-send.
+    client order id" answer booked as a rejection of an order that exists.
     """
-    key = uuid.UUID(str(order_id)).int % 2**31
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SEND_LOCK_NAMESPACE, key])
-        acquired = bool(cursor.fetchone()[0])
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SEND_LOCK_NAMESPACE, key])
-            except DatabaseError:
-                connection.close()  # ending the session is what releases the lock then
+    return advisory_lock_try(SEND_LOCK_NAMESPACE, order_id)
 
 
 def order_submit(*, order_id: Any, adapter: Any = None) -> str:
