@@ -10,15 +10,14 @@ import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
 
 from exchanges import rules
 from exchanges.adapters.factory import public_adapter
 from exchanges.models import MarketRule
 from exchanges.precision import MarketRules, market_rules_to_json
+from tradingsite.tests.support import test_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 EXCHANGE = "okx"
@@ -44,17 +43,6 @@ def tick(symbol: str) -> Decimal:
     return found.tick_size
 
 
-def _database_url() -> str:
-    """The test database, for a child process."""
-    db = connection.settings_dict
-    password = f":{quote(str(db['PASSWORD']), safe='')}" if db.get("PASSWORD") else ""
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    # The embedded server is reached by a socket directory given as an option (pgserver's URL puts it
-    # in the query string), an external one by its host.
-    host = quote(str(db.get("HOST") or db.get("OPTIONS", {}).get("host") or ""), safe="")
-    return f"postgres://{quote(str(db.get('USER') or ''), safe='')}{password}@{host}{port}/{db['NAME']}"
-
-
 STORE_IN_ANOTHER_PROCESS = """
 import sys
 import django
@@ -70,7 +58,7 @@ market_rules_store(exchange_name=exchange, rules=[market_rules_from_json(text) f
 
 def store_in_another_process(exchange_name: str, stored: list[MarketRules]) -> None:
     """`market_rules_store` run by a separate Python process (its own memory) on the same database and Redis."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tradingsite.settings.test", "DATABASE_URL": _database_url()}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tradingsite.settings.test", "DATABASE_URL": test_database_url()}
     texts = [market_rules_to_json(item) for item in stored]
     subprocess.run(
         [sys.executable, "-c", STORE_IN_ANOTHER_PROCESS, exchange_name, *texts],

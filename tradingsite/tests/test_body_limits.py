@@ -3,10 +3,7 @@ daphne would otherwise read a whole body into memory before the application sees
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +12,7 @@ import httpx
 import pytest
 
 from positions.models import WebhookSignal
-from tradingsite.tests.support import test_database_url
+from tradingsite.tests.support import web_processes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -26,35 +23,8 @@ HUNDRED_MB = 100 * 1024 * 1024
 @pytest.fixture
 def web(tmp_path):
     """One daphne process as `make run` starts it; yields (base URL, pid)."""
-    from tradingsite.stack import listening_sockets, web_argv
-
-    (sock,) = listening_sockets("127.0.0.1", 0, 1)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tradingsite.settings.test", "DATABASE_URL": test_database_url()}
-    log = (tmp_path / "web.log").open("wb")
-    process = subprocess.Popen(
-        web_argv(sock.fileno(), access_log=False),
-        cwd=ROOT,
-        env=env,
-        pass_fds=(sock.fileno(),),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(base + "/api/health", timeout=5)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, (tmp_path / "web.log").read_text(errors="replace")[-3000:]
-                time.sleep(0.2)
-        yield base, process.pid
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
-        sock.close()
+    with web_processes(tmp_path, 1) as (base, pids):
+        yield base, pids[0]
 
 
 def _rss_kib(pid: int) -> int:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +12,7 @@ import pytest
 from accounts.models import AuditLog
 from positions.models import PositionGroup
 from positions.tests.conftest import alert, load_rules
-from tradingsite.tests.support import test_database_url
+from tradingsite.tests.support import web_processes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -26,43 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def web(tmp_path):
     """Two daphne processes on one port, each on its own socket; yields the base URL."""
-    from tradingsite.stack import listening_sockets, web_argv
-
-    sockets = listening_sockets("127.0.0.1", 0, 2)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tradingsite.settings.test", "DATABASE_URL": test_database_url()}
-    processes = []
-    for index, sock in enumerate(sockets):
-        log = (tmp_path / f"web-{index}.log").open("wb")
-        processes.append(
-            subprocess.Popen(
-                web_argv(sock.fileno(), access_log=False),
-                cwd=ROOT,
-                env=env,
-                pass_fds=(sock.fileno(),),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-    base = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(base + "/api/health", timeout=5)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, (tmp_path / "web-0.log").read_text(errors="replace")[-3000:]
-                time.sleep(0.2)
-        time.sleep(1)  # the second process may still be importing
+    with web_processes(tmp_path, 2) as (base, _):
         yield base
-    finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            process.wait(20)
-        for sock in sockets:
-            sock.close()
 
 
 def test_webhooks_and_forms_through_real_daphne(web, trader):
