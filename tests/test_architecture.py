@@ -27,14 +27,17 @@ LAYERS: dict[str, int] = {
     "accounts": 1,
     "exchanges": 2,
     "positions": 3,
-    "analytics": 4,
     "riskengine": 4,
     "strategies": 4,
+    # Research (backtests replay the risk plan and the strategies' signals; optimization; ML) and the
+    # live performance numbers: above the engine and its peers, which it replays.
+    "analytics": 5,
     # Reacts to the engine (positions' hooks) and reports on it; may use strategies once they exist.
     "notifications": 5,
 }
-# ``tradingsite`` wires the apps together and may import any of them; nothing imports it (nor ``bench``).
-WIRING = ("tradingsite", "bench")
+# ``tradingsite`` wires the apps together and may import any of them; nothing imports it (nor ``web``, the
+# trader's pages, nor ``bench``), and those two may import any app.
+WIRING = ("tradingsite", "web", "bench")
 OURS = frozenset(LAYERS) | frozenset(WIRING)
 
 
@@ -163,7 +166,7 @@ def _direction_error(importer: str, imported: str) -> str | None:
         return None
     if imported in WIRING:
         return f"nothing imports {imported}"
-    if importer == "bench":
+    if importer in ("bench", "web"):  # the web pages, like the benches, sit above every app
         return None
     if LAYERS[imported] < LAYERS[importer]:
         return None

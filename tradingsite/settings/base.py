@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "strategies",
     "analytics",
     "notifications",
+    "web",
 ]
 
 MIDDLEWARE = [
