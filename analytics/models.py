@@ -10,6 +10,7 @@ from django.db import models
 from django.utils import timezone
 
 from .choices import TaskKind, TaskStatus
+from .ml.models import FilterModel, ModelStatus  # noqa: F401  the ML model registry lives with the ML code (docs/ml.md)
 
 
 class BackgroundTask(models.Model):
