@@ -60,9 +60,11 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+
+from exchanges import fillmodel
 
 ZERO = Decimal("0")
 DEFAULT_COMMISSION_RATE = Decimal("0.001")
@@ -722,8 +724,9 @@ class Engine:
 
     def _crossed_orders(self, symbol: str, price: Decimal) -> list[Order]:
         book = self._open_orders.get(symbol, {})
-        buys = [o for o in book.values() if o.side == BUY and price <= o.price]
-        sells = [o for o in book.values() if o.side == SELL and price >= o.price]
+        crossed = [o for o in book.values() if fillmodel.resting_fills(_fill_side(o.side), o.price, price)]
+        buys = [o for o in crossed if o.side == BUY]
+        sells = [o for o in crossed if o.side == SELL]
         # best price first, then time priority, like a real book would match them
         buys.sort(key=lambda o: (-o.price, o.order_id))
         sells.sort(key=lambda o: (o.price, o.order_id))
@@ -917,9 +920,7 @@ class Engine:
     def _accept_limit(
         self, account: Account, rules: MarketRules, order: Order, last: Decimal | None, stamp: int
     ) -> None:
-        marketable = last is not None and (
-            (order.side == BUY and last <= order.price) or (order.side == SELL and last >= order.price)
-        )
+        marketable = fillmodel.marketable(_fill_side(order.side), order.price, last)
         if order.type == LIMIT_MAKER and marketable:
             raise SimulatorError(-2010, "Order would immediately match and take.")
         self._lock_funds(account, rules, order)
@@ -988,7 +989,7 @@ class Engine:
             else:
                 quote.free -= quote_qty
             commission_asset = rules.base_asset
-            commission = _commission(qty * self.commission_rate, rules.base_commission_precision)
+            commission = fillmodel.commission(qty * self.commission_rate, rules.base_commission_precision)
             base.free += qty - commission
         else:
             if resting:
@@ -996,7 +997,7 @@ class Engine:
             else:
                 base.free -= qty
             commission_asset = rules.quote_asset
-            commission = _commission(quote_qty * self.commission_rate, rules.quote_commission_precision)
+            commission = fillmodel.commission(quote_qty * self.commission_rate, rules.quote_commission_precision)
             quote.free += quote_qty - commission
         fill = Fill(
             trade_id=next(self._trade_ids),
@@ -1191,8 +1192,9 @@ def _check_ratio(ratio: Decimal) -> Decimal:
     return ratio
 
 
-def _commission(amount: Decimal, places: int) -> Decimal:
-    return amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+def _fill_side(side: str) -> str:
+    """The fill model's side name ("buy"/"sell") of a Binance side ("BUY"/"SELL")."""
+    return fillmodel.BUY if side == BUY else fillmodel.SELL
 
 
 def _aggregate_candles(candles: list[Candle], interval_ms: int) -> list[Kline]:

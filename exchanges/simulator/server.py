@@ -44,6 +44,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from exchanges.fillmodel import walk_points
+
 from .engine import (
     ZERO,
     Candle,
@@ -869,7 +871,8 @@ def _kline_row(kline: Kline) -> list[Any]:
 
 
 async def replay_candles(engine: Engine, symbol: str, candles: list[Candle], speed: float) -> None:
-    """Walk each candle's price path (open, nearer extreme, other extreme, close) at ``speed``x.
+    """Walk each candle's price path at ``speed``x: open → low → high → close when close ≥ open, else
+    open → high → low → close (`exchanges.fillmodel`, the backtester's walk too).
 
     A candle of interval T takes T / speed seconds of wall time, split over its four prices, so
     resting orders see every level the real market touched. Closed candles become klines.
@@ -880,13 +883,8 @@ async def replay_candles(engine: Engine, symbol: str, candles: list[Candle], spe
     interval_ms = candle_interval_ms(candles)
     step_s = interval_ms / 1000 / max(speed, 1e-9) / 4
     for candle in candles:
-        bullish = candle.close >= candle.open
-        path = (
-            [candle.open, candle.low, candle.high, candle.close]
-            if bullish
-            else [candle.open, candle.high, candle.low, candle.close]
-        )
-        for raw_price in path:
+        # The walk of the fill model the backtester uses too (docs/backtests.md#fill-model).
+        for raw_price in walk_points(candle.open, candle.high, candle.low, candle.close):
             price = rules.round_price(raw_price, ROUND_HALF_UP)
             if price > ZERO:
                 engine.set_price(symbol, price)
