@@ -6,7 +6,6 @@ from . import views
 from .metrics import metrics_view
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/health", views.health, name="api-health"),
@@ -14,6 +13,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("accounts.api.urls")),
+    path("", include("web.urls")),
 ]
 
 for app in ("exchanges", "positions", "riskengine", "strategies", "analytics", "notifications"):

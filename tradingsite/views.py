@@ -1,8 +1,7 @@
-"""Site-wide views: the home page, health, and JSON error pages for the API."""
+"""Site-wide views: health, and JSON error pages for the API (the pages are in `web`)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -10,11 +9,6 @@ from django.views.decorators.http import require_GET
 from core.api import error_response
 
 from .health import system_health_public
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "home.html", {"webhook_url": request.build_absolute_uri(f"/api/webhook/{request.user.pk}")})
 
 
 @require_GET

@@ -99,6 +99,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "web.nav.navigation",
             ],
         },
     },
@@ -246,12 +247,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-
 # Heavy work (backtests, optimization, training) has its own queue and worker processes, so trading never
 # waits behind it (docs/processes.md#heavy-worker); the trading worker consumes only the default queue.
 CELERY_TASK_ROUTES = {"analytics.run_task": {"queue": "heavy"}}
 TASK_MAX_ACTIVE_PER_USER = int(env("TASK_MAX_ACTIVE_PER_USER", "3") or 3)  # pending or running, per user
 TASK_UPLOAD_MAX_BYTES = 512 * 1024  # a signals or TradingView trades CSV sent with a backtest
+
 ENCRYPTION_KEYS = [k.strip() for k in (env("ENCRYPTION_KEYS") or "").split(",") if k.strip()]
 SIMULATOR_URL = env("SIMULATOR_URL", "http://127.0.0.1:8900")
 WEBHOOK_ALLOWED_IPS = [ip.strip() for ip in (env("WEBHOOK_ALLOWED_IPS") or "").split(",") if ip.strip()]

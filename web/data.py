@@ -1,0 +1,97 @@
+"""What the pages show, read in a fixed number of queries whatever the number of rows (docs/web.md#queries).
+
+Pages call these and the services' selectors; they never change anything (actions go through the
+services, `web/views/actions.py`).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from positions.choices import FINAL_GROUP_STATUSES, RESTING_ORDER_STATUSES, OrderStatus
+from positions.models import DCAOrder, PositionGroup
+from positions.selectors import group_list, group_pnl, last_prices
+
+ZERO = Decimal("0")
+MONEY = DecimalField(max_digits=38, decimal_places=18)
+
+
+def groups_with_legs(qs: QuerySet[PositionGroup]) -> QuerySet[PositionGroup]:
+    """Annotate legs filled / total and the capital resting in unfilled legs (one query with the groups)."""
+    resting = Q(dca_orders__status__in=RESTING_ORDER_STATUSES)
+    return qs.annotate(
+        legs_total=Count("dca_orders", distinct=True),
+        legs_filled=Count("dca_orders", filter=Q(dca_orders__status=OrderStatus.FILLED), distinct=True),
+        capital_resting=Coalesce(
+            Sum(
+                ExpressionWrapper(
+                    F("dca_orders__price") * (F("dca_orders__quantity") - F("dca_orders__filled_quantity")),
+                    output_field=MONEY,
+                ),
+                filter=resting,
+            ),
+            ZERO,
+            output_field=MONEY,
+        ),
+    )
+
+
+def group_rows(groups: list[PositionGroup]) -> list[dict[str, Any]]:
+    """Rows for a groups table: the group, its last price and PnL (prices from the cache, one round trip)."""
+    prices = last_prices(groups=groups)
+    rows = []
+    for group in groups:
+        price = prices.get(group.symbol)
+        pnl = group_pnl(group=group, price=price)
+        rows.append({"group": group, "price": price, "pnl": pnl, "unrealized": _dec(pnl["unrealized"])})
+    return rows
+
+
+def open_groups(user: Any, limit: int = 100) -> list[PositionGroup]:
+    qs = group_list(viewer=user).exclude(status__in=FINAL_GROUP_STATUSES)
+    return list(groups_with_legs(qs)[:limit])
+
+
+def capital_locked(user: Any) -> Decimal:
+    """Quote currency resting in unfilled DCA legs of the user's open groups."""
+    qs = DCAOrder.objects.filter(status__in=RESTING_ORDER_STATUSES)
+    if not user.sees_everything:
+        qs = qs.filter(group__user=user)
+    total = qs.aggregate(
+        total=Sum(ExpressionWrapper(F("price") * (F("quantity") - F("filled_quantity")), output_field=MONEY))
+    )["total"]
+    return total or ZERO
+
+
+def realized_total(user: Any) -> Decimal:
+    qs = PositionGroup.objects.all()
+    if not user.sees_everything:
+        qs = qs.filter(user=user)
+    return qs.aggregate(total=Sum("realized_pnl"))["total"] or ZERO
+
+
+def equity_points(user: Any, limit: int = 500) -> list[dict[str, Any]]:
+    """Cumulative realized PnL at each closed group's close time (the dashboard's sparkline)."""
+    qs = PositionGroup.objects.filter(closed_at__isnull=False)
+    if not user.sees_everything:
+        qs = qs.filter(user=user)
+    rows = list(qs.order_by("-closed_at").values_list("closed_at", "realized_pnl")[:limit])
+    rows.reverse()
+    total = ZERO
+    points = []
+    for closed_at, pnl in rows:
+        total += pnl or ZERO
+        second = int(closed_at.timestamp())
+        if points and points[-1]["time"] == second:  # the chart needs one point per distinct time
+            points[-1]["value"] = float(total)
+        else:
+            points.append({"time": second, "value": float(total)})
+    return points
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)

@@ -1,0 +1,1 @@
+"""The trader's pages, one module per page (docs/web.md#pages)."""
