@@ -55,6 +55,10 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "cooldown_minutes_after_loss": 0,  # no new group on a symbol this long after a loss there
     # 0 = off here (docs/engine.md#guards says why): alerts replayed from TradingView's log carry old times.
     "max_alert_lag_seconds": 0,
+    # The ML entry filter (docs/ml.md#filter): entries whose deployed model scores below the threshold
+    # (its probability that the price is higher after the model's horizon) are refused.
+    "ml_filter_enabled": False,
+    "ml_filter_threshold": "0.5",
 }
 ENGINE_KEYS = set(ENGINE_DEFAULTS) | set(GRID_CONFIG_KEYS) | {"overrides"}
 CHOICES = {
@@ -69,6 +73,7 @@ BOOLEANS = (
     "risk_timer_reset_on_pyramid",
     "risk_evaluate_on_fill",
     "pause_blocks_pyramids",
+    "ml_filter_enabled",
 )
 POSITIVE_PERCENTS = ("trailing_activation_percent", "trailing_stop_percent", "max_slippage_percent")
 WHOLE = {"max_open_groups": (1, 1000), "post_full_wait_minutes": (0, 100000), "max_winners_to_combine": (1, 20)}
@@ -181,6 +186,10 @@ def _check_engine_keys(data: Mapping[str, Any], errors: dict[str, list[str]], pr
         number = _decimal(data["loss_threshold_percent"])
         if number is None or number >= 0 or number <= -100:
             add("loss_threshold_percent", "must be a negative percentage above -100")
+    if "ml_filter_threshold" in data:
+        number = _decimal(data["ml_filter_threshold"])
+        if number is None or number <= 0 or number >= 1:
+            add("ml_filter_threshold", "must be a probability between 0 and 1 (exclusive)")
     if "min_close_notional" in data:
         number = _decimal(data["min_close_notional"])
         if number is None or number <= 0:

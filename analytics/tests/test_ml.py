@@ -1,0 +1,200 @@
+"""The ML filter's features, walk-forward training and model registry (docs/ml.md)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.ml import services
+from analytics.ml.features import FEATURES, WARMUP, features_frame, labels
+from analytics.ml.filter import backtest_entry_filter, model_booster, score_latest
+from analytics.ml.models import FilterModel, ModelStatus
+from analytics.ml.training import (
+    MLInputError,
+    fit_walk_forward,
+    labelled_rows,
+    params_validate,
+    train_on_candles,
+    walk_forward_windows,
+)
+from analytics.tests.ml_support import HOUR, cyclic_frame
+from strategies.library import candles_frame
+
+FAST = {"num_boost_round": 60, "max_depth": 3}
+
+
+def _real_candles(shared_data: Path, name: str, count: int):
+    with gzip.open(shared_data / "candles" / name, "rt") as handle:
+        lines = handle.read().splitlines()[1 : count + 1]
+    return candles_frame([tuple(float(v) for v in line.split(",")) for line in lines])
+
+
+def test_features_at_t_use_candles_up_to_t_only(shared_data):
+    """Computed on candles[: t + 1], row t is what it is on the whole series, for many t (real candles)."""
+    candles = _real_candles(shared_data, "binance_BTC_USDT_1h.csv.gz", 1400)
+    full = features_frame(candles)
+    assert list(full.columns) == list(FEATURES)
+    rng = np.random.default_rng(11)
+    picks = sorted({*rng.integers(0, len(candles), 40).tolist(), 0, WARMUP - 2, WARMUP - 1, WARMUP, len(candles) - 1})
+    for t in picks:
+        prefix = features_frame(candles.iloc[: t + 1]).iloc[-1].to_numpy()
+        np.testing.assert_array_equal(prefix, full.iloc[t].to_numpy(), err_msg=f"row {t}")
+    # Known from the warm-up on, for every feature.
+    assert full.iloc[WARMUP:].notna().all().all()
+    assert full.iloc[: WARMUP - 1].isna().all().all()
+
+
+def test_the_label_is_the_direction_horizon_candles_ahead():
+    candles = candles_frame([(i * HOUR, 1, 1, 1, close, 1) for i, close in enumerate([10, 11, 9, 12, 12])])
+    assert labels(candles, 2).tolist()[:3] == [0.0, 1.0, 1.0]
+    assert np.isnan(labels(candles, 2).to_numpy()[3:]).all()
+
+
+@pytest.mark.parametrize("rows", [800, 1000, 4321, 119_000])
+@pytest.mark.parametrize("horizon", [1, 12, 48])
+@pytest.mark.parametrize("folds", [2, 4, 7])
+def test_walk_forward_windows_never_let_training_see_the_test_window(rows, horizon, folds):
+    windows, final = walk_forward_windows(rows, horizon=horizon, folds=folds, holdout_fraction=0.15)
+    assert len(windows) == folds
+    previous_test_end = 0
+    for window in windows:
+        assert 0 <= window.train_start < window.train_end <= window.test_start < window.test_end <= rows
+        # The last training row's label reads the close `horizon` rows on: still before the test window.
+        assert (window.train_end - 1) + horizon < window.test_start
+        assert window.test_start >= previous_test_end  # test windows follow each other, never overlap
+        previous_test_end = window.test_end
+        assert window.train_end - window.train_start == windows[0].train_end - windows[0].train_start  # rolling
+    assert previous_test_end + horizon <= final.test_start  # the holdout is after every fold
+    assert (final.train_end - 1) + horizon < final.test_start and final.test_end == rows
+    assert final.test_end - final.test_start == int(rows * 0.15)
+
+
+def test_too_few_rows_for_the_folds_is_a_clear_error():
+    with pytest.raises(MLInputError, match="need at least") as raised:
+        walk_forward_windows(620, horizon=48, folds=7, holdout_fraction=0.15)
+    assert raised.value.field_name == "candles"
+    needed = int(str(raised.value).split("need at least ")[1].split()[0])
+    walk_forward_windows(needed, horizon=48, folds=7, holdout_fraction=0.15)  # the figure given is enough
+
+
+def test_too_few_candles_is_a_clear_error():
+    with pytest.raises(MLInputError, match="too few candles") as raised:
+        train_on_candles(cyclic_frame(700), horizon=5, params=FAST)
+    assert raised.value.field_name == "candles"
+    with pytest.raises(MLInputError) as raised:
+        train_on_candles(cyclic_frame(30), horizon=5)
+    assert raised.value.field_name == "candles"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"max_depth": 0}, "params.max_depth"),
+        ({"max_depth": 2.5}, "params.max_depth"),
+        ({"learning_rate": "fast"}, "params.learning_rate"),
+        ({"trees": 5}, "params.trees"),
+        ({"folds": 1}, "params.folds"),
+        ({"holdout_fraction": 0.9}, "params.holdout_fraction"),
+    ],
+)
+def test_bad_training_parameters_name_the_field(params, field):
+    with pytest.raises(MLInputError) as raised:
+        params_validate(params)
+    assert raised.value.field_name == field
+
+
+def test_walk_forward_training_learns_a_predictable_market():
+    progress: list[int] = []
+    result = train_on_candles(cyclic_frame(), horizon=5, params=FAST, device="cpu", progress=progress.append)
+    assert progress[-1] == 100 and progress == sorted(progress)
+    assert len(result.folds) == 4 and all(fold["auc"] > 0.8 for fold in result.folds)
+    assert result.holdout["auc"] > 0.8 and result.score == result.holdout["auc"]
+    assert result.features == FEATURES and result.device == "cpu" and result.booster
+
+
+def _shuffled(candles, horizon: int):
+    """A model trained on the same rows with their labels shuffled: it can learn nothing."""
+    features, label = labelled_rows(candles, horizon)
+    shuffled = label.sample(frac=1.0, random_state=5)
+    shuffled.index = label.index
+    checked = params_validate(FAST)
+    return fit_walk_forward(features, shuffled, horizon=horizon, params=checked, candles=len(candles), device="cpu")
+
+
+def _store(result) -> FilterModel:
+    return services.model_store(result=result, exchange_name="binance", symbol="BTC/USDT", timeframe="1h")
+
+
+@pytest.mark.django_db
+def test_a_worse_model_is_kept_as_a_candidate_and_the_deployed_one_stays():
+    candles = cyclic_frame()
+    good = _store(train_on_candles(candles, horizon=5, params=FAST, device="cpu"))
+    assert good.status == ModelStatus.DEPLOYED and good.status_reason == "first model deployed"
+
+    worse = _store(_shuffled(candles, 5))
+    assert worse.score < good.score
+    assert worse.status == ModelStatus.CANDIDATE
+    assert "does not beat the deployed model" in worse.status_reason and str(good.pk) in worse.status_reason
+    good.refresh_from_db()
+    assert good.status == ModelStatus.DEPLOYED
+    assert FilterModel.objects.count() == 2  # both kept, with their scores
+
+
+@pytest.mark.django_db
+def test_a_first_model_no_better_than_chance_is_not_deployed():
+    model = _store(_shuffled(cyclic_frame(), 5))
+    if model.score <= 0.5:
+        assert model.status == ModelStatus.CANDIDATE and "chance" in model.status_reason
+    else:  # shuffled labels happened to score above 0.5: deployed, as the rule says
+        assert model.status == ModelStatus.DEPLOYED
+
+
+@pytest.mark.django_db
+def test_a_better_model_replaces_the_deployed_one_and_roll_back_restores_it():
+    candles = cyclic_frame()
+    worse = services.model_deploy(model_id=_store(_shuffled(candles, 5)).pk)
+    assert worse.status == ModelStatus.DEPLOYED
+    better = _store(train_on_candles(candles, horizon=5, params=FAST, device="cpu"))
+    worse.refresh_from_db()
+    assert better.status == ModelStatus.DEPLOYED and worse.status == ModelStatus.RETIRED
+    assert str(better.pk) in worse.status_reason
+
+    restored = services.model_rollback(symbol="BTC/USDT", timeframe="1h")
+    better.refresh_from_db()
+    assert restored.pk == worse.pk and restored.status == ModelStatus.DEPLOYED
+    assert better.status == ModelStatus.RETIRED
+    assert FilterModel.objects.filter(status=ModelStatus.DEPLOYED).count() == 1
+
+
+@pytest.mark.django_db
+def test_roll_back_without_an_earlier_model_is_a_clear_error():
+    with pytest.raises(MLInputError, match="no earlier deployed model"):
+        services.model_rollback(symbol="BTC/USDT", timeframe="1h")
+
+
+@pytest.mark.django_db
+def test_training_from_the_store_needs_stored_candles():
+    with pytest.raises(MLInputError, match="no stored 1h candles") as raised:
+        services.model_train(exchange_name="binance", symbol="NOPE/USDT", timeframe="1h", horizon=5)
+    assert raised.value.field_name == "symbol"
+
+
+@pytest.mark.django_db
+def test_the_backtest_filter_scores_each_entry_on_the_candles_closed_by_then():
+    candles = cyclic_frame()
+    model = _store(train_on_candles(candles, horizon=5, params=FAST, device="cpu"))
+    allow = backtest_entry_filter(model, candles, threshold=0.5)
+    booster = model_booster(model)
+    opens = candles.index.to_numpy()
+    answers = set()
+    for t in range(WARMUP + 10, len(candles), 37):
+        decided_at = int(opens[t]) + HOUR  # candle t has just closed
+        expected = score_latest(booster, candles.iloc[: t + 1])
+        assert expected is not None
+        assert allow(decided_at, "BTC/USDT") == (expected >= 0.5)
+        answers.add(allow(decided_at, "BTC/USDT"))
+    assert answers == {True, False}  # it filters some entries and passes others
+    assert allow(int(opens[5]), "BTC/USDT") is True  # before the features are known: passes
