@@ -13,6 +13,7 @@ class ChannelKind(models.TextChoices):
 
 
 class EventType(models.TextChoices):
+    ENTRY_PLACED = "entry_placed", "Entry placed (resting)"
     ENTRY_FILLED = "entry_filled", "Entry or DCA leg filled"
     PYRAMID = "pyramid", "Pyramid filled"
     TAKE_PROFIT = "take_profit", "Take-profit"

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from core.jsontypes import JSONValue
 
 # Event types (notifications.choices.EventType values), kept as plain strings so the rules need no Django.
+ENTRY_PLACED = "entry_placed"
 ENTRY_FILLED = "entry_filled"
 PYRAMID = "pyramid"
 TAKE_PROFIT = "take_profit"
@@ -23,6 +24,8 @@ EXIT_SIGNAL = "exit_signal"
 RISK_OFFSET = "risk_offset"
 ORDER_REJECTED = "order_rejected"
 GROUP_FAILED = "group_failed"
+GUARD_TRIGGERED = "guard_triggered"
+SEQUENCE_ANOMALY = "sequence_anomaly"
 
 # What closed a group (positions.choices.ExitPurpose values) -> the event type that tells about it.
 CLOSE_EVENT = {
@@ -33,12 +36,14 @@ CLOSE_EVENT = {
     "manual": EXIT_SIGNAL,
     "stop_loss": STOP_EXIT,
     "trailing_stop": STOP_EXIT,
-    "risk": RISK_OFFSET,
 }
+# A loser closed by the risk engine is told by the offset's own message (`risk_offset`), with its winners.
+CLOSED_BY_OFFSET = "risk"
 # Exit orders whose fill is told by the group's close message (with its PnL) rather than on its own.
 CLOSING_PURPOSES = frozenset({"tp_aggregate", "exit_signal", "manual", "stop_loss", "trailing_stop", "risk"})
 
 TITLES = {
+    ENTRY_PLACED: "Entry placed",
     ENTRY_FILLED: "Filled",
     PYRAMID: "Pyramid filled",
     TAKE_PROFIT: "Take-profit",
@@ -47,6 +52,17 @@ TITLES = {
     RISK_OFFSET: "Risk offset",
     ORDER_REJECTED: "Order rejected",
     GROUP_FAILED: "Group failed",
+    GUARD_TRIGGERED: "Guard",
+    SEQUENCE_ANOMALY: "Sequence anomaly",
+}
+# Engine events (`positions.hooks` kinds) that are one event type each.
+KIND_EVENT = {
+    "order_placed": ENTRY_PLACED,
+    "order_rejected": ORDER_REJECTED,
+    "group_failed": GROUP_FAILED,
+    "guard_refused": GUARD_TRIGGERED,
+    "sequence_anomaly": SEQUENCE_ANOMALY,
+    "risk_offset": RISK_OFFSET,
 }
 
 
@@ -66,12 +82,9 @@ def event_type_for(kind: str, data: Mapping[str, JSONValue]) -> str | None:
             return None
         return TAKE_PROFIT
     if kind == "group_closed":
-        return CLOSE_EVENT.get(_text(data, "close_reason"), EXIT_SIGNAL)
-    if kind == "order_rejected":
-        return ORDER_REJECTED
-    if kind == "group_failed":
-        return GROUP_FAILED
-    return None
+        reason = _text(data, "close_reason")
+        return None if reason == CLOSED_BY_OFFSET else CLOSE_EVENT.get(reason, EXIT_SIGNAL)
+    return KIND_EVENT.get(kind)
 
 
 def _decimal(value: JSONValue) -> Decimal | None:
@@ -97,18 +110,40 @@ def message_text(event_type: str, data: Mapping[str, JSONValue], *, link: str = 
     symbol = _text(data, "symbol") or "?"
     title = TITLES.get(event_type, event_type.replace("_", " ").capitalize())
     lines: list[str] = []
-    if event_type in (ENTRY_FILLED, PYRAMID, TAKE_PROFIT) and data.get("quantity") is not None and "side" in data:
+    placed_or_filled = (ENTRY_PLACED, ENTRY_FILLED, PYRAMID, TAKE_PROFIT)
+    if event_type in placed_or_filled and data.get("quantity") is not None and "side" in data:
         side = _text(data, "side").upper()
         what = _text(data, "order_kind")
         level = data.get("level")
         label = {"entry": "entry", "dca": f"DCA leg {level}"}.get(what, what.replace("_", " "))
+        pyramid = data.get("pyramid")
+        if what == "entry" and isinstance(pyramid, int) and pyramid > 0:
+            label = f"pyramid {pyramid} entry"
+        if event_type == ENTRY_PLACED:
+            label = f"{_text(data, 'order_type') or 'limit'}, {label}"
         lines.append(f"{title}: {symbol} {side} {_plain(data.get('quantity'))} @ {_plain(data.get('price'))} ({label})")
-        if data.get("avg_entry_price") is not None:
+        if data.get("avg_entry_price") is not None and event_type != ENTRY_PLACED:
             lines.append(f"Average entry {_plain(data.get('avg_entry_price'))}")
     elif event_type in (ORDER_REJECTED,):
         lines.append(f"{title}: {symbol} {_text(data, 'side').upper()} {_plain(data.get('quantity'))}")
         if data.get("error"):
             lines.append(_text(data, "error")[:200])
+    elif event_type in (GUARD_TRIGGERED, SEQUENCE_ANOMALY):
+        what = f"{symbol} {_text(data, 'timeframe')} {_text(data, 'action')}".strip()
+        if event_type == GUARD_TRIGGERED:
+            lines.append(f"{title} {_text(data, 'guard')}: {what} {_text(data, 'outcome') or 'ignored'}")
+        else:
+            lines.append(f"{title}: {what}")
+        if data.get("reason"):
+            lines.append(_text(data, "reason")[:300])
+    elif event_type == RISK_OFFSET and "net" in data:
+        closed, realized = _plain(data.get("loser_quantity")), _plain(data.get("loser_realized"))
+        lines.append(f"{title}: {symbol} closed {closed}, realized {realized}")
+        winners = data.get("winners")
+        for winner in winners if isinstance(winners, list) else []:
+            if isinstance(winner, dict):
+                lines.append(f"Winner {_text(winner, 'symbol')} realized {_plain(winner.get('realized'))}")
+        lines.append(f"Net {_plain(data.get('net'))} USDT")
     elif event_type == GROUP_FAILED:
         lines.append(f"{title}: {symbol} {_text(data, 'timeframe')}")
         if data.get("reason"):
@@ -120,7 +155,7 @@ def message_text(event_type: str, data: Mapping[str, JSONValue], *, link: str = 
         lines.append(f"{title}: {_text(data, 'message')}" if title else _text(data, "message"))
     else:
         lines.append(f"{title}: {symbol}")
-    if "realized_pnl" in data and event_type not in (ENTRY_FILLED, PYRAMID, ORDER_REJECTED):
+    if "realized_pnl" in data and event_type not in (ENTRY_PLACED, ENTRY_FILLED, PYRAMID, ORDER_REJECTED):
         lines.append(f"PnL {_plain(data.get('realized_pnl'))} USDT")
     if link:
         lines.append(link)

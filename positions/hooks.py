@@ -12,20 +12,36 @@ logged and the others still run; the trading path never sees its error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
 
 logger = logging.getLogger(__name__)
 
 # Kinds of engine event (docs/processes.md#notifications lists what each carries).
+ORDER_PLACED = "order_placed"
 ORDER_FILLED = "order_filled"
 ORDER_REJECTED = "order_rejected"
 GROUP_CLOSED = "group_closed"
 GROUP_FAILED = "group_failed"
-KINDS = (ORDER_FILLED, ORDER_REJECTED, GROUP_CLOSED, GROUP_FAILED)
+GUARD_REFUSED = "guard_refused"
+SEQUENCE_ANOMALY = "sequence_anomaly"
+RISK_OFFSET = "risk_offset"
+KINDS = (
+    ORDER_PLACED,
+    ORDER_FILLED,
+    ORDER_REJECTED,
+    GROUP_CLOSED,
+    GROUP_FAILED,
+    GUARD_REFUSED,
+    SEQUENCE_ANOMALY,
+    RISK_OFFSET,
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,43 @@ def engine_event_emit(*, kind: str, user_id: Any, group_id: Any, data: dict[str,
         return
     event = EngineEvent(kind=kind, user_id=str(user_id), group_id=str(group_id), data=data)
     transaction.on_commit(lambda: _deliver(event))
+
+
+def engine_events_announce(events: Iterable[EngineEvent]) -> None:
+    """Announce events whose transaction has already committed (the webhook intake's): they are queued
+    for this process's announcer thread and this returns at once."""
+    events = list(events)
+    if events and _subscribers:
+        _announcer.put(events)
+
+
+class _Announcer:
+    """One daemon thread per process that calls the subscribers for `engine_events_announce` (made again
+    after a fork)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._queue: queue.SimpleQueue[list[EngineEvent]] = queue.SimpleQueue()
+
+    def put(self, events: list[EngineEvent]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._queue = queue.SimpleQueue()
+                threading.Thread(target=self._run, args=(self._queue,), name="engine-events", daemon=True).start()
+            self._queue.put(events)
+
+    @staticmethod
+    def _run(pending: queue.SimpleQueue[list[EngineEvent]]) -> None:
+        while True:
+            events = pending.get()
+            for event in events:
+                _deliver(event)
+            close_old_connections()  # a subscriber that read the database must not hold a stale connection
+
+
+_announcer = _Announcer()
 
 
 def _deliver(event: EngineEvent) -> None:

@@ -33,6 +33,7 @@ from core import sql
 from exchanges.selectors import NotCachedError
 
 from . import events
+from .hooks import engine_events_announce
 from .services.intake import Alert, IntakeResult, alert_read, intake_steps, signal_receive
 
 logger = logging.getLogger(__name__)
@@ -151,3 +152,4 @@ class WebhookIngress:
         await send({"type": "http.response.start", "status": result.status, "headers": response_headers})
         await send({"type": "http.response.body", "body": content})
         self._events.add(committed)
+        engine_events_announce(result.engine_events)  # a hand-off to a thread: the loop does not wait

@@ -40,7 +40,7 @@ from accounts.logs import audit, log_info, log_warning
 from core.locks import advisory_lock_try, advisory_locks_try
 from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError
-from exchanges.precision import MarketRules, round_qty_down, validate_order
+from exchanges.precision import MarketRules
 from exchanges.selectors import market_rule_get
 from exchanges.services import adapter_for
 from positions import ledger
@@ -54,6 +54,7 @@ from positions.choices import (
 )
 from positions.config import resolve_engine_config
 from positions.events import event, publish_events
+from positions.hooks import RISK_OFFSET, engine_event_emit
 from positions.models import EngineConfig, ExitOrder, PositionGroup
 from positions.rules.position import position_totals
 from positions.services import orders
@@ -68,10 +69,13 @@ from .rules import (
     TRADING_STATUSES,
     GroupView,
     MarketKey,
+    RestingTakeProfit,
     RiskDecision,
     RiskSettings,
     plan_offset,
     settings_from_config,
+    take_profits_to_cut,
+    take_profits_to_restore,
     timer_update,
 )
 
@@ -460,14 +464,18 @@ def _take_profits_cut(*, group: PositionGroup, selling: Decimal, adapter: Any) -
             group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, OrderStatus.PENDING]
         ).order_by("-price")
     )
-    total = sum((tp.quantity - tp.filled_quantity for tp in resting), ZERO)
+    doomed = set(
+        take_profits_to_cut(
+            [RestingTakeProfit(str(tp.pk), tp.price or ZERO, tp.quantity - tp.filled_quantity) for tp in resting],
+            keep=keep,
+        )
+    )
     for tp in resting:
-        if total <= keep:
-            break
+        if str(tp.pk) not in doomed:
+            continue
         if orders.order_cancel(order_id=tp.pk, adapter=adapter) == orders.RETRY:
             return False
         tp.refresh_from_db()
-        total -= tp.quantity - tp.filled_quantity
         if tp.status == OrderStatus.CANCELED:
             ExitOrder.objects.filter(pk=tp.pk).update(last_error="cancelled by the risk engine (resized)")
     return True
@@ -491,11 +499,20 @@ def _take_profits_restore(*, group_id: Any, adapter: Any) -> None:
             group=group, status=OrderStatus.CANCELED, last_error="cancelled by the risk engine (resized)"
         ).order_by("price")
         placed: list[Any] = []
-        for tp in cut:
-            quantity = round_qty_down(min(room, tp.quantity - tp.filled_quantity), rules)
-            ExitOrder.objects.filter(pk=tp.pk).update(last_error="cancelled by the risk engine")
-            if quantity <= 0 or tp.price is None or validate_order(tp.price, quantity, rules):
-                continue
+        cut_list = list(cut)
+        ExitOrder.objects.filter(pk__in=[tp.pk for tp in cut_list]).update(last_error="cancelled by the risk engine")
+        by_id = {str(tp.pk): tp for tp in cut_list}
+        again = take_profits_to_restore(
+            [
+                RestingTakeProfit(str(tp.pk), tp.price, tp.quantity - tp.filled_quantity)
+                for tp in cut_list
+                if tp.price is not None
+            ],
+            room=room,
+            rules=rules,
+        )
+        for tp_id, quantity in again:
+            tp = by_id[tp_id]
             order_id = uuid.uuid4()
             placed.append(
                 ExitOrder.objects.create(
@@ -513,7 +530,6 @@ def _take_profits_restore(*, group_id: Any, adapter: Any) -> None:
                     pyramid_id=tp.pyramid_id,
                 )
             )
-            room -= quantity
     for order in placed:
         orders.order_submit(order_id=order.pk, adapter=adapter)
 
@@ -547,7 +563,28 @@ def _finish(action: RiskAction) -> str:
     action.save(update_fields=["realized", "status"])
     log_info("RISK", f"Offset done: net {net.quantize(Decimal('0.00000001'))}", user=action.user_id)
     _publish(action)
+    _announce(action)
     return RiskActionStatus.DONE
+
+
+def _announce(action: RiskAction) -> None:
+    """The offset for the apps above (notifications): the loser and each winner with what it realized."""
+    plan = action.plan or {}
+    loser = plan.get("loser") or {}
+    realized = action.realized or {}
+    winners = [
+        {"symbol": winner.get("symbol"), "realized": realized.get("winners", {}).get(str(winner.get("group_id")))}
+        for winner in plan.get("winners") or []
+    ]
+    data = {
+        "symbol": loser.get("symbol"),
+        "loser_quantity": loser.get("quantity"),
+        "loser_realized": realized.get("loser"),
+        "winners": winners,
+        "net": realized.get("net"),
+        "action_id": str(action.pk),
+    }
+    engine_event_emit(kind=RISK_OFFSET, user_id=action.user_id, group_id=action.loser_group_id or "", data=data)
 
 
 def risk_actions_resume() -> int:

@@ -10,6 +10,7 @@ import pytest
 
 from notifications.models import Delivery
 from positions.models import DCAOrder, Fill, PositionGroup
+from positions.services.guards import guard_pause_set
 from positions.tests.conftest import alert, post
 
 from .conftest import TOKEN, configure_all
@@ -127,3 +128,48 @@ def test_a_dead_channel_does_not_slow_signal_to_order(
     )
     # A worker thread held by a dead channel's timeout (1 s here) would show as a second more.
     assert statistics.median(dead) < statistics.median(healthy) + 500
+
+
+def test_a_resting_entry_a_guard_refusal_and_a_sequence_anomaly_reach_the_channels(
+    client, simulator_account, celery_worker, service_settings, capture_http, capture_smtp
+) -> None:
+    user = simulator_account.config.user
+    configure_all(user, capture_http, events=["entry_placed", "guard_triggered", "sequence_anomaly"])
+    simulator_account.simulator.set_price("BTCUSDT", "66000")  # the limit entry at 65000 rests
+    accepted = post(client, user, alert(user.webhook_secret, tv={"exchange": "simulator"}))
+    assert accepted.status_code == 202, accepted.content
+    wait_for(lambda: capture_http.on("/slack/"), message="the entry placed message")
+    guard_pause_set(user=user, paused=True, actor=user)
+    refused = post(
+        client,
+        user,
+        alert(
+            user.webhook_secret, tv={"exchange": "simulator", "symbol": "ETHUSDT"}, strategy_info={"trade_id": "T-2"}
+        ),
+    )
+    assert refused.json()["status"] == "ignored"
+    wait_for(lambda: len(capture_http.on("/slack/")) >= 2, message="the guard message")
+    missed = alert(
+        user.webhook_secret,
+        tv={"exchange": "simulator", "symbol": "SOLUSDT", "action": "sell", "prev_market_position": "long"},
+        execution_intent={"type": "exit", "side": "sell"},
+        strategy_info={"trade_id": "T-3"},
+    )
+    assert post(client, user, missed).status_code == 200
+    wait_for(lambda: len(capture_http.on("/slack/")) >= 3, message="the sequence anomaly message")
+    placed, guard, anomaly = (received.body["text"] for received in capture_http.on("/slack/"))
+    assert placed.startswith("Entry placed: BTC/USDT BUY ") and "@ 65000 (limit, entry)" in placed
+    assert guard.splitlines()[:2] == ["Guard pause: ETH/USDT 1h buy ignored", "pause: trading is paused: no new groups"]
+    assert anomaly.splitlines()[:2] == [
+        "Sequence anomaly: SOL/USDT 1h sell",
+        "an exit arrived with nothing open or queued for this symbol",
+    ]
+    wait_for(
+        lambda: (
+            len(capture_http.on("/discord/")) == 3
+            and len(capture_http.on(f"/tg/bot{TOKEN}/sendMessage")) == 3
+            and len(capture_smtp.messages) == 3
+        ),
+        message="three messages on every channel",
+    )
+    assert Delivery.objects.filter(event_type="guard_triggered", status="sent").count() == 4

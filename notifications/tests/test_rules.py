@@ -21,7 +21,11 @@ HOSTS = {"discord": ["discord.com", "discordapp.com"], "slack": ["hooks.slack.co
         ("group_closed", {"close_reason": "trailing_stop"}, "stop_exit"),
         ("group_closed", {"close_reason": "tp_aggregate"}, "take_profit"),
         ("group_closed", {"close_reason": "exit_signal"}, "exit_signal"),
-        ("group_closed", {"close_reason": "risk"}, "risk_offset"),
+        ("group_closed", {"close_reason": "risk"}, None),  # told by the offset's own message
+        ("risk_offset", {}, "risk_offset"),
+        ("order_placed", {"order_kind": "entry"}, "entry_placed"),
+        ("guard_refused", {"guard": "pause"}, "guard_triggered"),
+        ("sequence_anomaly", {}, "sequence_anomaly"),
         ("order_rejected", {}, "order_rejected"),
         ("group_failed", {}, "group_failed"),
         ("something_else", {}, None),
@@ -119,3 +123,62 @@ def test_command_parse() -> None:
     assert rules.command_parse("/Status@MyEngineBot") == rules.Command("status")
     assert rules.command_parse("/rm -rf") == rules.Command("", ("-rf",))
     assert rules.command_parse("hello") == rules.Command("")
+
+
+def test_guard_anomaly_placed_and_offset_messages() -> None:
+    guard = rules.message_text(
+        "guard_triggered",
+        {
+            "symbol": "ETH/USDT",
+            "timeframe": "1h",
+            "action": "buy",
+            "guard": "exposure",
+            "outcome": "queued",
+            "reason": "exposure: exposure 200.00 + 200.00 would pass max_total_exposure_usd 300",
+        },
+    )
+    assert guard.splitlines() == [
+        "Guard exposure: ETH/USDT 1h buy queued",
+        "exposure: exposure 200.00 + 200.00 would pass max_total_exposure_usd 300",
+    ]
+    anomaly = rules.message_text(
+        "sequence_anomaly",
+        {"symbol": "XRP/USDT", "timeframe": "1h", "action": "sell", "reason": "an exit arrived with nothing open"},
+        link="https://engine.test/positions/abc/",
+    )
+    assert anomaly.splitlines() == [
+        "Sequence anomaly: XRP/USDT 1h sell",
+        "an exit arrived with nothing open",
+        "https://engine.test/positions/abc/",
+    ]
+    placed = rules.message_text(
+        "entry_placed",
+        {
+            "symbol": "BTC/USDT",
+            "side": "buy",
+            "order_kind": "entry",
+            "order_type": "limit",
+            "pyramid": 0,
+            "price": "64000.00",
+            "quantity": "0.0031",
+            "avg_entry_price": None,
+            "realized_pnl": "0",
+        },
+    )
+    assert placed == "Entry placed: BTC/USDT BUY 0.0031 @ 64000 (limit, entry)"
+    offset = rules.message_text(
+        "risk_offset",
+        {
+            "symbol": "SOL/USDT",
+            "loser_quantity": "2.5",
+            "loser_realized": "-30.10",
+            "winners": [{"symbol": "BTC/USDT", "realized": "18.2"}, {"symbol": "ETH/USDT", "realized": "12.4"}],
+            "net": "0.50",
+        },
+    )
+    assert offset.splitlines() == [
+        "Risk offset: SOL/USDT closed 2.5, realized -30.1",
+        "Winner BTC/USDT realized 18.2",
+        "Winner ETH/USDT realized 12.4",
+        "Net 0.5 USDT",
+    ]

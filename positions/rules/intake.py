@@ -118,6 +118,7 @@ class Skipped:
     reason: str
     group_id: uuid.UUID | None = None
     note: str = ""  # a line for the trader's log, when the skip is worth one
+    guard: str = ""  # the guard that refused it (`rules.guards.GuardRefusal.guard`), when one did
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,8 @@ class QueueSignal:
     entry_price: Decimal | None
     replaces: bool
     classification: str = SignalClassification.QUEUED
+    guard: str = ""  # queued by a guard (`exposure_action: queue`) rather than by a full pool
+    guard_reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +197,9 @@ def decide(context: IntakeContext | None, alert: Alert, now: datetime) -> Outcom
     stale = stale_alert(signal_time=parsed.signal_time, now=now, max_lag_seconds=lag)
     if stale is not None:
         kind = SignalClassification.EXIT if parsed.is_exit else SignalClassification.NONE
-        return Skipped(kind, SignalStatus.IGNORED, stale.message, note=f"Alert ignored: {stale.message}")
+        return Skipped(
+            kind, SignalStatus.IGNORED, stale.message, note=f"Alert ignored: {stale.message}", guard=stale.guard
+        )
     group = context.group
     if parsed.is_exit:
         if group is None:
@@ -286,11 +291,12 @@ def _user_config(context: IntakeContext, alert: Alert, parsed: ParsedSignal) -> 
 def _pyramid(group: OpenGroup, parsed: ParsedSignal, now: datetime, *, context: IntakeContext, alert: Alert) -> Outcome:
     candle = signal_candle(parsed, now)
     skipped = None
+    guard = ""
     paused = pause_refusal(
         context.guards, new_group=False, settings=guard_settings(_user_config(context, alert, parsed))
     )
     if paused is not None:
-        skipped = (SignalStatus.IGNORED, paused.message)
+        skipped, guard = (SignalStatus.IGNORED, paused.message), paused.guard
     elif group.status == GroupStatus.CLOSING:
         skipped = (SignalStatus.IGNORED, "the position is closing")
     elif group.last_pyramid_candle == candle:
@@ -299,7 +305,8 @@ def _pyramid(group: OpenGroup, parsed: ParsedSignal, now: datetime, *, context: 
         skipped = (SignalStatus.IGNORED, f"max pyramids reached ({group.max_pyramids})")
     if skipped is not None:
         status, reason = skipped
-        return Skipped(SignalClassification.PYRAMID, status, reason, group.id, note=f"Pyramid {status}: {reason}")
+        note = f"Pyramid {status}: {reason}"
+        return Skipped(SignalClassification.PYRAMID, status, reason, group.id, note=note, guard=guard)
     merged, grid = effective_config_shared(group.config, symbol=group.symbol, timeframe=group.timeframe)
     plan = pyramid_plan(grid, group.pyramid_count, parsed, use_signal_size=bool(merged["use_signal_size"]))
     return AddPyramid(group=group, candle=candle, pyramid=plan)
@@ -316,9 +323,16 @@ def _new_group(context: IntakeContext, pool: PoolState, alert: Alert, parsed: Pa
     )
     if refusal is not None and not (refusal.queue and queue_admits(state=pool, max_size=merged["queue_max_size"])):
         note = f"Entry refused by the {refusal.guard} guard: {refusal.reason}"
-        return Skipped(SignalClassification.NEW_ENTRY, SignalStatus.IGNORED, refusal.message, note=note)
+        return Skipped(
+            SignalClassification.NEW_ENTRY, SignalStatus.IGNORED, refusal.message, note=note, guard=refusal.guard
+        )
     if refusal is not None:  # exposure_action: queue
-        return QueueSignal(entry_price=entry_price(parsed), replaces=pool.queued_here)
+        return QueueSignal(
+            entry_price=entry_price(parsed),
+            replaces=pool.queued_here,
+            guard=refusal.guard,
+            guard_reason=refusal.message,
+        )
     if not pool_has_room(used=pool.used, max_open_groups=merged["max_open_groups"]):
         max_size = merged["queue_max_size"]
         if not queue_admits(state=pool, max_size=max_size):

@@ -51,6 +51,7 @@ from exchanges.selectors import market_rules_count, market_symbol_resolve
 from .. import events
 from ..choices import FINAL_GROUP_STATUSES, UNSETTLED_ORDER_STATUSES, ProcessingStatus, SignalSource, SignalStatus
 from ..events import Event, group_event, signal_event
+from ..hooks import GUARD_REFUSED, SEQUENCE_ANOMALY, EngineEvent, engine_events_announce
 from ..models import DCAOrder, EngineConfig, PositionGroup, TradingGuard, WebhookSignal
 from ..rules.guards import GuardState, sequence_anomaly
 from ..rules.intake import (
@@ -94,6 +95,9 @@ SYMBOL_MAX_LENGTH = 32  # the signal's and group's symbol columns
 class IntakeResult:
     status: int
     body: dict[str, Any]
+    # What the apps above hear once the transaction has committed (a guard's refusal, a sequence anomaly):
+    # the caller hands them to `hooks.engine_events_announce` after the commit (docs/processes.md#notifications).
+    engine_events: tuple[EngineEvent, ...] = ()
 
 
 def _error(exc: WebhookError) -> IntakeResult:
@@ -385,6 +389,7 @@ def signal_receive(*, user_id: str, raw: bytes, content_type: str, ip: str | Non
     `WebhookSignal` row. Its live events are sent once it has committed."""
     result, committed = sql.run(intake_steps(alert_read(user_id=user_id, raw=raw, content_type=content_type, ip=ip)))
     events.publish_events(committed)
+    engine_events_announce(result.engine_events)
     return result
 
 
@@ -397,6 +402,7 @@ def strategy_signal_receive(*, user_id: str, body: dict[str, Any]) -> IntakeResu
     alert = alert_read(user_id=user_id, raw=raw, content_type="application/json", ip=None)
     result, committed = sql.run(intake_steps(dataclasses.replace(alert, internal=True)))
     events.publish_events(committed)
+    engine_events_announce(result.engine_events)
     return result
 
 
@@ -521,6 +527,10 @@ def _store(
                 reason=queue_reason(row["replacement_count"]),
                 message="Execution pool is full; signal queued",
             )
+            if decision.guard:  # exposure_action: queue (docs/engine.md#guards)
+                count = row["replacement_count"]
+                stored.reason = f"{decision.guard_reason}; " + (queue_reason(count) if count else "queued")
+                stored.message = f"Queued by the {decision.guard} guard: {decision.guard_reason}"
         case OpenNewGroup():
             group_id = group_insert(
                 batch,
@@ -588,7 +598,8 @@ def _store(
         params,
     )
     if inserted is not None:
-        return _answer(signal_id, stored), [
+        notices = _engine_events(decision, stored, anomaly, user_id=user_id, signal_id=signal_id, alert=alert)
+        return dataclasses.replace(_answer(signal_id, stored), engine_events=notices), [
             *published,
             signal_event(
                 signal_id=signal_id,
@@ -616,6 +627,40 @@ def _store(
     )
     yield sql.insert_statement(WebhookSignal, values)
     return IntakeResult(200, {"status": "duplicate", "reason": reason, "signal_id": str(values["id"])}), []
+
+
+def _engine_events(
+    decision: Outcome,
+    stored: _Stored,
+    anomaly: str | None,
+    *,
+    user_id: uuid.UUID,
+    signal_id: uuid.UUID,
+    alert: Alert,
+) -> tuple[EngineEvent, ...]:
+    """The stored signal's engine events: a guard that refused (or queued) it, a sequence anomaly."""
+    parsed = alert.parsed
+    assert parsed is not None
+    base = {
+        "symbol": alert.symbol,
+        "timeframe": parsed.timeframe,
+        "action": parsed.action,
+        "source": parsed.source,
+        "signal_id": str(signal_id),
+        "classification": stored.classification,
+    }
+    group_id = str(stored.group_id or "")
+    found: list[EngineEvent] = []
+    guard = decision.guard if isinstance(decision, Skipped | QueueSignal) else ""
+    if guard:
+        reason = decision.guard_reason if isinstance(decision, QueueSignal) else stored.reason
+        outcome = "queued" if isinstance(decision, QueueSignal) else "ignored"
+        data = {**base, "guard": guard, "reason": reason, "outcome": outcome}
+        found.append(EngineEvent(kind=GUARD_REFUSED, user_id=str(user_id), group_id=group_id, data=data))
+    if anomaly is not None:
+        data = {**base, "reason": anomaly}
+        found.append(EngineEvent(kind=SEQUENCE_ANOMALY, user_id=str(user_id), group_id=group_id, data=data))
+    return tuple(found)
 
 
 def _answer(signal_id: uuid.UUID, stored: _Stored) -> IntakeResult:

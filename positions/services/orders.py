@@ -44,9 +44,9 @@ from ..choices import (
     OrderStatus,
 )
 from ..events import publish_order
-from ..hooks import ORDER_FILLED, ORDER_REJECTED, engine_event_emit, order_event_data
+from ..hooks import ORDER_FILLED, ORDER_PLACED, ORDER_REJECTED, engine_event_emit, order_event_data
 from ..ledger import Order
-from ..models import Fill, PositionGroup
+from ..models import DCAOrder, Fill, PositionGroup
 from .positions import group_recompute
 from .takeprofit import on_fills
 
@@ -178,7 +178,8 @@ def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) 
         if state.exchange_order_id and order.exchange_order_id != state.exchange_order_id:
             order.exchange_order_id = str(state.exchange_order_id)
             fields.add("exchange_order_id")
-        if order.acknowledged_at is None:
+        placed = order.acknowledged_at is None
+        if placed:
             order.acknowledged_at = timezone.now()
             fields.add("acknowledged_at")
         new_fills = _record_fills(order, group, state)
@@ -205,6 +206,10 @@ def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) 
                 fields.add("canceled_at")
         order.save(update_fields=sorted(fields))
         publish_order(order)
+        if placed and isinstance(order, DCAOrder) and order.dca_level == 0 and order.status == OrderStatus.OPEN:
+            # An entry that rests on the book (one that filled at once is told by its fill).
+            data = order_event_data(order=order, group=group, fills=None)
+            engine_event_emit(kind=ORDER_PLACED, user_id=group.user_id, group_id=group.pk, data=data)
         if new_fills or "status" in fields:
             group_recompute(group=group)
             if new_fills:

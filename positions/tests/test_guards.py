@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,8 +10,10 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import SystemLog
+from positions import hooks
 from positions.models import PositionGroup, QueuedSignal, WebhookSignal
 from positions.services.configs import config_set
+from positions.services.guards import guard_pause_set
 from positions.tests.conftest import alert, post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,3 +137,55 @@ def test_stop_averaging_on_someone_elses_or_a_closed_group(api_client, trader, s
     assert api_client.post(f"/api/positions/{group.pk}/stop-averaging").json()["cancelled_legs"] == 0
     PositionGroup.objects.filter(pk=group.pk).update(status="closed")
     assert api_client.post(f"/api/positions/{group.pk}/stop-averaging").status_code == 409
+
+
+@pytest.fixture
+def engine_events():
+    seen: list[hooks.EngineEvent] = []
+    hooks.engine_event_subscribe(seen.append)
+    yield seen
+    hooks.engine_event_unsubscribe(seen.append)
+
+
+def _announced(seen: list, count: int) -> list:
+    """The engine events announced so far, once there are `count` (the announcer is a thread of its own)."""
+    deadline = time.monotonic() + 5
+    while len(seen) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return list(seen)
+
+
+def test_a_guard_refusal_and_a_sequence_anomaly_are_announced_after_commit(client, trader, sim_config, engine_events):
+    config_set(user=trader, data={"max_total_exposure_usd": "300"}, partial=True)
+    assert _entry(client, trader).status_code == 202  # accepted: nothing for the apps above
+    PositionGroup.objects.filter(symbol="BTC/USDT").update(total_cost=Decimal("200"))
+    queued = _entry(client, trader, symbol="ETHUSDT", trade_id="T-2")
+    assert queued.json()["message"] == (
+        "Queued by the exposure guard: exposure: exposure 200.00 + 200.00 would pass max_total_exposure_usd 300"
+    )
+    (event,) = _announced(engine_events, 1)
+    assert (event.kind, event.user_id) == (hooks.GUARD_REFUSED, str(trader.pk))
+    assert event.data["guard"] == "exposure" and event.data["outcome"] == "queued"
+    assert event.data["symbol"] == "ETH/USDT" and event.data["signal_id"] == str(
+        WebhookSignal.objects.get(symbol="ETH/USDT").pk
+    )
+    engine_events.clear()
+    guard_pause_set(user=trader, paused=True, actor=trader)
+    refused = _entry(client, trader, symbol="SOLUSDT", trade_id="T-3")
+    assert refused.json()["reason"] == "pause: trading is paused: no new groups"
+    (event,) = _announced(engine_events, 1)
+    assert event.kind == hooks.GUARD_REFUSED and event.data["guard"] == "pause"
+    assert event.data["outcome"] == "ignored" and event.data["reason"] == refused.json()["reason"]
+    engine_events.clear()
+    # An exit for nothing open or queued: a missed alert, flagged and announced (and ignored).
+    exit_body = alert(
+        trader.webhook_secret,
+        tv={"symbol": "XRPUSDT", "action": "sell", "prev_market_position": "long"},
+        execution_intent={"type": "exit", "side": "sell"},
+        strategy_info={"trade_id": "T-4"},
+    )
+    answer = post(client, trader, exit_body).json()
+    (event,) = _announced(engine_events, 1)
+    assert event.kind == hooks.SEQUENCE_ANOMALY and event.data["symbol"] == "XRP/USDT"
+    assert event.data["reason"] == "an exit arrived with nothing open or queued for this symbol"
+    assert event.data["signal_id"] == answer["signal_id"]

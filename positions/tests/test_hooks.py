@@ -3,6 +3,7 @@ the subscribers of the apps above, only once their transaction commits."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -132,3 +133,41 @@ def test_a_failing_subscriber_does_not_reach_the_trading_path(
     finally:
         hooks.engine_event_unsubscribe(broken)
     assert [e.kind for e in events] == ["group_failed"]
+
+
+def _resting(order: DCAOrder) -> OrderState:
+    return dataclasses.replace(
+        _filled(order), status="open", filled_quantity=Decimal("0"), average_price=None, fills=()
+    )
+
+
+def test_an_entry_resting_on_the_book_is_announced_once_a_dca_leg_is_not(
+    trader, events, django_capture_on_commit_callbacks
+) -> None:
+    leg = _order(trader)
+    with django_capture_on_commit_callbacks(execute=True):
+        order_apply_state(order_id=leg.pk, state=_resting(leg))
+    assert events == []  # a DCA leg resting is what the grid does: not told
+    intent = uuid.uuid4()
+    entry = DCAOrder.objects.create(
+        id=intent,
+        group=leg.group,
+        exchange_config=leg.exchange_config,
+        pyramid=leg.pyramid,
+        symbol="BTC/USDT",
+        side="buy",
+        order_type="limit",
+        price=Decimal("65000.00"),
+        quantity=Decimal("0.002"),
+        client_order_id=client_order_id_for(intent),
+        pyramid_level=0,
+        dca_level=0,
+        expected_price=Decimal("65000.00"),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        order_apply_state(order_id=entry.pk, state=_resting(entry))
+        order_apply_state(order_id=entry.pk, state=_resting(entry))  # seen again: already acknowledged
+    (event,) = events
+    assert (event.kind, event.group_id) == (hooks.ORDER_PLACED, str(entry.group_id))
+    assert event.data["order_kind"] == "entry" and Decimal(event.data["price"]) == Decimal("65000")
+    assert event.data["status"] == "open"

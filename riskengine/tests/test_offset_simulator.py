@@ -13,6 +13,7 @@ from decimal import Decimal as D  # noqa: N817  (worked examples read better sho
 import pytest
 from rest_framework.test import APIClient
 
+from positions import hooks
 from positions.models import ExitOrder, PositionGroup
 from positions.services import monitor
 from positions.services.configs import config_set
@@ -90,7 +91,12 @@ def test_loser_offset_by_a_winner_realizes_the_plan(client, simulator_account, c
     assert [(w["group_id"], D(w["quantity"])) for w in plan["winners"]] == [(str(eth.pk), D("0.2084"))]
     assert D(plan["winners"][0]["realizes"]) == D("0.2084") * r
 
-    ran = api.post("/api/risk/run").json()
+    announced: list[hooks.EngineEvent] = []
+    hooks.engine_event_subscribe(announced.append)
+    try:
+        ran = api.post("/api/risk/run").json()
+    finally:
+        hooks.engine_event_unsubscribe(announced.append)
     assert ran["kind"] == "offset" and ran["status"] == "done", ran
     sol.refresh_from_db()
     eth.refresh_from_db()
@@ -112,6 +118,11 @@ def test_loser_offset_by_a_winner_realizes_the_plan(client, simulator_account, c
     assert abs(D(realized["net"]) - (D("0.2084") * r - D("102.7986"))) < D("1e-12")
     action = RiskAction.objects.get(pk=ran["id"])
     assert action.loser_group_id == sol.pk and action.plan == ran["plan"]
+    # The offset is announced once done (notifications tell it), with what each side realized.
+    (offset,) = [e for e in announced if e.kind == hooks.RISK_OFFSET]
+    assert offset.group_id == str(sol.pk) and offset.data["symbol"] == "SOL/USDT"
+    assert offset.data["loser_realized"] == realized["loser"] and offset.data["net"] == realized["net"]
+    assert offset.data["winners"] == [{"symbol": "ETH/USDT", "realized": realized["winners"][str(eth.pk)]}]
     print(  # the worked example, numbers in and orders out, for the record
         f"\nrisk offset: plan {ran['plan']}\nrealized {realized}\nsimulator orders {sorted(map(str, sim))}"
     )
