@@ -110,6 +110,11 @@ class DispatcherStep(bootsteps.StartStopStep):
         super().__init__(worker, **kwargs)
         self.dispatcher: SignalDispatcher | None = None
 
+    def include_if(self, worker: Any) -> bool:
+        """Only a worker that takes trading work (the default queue) runs a dispatcher: the heavy worker
+        (queue `heavy` only, docs/processes.md#heavy-worker) has no part in handing signals on."""
+        return worker.app.conf.task_default_queue in worker.app.amqp.queues.consume_from
+
     def start(self, worker: Any) -> None:
         from django.db import connections
 

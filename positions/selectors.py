@@ -8,7 +8,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 
-from .choices import FINAL_GROUP_STATUSES
+from .choices import FINAL_GROUP_STATUSES, OrderStatus
 from .ledger import as_fill_data
 from .models import DCAOrder, PositionGroup, Pyramid
 from .rules.position import base_quote, net_proceeds, position_totals
@@ -79,6 +79,17 @@ def last_prices(*, groups: list[PositionGroup]) -> dict[str, Decimal]:
     keys = {_price_key(g.exchange_config_id, g.symbol): g.symbol for g in groups}
     found = cache.get_many(list(keys))
     return {keys[k]: Decimal(v) for k, v in found.items()}
+
+
+def resting_entry_notional(*, user_id: Any) -> dict[str, Decimal]:
+    """Capital locked in resting entry legs per symbol: price × unfilled quantity of the user's legs open
+    on an exchange (docs/performance.md)."""
+    locked: dict[str, Decimal] = {}
+    for symbol, price, quantity, filled in DCAOrder.objects.filter(
+        group__user_id=user_id, status__in=[OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED]
+    ).values_list("group__symbol", "price", "quantity", "filled_quantity"):
+        locked[symbol] = locked.get(symbol, Decimal("0")) + (price or Decimal("0")) * (quantity - filled)
+    return locked
 
 
 def leg_and_pyramid_pnl(*, group: PositionGroup, price: Decimal | None) -> dict[str, dict[str, Any]]:

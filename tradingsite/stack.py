@@ -1,6 +1,6 @@
 """The local stack: embedded PostgreSQL and Redis when no URLs are given, and the process supervisor.
 
-    python -m tradingsite.stack run                    # make run: services + web, worker, beat, simulator
+    python -m tradingsite.stack run                    # make run: services + web, worker, heavy worker, beat, simulator
     python -m tradingsite.stack exec [--redis-db N] -- CMD ...   # make test / make bench: services around CMD
 
 Embedded PostgreSQL comes from the `pgserver` package (its server binaries, data in .data/postgres, a Unix
@@ -193,6 +193,12 @@ def services(*, redis_db: int = 0) -> Iterator[dict[str, str]]:
 WEB_PROCESSES = int(os.environ.get("WEB_PROCESSES") or os.cpu_count() or 1)
 WORKER_POOL = os.environ.get("WORKER_POOL", "threads")
 WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY") or 16)
+# Heavy work (backtests, optimization, training) runs in its own worker on its own queue, in processes
+# (it is CPU work: threads would share one interpreter lock), so trading never waits behind it; the
+# trading worker consumes only the default queue (docs/processes.md#heavy-worker).
+TRADING_QUEUE = "celery"
+HEAVY_QUEUE = "heavy"
+HEAVY_WORKER_CONCURRENCY = int(os.environ.get("HEAVY_WORKER_CONCURRENCY") or max(1, (os.cpu_count() or 2) // 2))
 
 
 def listening_sockets(host: str, port: int, count: int) -> list[socket.socket]:
@@ -246,6 +252,18 @@ def worker_argv(
         "-n",
         name,
         *(extra or []),
+    ]
+
+
+def heavy_worker_argv(*, concurrency: int = HEAVY_WORKER_CONCURRENCY, loglevel: str = "info") -> list[str]:
+    """The heavy worker: queue `heavy` only, a process pool, lower CPU priority than trading."""
+    return [
+        "nice",
+        "-n",
+        "5",
+        *worker_argv(
+            name="heavy@%h", loglevel=loglevel, pool="prefork", concurrency=concurrency, extra=["-Q", HEAVY_QUEUE]
+        ),
     ]
 
 
@@ -325,7 +343,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             sup.start("simulator", [PYTHON, "-m", "exchanges.simulator", "--port", str(args.simulator_port)])
             for index, web in enumerate(listening_sockets(args.host, args.port, args.web_processes)):
                 sup.start(f"web-{index}", web_argv(web.fileno()), pass_fds=(web.fileno(),))
-            sup.start("worker", worker_argv(name="worker@%h", concurrency=args.concurrency))
+            sup.start(
+                "worker", worker_argv(name="worker@%h", concurrency=args.concurrency, extra=["-Q", TRADING_QUEUE])
+            )
+            sup.start("heavy-worker", heavy_worker_argv(concurrency=args.heavy_concurrency))
             sup.start(
                 "beat",
                 [
@@ -376,13 +397,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tradingsite.stack")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="services + web, worker, beat and simulator in the foreground")
+    run = sub.add_parser("run", help="services + web, worker, heavy worker, beat and simulator in the foreground")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
     run.add_argument(
         "--simulator-port", type=int, default=8900, help="the simulator's port (the app's SIMULATOR_URL follows it)"
     )
     run.add_argument("--concurrency", type=int, default=WORKER_CONCURRENCY, help="worker threads")
+    run.add_argument("--heavy-concurrency", type=int, default=HEAVY_WORKER_CONCURRENCY, help="heavy worker processes")
     run.add_argument("--web-processes", type=int, default=WEB_PROCESSES, help="daphne processes")
     run.set_defaults(func=cmd_run)
     ex = sub.add_parser("exec", help="run a command with the services up")

@@ -67,6 +67,13 @@ def candles_stored_timeframes(*, exchange_name: str, symbol: str) -> list[str]:
     )
 
 
+def candles_stored_symbols(*, exchange_name: str) -> list[str]:
+    """The unified symbols the store holds candles of on one exchange."""
+    return sorted(
+        Candle.objects.filter(exchange_name=exchange_name).values_list("symbol", flat=True).distinct().order_by()
+    )
+
+
 def candles_range(
     *,
     exchange_name: str,

@@ -1,0 +1,7 @@
+"""Every background task kind, registered with the task framework when the app is ready
+(`AnalyticsConfig.ready`): a kind's module calls `tasks_framework.task_kind_register` at import. Add a
+kind's module here."""
+
+from __future__ import annotations
+
+from . import backtest_task as backtest_task
