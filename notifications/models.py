@@ -71,6 +71,14 @@ class Delivery(models.Model):
     occurred_at = models.DateTimeField(default=timezone.now, help_text="When the event was committed.")
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    report = models.ForeignKey(
+        "Report",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+        help_text="The report whose chart goes with the message (a file where the channel takes one).",
+    )
 
     class Meta:
         ordering = ["-created_at"]

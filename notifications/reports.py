@@ -219,7 +219,7 @@ def daily_portfolio_run(*, day: date | None = None) -> dict[str, int]:
     for user in _active_users():
         data, png = portfolio_report(user=user, day=day)
         with transaction.atomic():
-            Report.objects.update_or_create(
+            report, _ = Report.objects.update_or_create(
                 user=user, kind=Report.Kind.PORTFOLIO, day=day, defaults={"data": data, "chart_png": png}
             )
             stored += 1
@@ -227,7 +227,8 @@ def daily_portfolio_run(*, day: date | None = None) -> dict[str, int]:
                 f"Portfolio {data['day']}: {data['open_groups']} open groups, realized {data['realized_pnl']} {QUOTE}, "
                 f"unrealized {data['unrealized_pnl']}, locked in resting legs {data['capital_locked']}"
             )
-            told += len(notify(user_id=user.pk, event_type=EventType.DAILY_REPORT, text=text))
+            # The equity chart goes with it: a file on email, Telegram and Discord, a link on Slack.
+            told += len(notify(user_id=user.pk, event_type=EventType.DAILY_REPORT, text=text, report=report))
             if data["low_balance"]:
                 warned += 1
                 text = (

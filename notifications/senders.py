@@ -4,6 +4,7 @@ failed delivery, and no secret (token, webhook URL) appears in what it returns."
 
 from __future__ import annotations
 
+import json
 import smtplib
 from typing import Any
 
@@ -49,10 +50,19 @@ def _retry_after(response: httpx.Response) -> float | None:
     return None
 
 
+# A picture sent with a message (the daily report's chart): (file name, bytes, content type).
+Attachment = tuple[str, bytes, str]
+
+
 def _post_json(url: str, payload: dict[str, Any]) -> Answer:
+    return _post(url, json=payload)
+
+
+def _post(url: str, **request: Any) -> Answer:
+    """POST (JSON, or a multipart form with `data` and `files`) and read the answer as an `Answer`."""
     try:
         with _client() as client:
-            response = client.post(url, json=payload)
+            response = client.post(url, **request)
     except httpx.TimeoutException:
         return Answer(status_code=None, detail="timed out")
     except httpx.HTTPError as exc:
@@ -69,21 +79,31 @@ def send_telegram(*, bot_token: str, chat_id: str, text: str) -> Answer:
     return _post_json(url, {"chat_id": chat_id, "text": text, "disable_web_page_preview": True})
 
 
+def send_telegram_photo(*, bot_token: str, chat_id: str, caption: str, photo: Attachment) -> Answer:
+    """Bot API `sendPhoto` (multipart upload), the message as its caption (Telegram keeps 1024 characters)."""
+    url = f"{telegram_api_url()}/bot{bot_token}/sendPhoto"
+    return _post(url, data={"chat_id": chat_id, "caption": caption[:1024]}, files={"photo": photo})
+
+
 def telegram_set_webhook(*, bot_token: str, url: str, secret_token: str) -> Answer:
     """Bot API `setWebhook`: Telegram posts the chat's messages (commands) to `url` with `secret_token`."""
     payload = {"url": url, "secret_token": secret_token, "allowed_updates": ["message"]}
     return _post_json(f"{telegram_api_url()}/bot{bot_token}/setWebhook", payload)
 
 
-def send_discord(*, webhook_url: str, text: str) -> Answer:
-    return _post_json(webhook_url, {"content": text[:2000]})
+def send_discord(*, webhook_url: str, text: str, attachment: Attachment | None = None) -> Answer:
+    """The incoming webhook: JSON, or with a file a multipart upload whose `payload_json` holds the text."""
+    if attachment is None:
+        return _post_json(webhook_url, {"content": text[:2000]})
+    payload = json.dumps({"content": text[:2000]})
+    return _post(webhook_url, data={"payload_json": payload}, files={"files[0]": attachment})
 
 
 def send_slack(*, webhook_url: str, text: str) -> Answer:
     return _post_json(webhook_url, {"text": text})
 
 
-def send_email(*, address: str, subject: str, text: str, attachment: tuple[str, bytes, str] | None = None) -> Answer:
+def send_email(*, address: str, subject: str, text: str, attachment: Attachment | None = None) -> Answer:
     """Django's mail backend (SMTP in production). A refused recipient is permanent; other errors retry."""
     message = EmailMessage(subject=subject, body=text, to=[address])
     if attachment is not None:

@@ -34,7 +34,7 @@ from positions.hooks import EngineEvent
 
 from . import rules, senders
 from .choices import ChannelKind, DeliveryStatus, EventType
-from .models import Delivery, NotificationChannel
+from .models import Delivery, NotificationChannel, Report
 
 logger = logging.getLogger(__name__)
 
@@ -217,10 +217,11 @@ def notify(
     occurred_at: datetime | None = None,
     channels: Iterable[NotificationChannel] | None = None,
     dispatch: bool = True,
+    report: Report | None = None,
 ) -> list[Delivery]:
     """One pending delivery per enabled channel of the user that takes `event_type`; after commit they go
     to this process's sender threads (no celery round trip per message). `dispatch=False`: the caller
-    sends them itself."""
+    sends them itself. With `report`, its chart goes with the message (`_send`)."""
     candidates = (
         list(channels)
         if channels is not None
@@ -233,6 +234,7 @@ def notify(
             event_type=event_type,
             text=text,
             occurred_at=occurred_at or timezone.now(),
+            report=report,
         )
         for channel in candidates
         if channel.enabled and (event_type == EventType.TEST or event_type in channel.events)
@@ -297,17 +299,47 @@ def _rate_wait_s(channel: NotificationChannel) -> float:
     return (window + 1) * 60 - now
 
 
+def _chart(delivery: Delivery) -> senders.Attachment | None:
+    """The report chart that goes with the message, as a file (None: the message has none)."""
+    if delivery.report_id is None:
+        return None
+    found = Report.objects.filter(pk=delivery.report_id).values_list("day", "chart_png").first()
+    png = found[1] if found is not None else None
+    if found is None or not png:
+        return None
+    return f"equity-{found[0].isoformat()}.png", bytes(png), "image/png"
+
+
+def report_chart_link(*, report_id: Any) -> str:
+    """Where the report's chart is served (signed-in users only), for channels that take no file."""
+    base = str(getattr(settings, "PUBLIC_BASE_URL", "")).rstrip("/")
+    return f"{base}/api/notifications/reports/{report_id}/chart.png" if base else ""
+
+
 def _send(channel: NotificationChannel, delivery: Delivery) -> rules.Answer:
+    """One message on its channel; a report's chart goes as a file where the channel takes one (email
+    attachment, Telegram photo, Discord upload) and as a link on Slack, whose incoming webhooks take no file."""
     kind = ChannelKind(channel.kind)
+    chart = _chart(delivery)
     if kind == ChannelKind.EMAIL:
         subject = delivery.text.splitlines()[0][:120] if delivery.text else "Trading engine"
-        return senders.send_email(address=channel_target(channel=channel), subject=subject, text=delivery.text)
+        return senders.send_email(
+            address=channel_target(channel=channel), subject=subject, text=delivery.text, attachment=chart
+        )
     secret = channel_secret(channel=channel)
     if kind == ChannelKind.TELEGRAM:
+        if chart is not None:
+            return senders.send_telegram_photo(
+                bot_token=secret, chat_id=channel.chat_id, caption=delivery.text, photo=chart
+            )
         return senders.send_telegram(bot_token=secret, chat_id=channel.chat_id, text=delivery.text)
     if kind == ChannelKind.DISCORD:
-        return senders.send_discord(webhook_url=secret, text=delivery.text)
-    return senders.send_slack(webhook_url=secret, text=delivery.text)
+        return senders.send_discord(webhook_url=secret, text=delivery.text, attachment=chart)
+    text = delivery.text
+    link = report_chart_link(report_id=delivery.report_id) if chart is not None else ""
+    if link:
+        text = f"{text}\nChart: {link}"
+    return senders.send_slack(webhook_url=secret, text=text)
 
 
 def delivery_send(*, delivery_id: Any) -> tuple[str, int]:

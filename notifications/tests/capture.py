@@ -4,6 +4,7 @@ they receive (with the time), and can be told to answer with an error."""
 
 from __future__ import annotations
 
+import email
 import json
 import socketserver
 import threading
@@ -19,6 +20,30 @@ class Received:
     body: Any
     at: float
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
+
+    def form(self) -> dict[str, tuple[str | None, bytes]]:
+        """A multipart body's fields: name -> (file name or None, bytes)."""
+        content_type = next((v for k, v in self.headers.items() if k.lower() == "content-type"), "")
+        message = email.message_from_bytes(f"Content-Type: {content_type}\r\n\r\n".encode() + self.raw)
+        fields: dict[str, tuple[str | None, bytes]] = {}
+        for part in message.walk():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                payload = part.get_payload(decode=True)
+                fields[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+        return fields
+
+
+def email_attachments(received: Received) -> list[tuple[str | None, str, bytes]]:
+    """(file name, content type, bytes) of each attachment of a message the SMTP stand-in received."""
+    message = email.message_from_string(received.body["data"])
+    found = []
+    for part in message.walk():
+        if part.get_content_disposition() == "attachment":
+            payload = part.get_payload(decode=True)
+            found.append((part.get_filename(), part.get_content_type(), payload if isinstance(payload, bytes) else b""))
+    return found
 
 
 class CaptureHTTP:
@@ -47,7 +72,7 @@ class CaptureHTTP:
                 if delay:
                     time.sleep(delay)
                 with capture._lock:
-                    capture.received.append(Received(self.path, body, time.time(), dict(self.headers.items())))
+                    capture.received.append(Received(self.path, body, time.time(), dict(self.headers.items()), raw))
                 payload = json.dumps({"ok": 200 <= status < 300, "result": {}}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -133,7 +158,7 @@ class CaptureSMTP:
                             data = self.rfile.readline().decode("utf-8", "replace")
                             if data in (".\r\n", ".\n", ""):
                                 break
-                            lines.append(data)
+                            lines.append(data[1:] if data.startswith("..") else data)  # SMTP dot-stuffing
                         capture.messages.append(
                             Received("smtp", {"to": recipients, "data": "".join(lines)}, time.time())
                         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 from datetime import timedelta
@@ -11,13 +12,15 @@ import pytest
 from django.utils import timezone
 
 from exchanges.tests.factories import ExchangeConfigFactory
+from notifications import services
 from notifications.chart import line_chart_png
 from notifications.models import Delivery, Report
 from notifications.reports import daily_performance_run, daily_portfolio_run, equity_curve
 from positions.models import PositionGroup
 from strategies.models import StrategyInstance, StrategySignal
 
-from .conftest import configure_all
+from .capture import email_attachments
+from .conftest import CHAT, TOKEN, configure_all
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -139,3 +142,34 @@ def test_the_daily_analysis_runs_the_strategies_auto_disable(trader, service_set
     assert row["health"]["consecutive_losses"] == 11
     texts = set(Delivery.objects.filter(event_type="strategy_disabled").values_list("text", flat=True))
     assert texts == {"Strategy rsi (BTC/USDT) auto-disabled: 11 losing trades in a row (more than 10)"}
+
+
+@pytest.mark.django_db
+def test_the_portfolio_report_carries_its_chart_where_the_channel_takes_a_file(
+    trader, service_settings, capture_http, capture_smtp, simulator_account
+) -> None:
+    configure_all(trader, capture_http, events=["daily_report"])
+    daily_portfolio_run()
+    report = Report.objects.get(user=trader, kind="portfolio")
+    png, name = bytes(report.chart_png), f"equity-{report.day.isoformat()}.png"
+    assert _png_size(png) == (640, 240)
+    for delivery in Delivery.objects.filter(status="pending"):
+        services.delivery_send(delivery_id=delivery.pk)
+    assert list(Delivery.objects.values_list("status", flat=True)) == ["sent"] * 4
+    # Telegram: a photo (multipart sendPhoto), the message as its caption.
+    (photo,) = capture_http.on(f"/tg/bot{TOKEN}/sendPhoto")
+    form = photo.form()
+    assert form["photo"] == (name, png)
+    assert form["chat_id"][1].decode() == CHAT and form["caption"][1].decode().startswith("Portfolio ")
+    assert capture_http.on(f"/tg/bot{TOKEN}/sendMessage") == []
+    # Discord: a file upload beside the message.
+    form = capture_http.on("/discord/")[0].form()
+    assert form["files[0]"] == (name, png)
+    assert json.loads(form["payload_json"][1])["content"].startswith("Portfolio ")
+    # Slack's incoming webhooks take no file: the link to the chart.
+    text = capture_http.on("/slack/")[0].body["text"]
+    assert text.startswith("Portfolio ")
+    assert text.endswith(f"Chart: https://engine.test/api/notifications/reports/{report.pk}/chart.png")
+    # Email: attached.
+    (mail,) = capture_smtp.messages
+    assert email_attachments(mail) == [(name, "image/png", png)]
