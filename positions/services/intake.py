@@ -50,6 +50,8 @@ from exchanges.selectors import market_rules_count, market_symbol_resolve
 
 from .. import events
 from ..choices import FINAL_GROUP_STATUSES, UNSETTLED_ORDER_STATUSES, ProcessingStatus, SignalSource, SignalStatus
+from ..config import effective_config_shared
+from ..entry_filter import EntryQuery, entry_filter_registered, entry_filter_steps
 from ..events import Event, group_event, signal_event
 from ..hooks import GUARD_REFUSED, SEQUENCE_ANOMALY, EngineEvent, engine_events_announce
 from ..models import DCAOrder, EngineConfig, PositionGroup, TradingGuard, WebhookSignal
@@ -425,7 +427,37 @@ def intake_steps(alert: Alert) -> sql.Steps[tuple[IntakeResult, list[Event]]]:
         yield _rejection(alert, wanted if decision.user_known else None, decision.error)
         return _error(decision.error), []
     assert context is not None and wanted is not None and alert.parsed is not None
+    if isinstance(decision, OpenNewGroup | AddPyramid | QueueSignal) and entry_filter_registered() is not None:
+        decision = yield from _entry_filtered(decision, context, alert, alert.parsed, wanted)
     return (yield from _store(decision, alert, alert.parsed, wanted, context))
+
+
+def _entry_filtered(
+    decision: OpenNewGroup | AddPyramid | QueueSignal,
+    context: IntakeContext,
+    alert: Alert,
+    parsed: ParsedSignal,
+    user_id: uuid.UUID,
+) -> sql.Steps[Outcome]:
+    """An entry, put to the entry filter when the user's config enables it (`ml_filter_enabled`,
+    docs/ml.md#filter). A refused entry is stored ignored with the filter's reason, as a guard's refusal is."""
+    merged, _ = effective_config_shared(context.engine_config, symbol=alert.symbol, timeframe=parsed.timeframe)
+    if not merged["ml_filter_enabled"]:
+        return decision
+    at = parsed.signal_time or timezone.now()
+    query = EntryQuery(
+        user_id=user_id,
+        symbol=alert.symbol,
+        timeframe=parsed.timeframe,
+        at_ms=int(at.timestamp() * 1000),
+        threshold=float(merged["ml_filter_threshold"]),
+    )
+    verdict = yield from entry_filter_steps(query)
+    if verdict.allowed:
+        return decision
+    group_id = decision.group.id if isinstance(decision, AddPyramid) else None
+    note = f"Entry refused by the ML filter: {verdict.reason}"
+    return Skipped(decision.classification, SignalStatus.IGNORED, verdict.reason, group_id, note=note)
 
 
 @dataclasses.dataclass
