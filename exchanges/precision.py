@@ -18,6 +18,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -207,6 +208,26 @@ def compact_symbol(raw: str) -> str:
     return _NON_ALNUM.sub("", text)
 
 
+# Quote assets told apart at the end of a ticker written without a separator (``BTCUSDT``), longest
+# first where one ends another (FDUSD before USD).
+KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
+
+
+def unified_symbol(raw: str) -> str | None:
+    """A symbol as traders type it → the unified ``BASE/QUOTE``, without market rules: ``BTCUSDT``,
+    ``btcusdt``, ``BTC-USDT``, ``BINANCE:BTCUSDT``, ``BTCUSDT.P`` and ``BTC/USDT`` all give ``BTC/USDT``.
+    None when base and quote cannot be told apart (no known quote at the end). The webhook uses this
+    rule when it holds no market rules for the exchange (docs/webhook.md), the position filters always."""
+    ticker = raw.split(":")[-1].strip().upper().removesuffix(".P")
+    if "/" in ticker:
+        return ticker
+    compact = ticker.replace("-", "").replace("_", "")
+    for quote in KNOWN_QUOTES:
+        if compact.endswith(quote) and len(compact) > len(quote):
+            return f"{compact[: -len(quote)]}/{quote}"
+    return None
+
+
 def market_rules_to_json(rules: MarketRules) -> str:
     """One market's rules as JSON text, amounts as strings (for Redis and the paper account document)."""
     data: dict[str, str | None] = {
@@ -336,8 +357,13 @@ def round_to_tick(value: Decimal, tick: Decimal, mode: RoundingMode | str) -> De
                 result = away if value > 0 else toward_zero
             else:  # ROUND_DOWN: toward -infinity
                 result = toward_zero if value > 0 else away
-        exponent = min(0, _exponent(tick.normalize()))
-        return result.quantize(Decimal(1).scaleb(exponent))
+        return result.quantize(_tick_quantum(tick))
+
+
+@functools.lru_cache(maxsize=1024)
+def _tick_quantum(tick: Decimal) -> Decimal:
+    """The quantum a multiple of `tick` is written with: the tick's own decimals (1 for a whole tick)."""
+    return Decimal(1).scaleb(min(0, _exponent(tick.normalize())))
 
 
 def truncate_to_tick(value: Decimal, tick: Decimal) -> Decimal:
@@ -454,8 +480,6 @@ def validate_order(price: Decimal, qty: Decimal, rules: MarketRules) -> list[Ord
     off the tick / step grid is itself a problem (use ``normalize_order`` to round first).
     """
     problems: list[OrderProblem] = []
-    tick = decimal_to_str(rules.tick_size)
-    step = decimal_to_str(rules.step_size)
     if not rules.is_trading:
         problems.append(
             OrderProblem(
@@ -479,7 +503,8 @@ def validate_order(price: Decimal, qty: Decimal, rules: MarketRules) -> list[Ord
                 OrderProblem(
                     "price",
                     "price_not_multiple",
-                    f"price {decimal_to_str(price)} is not a multiple of the tick size {tick}",
+                    f"price {decimal_to_str(price)} is not a multiple of the tick size "
+                    f"{decimal_to_str(rules.tick_size)}",
                 )
             )
         if qty % rules.step_size != 0:
@@ -487,7 +512,8 @@ def validate_order(price: Decimal, qty: Decimal, rules: MarketRules) -> list[Ord
                 OrderProblem(
                     "quantity",
                     "qty_not_multiple",
-                    f"quantity {decimal_to_str(qty)} is not a multiple of the step size {step}",
+                    f"quantity {decimal_to_str(qty)} is not a multiple of the step size "
+                    f"{decimal_to_str(rules.step_size)}",
                 )
             )
         notional = price * qty
@@ -626,6 +652,16 @@ def market_rules_from_binance_symbol(symbol_dict: Mapping[str, Any]) -> MarketRu
         if isinstance(exc, MarketRulesError):
             raise
         raise MarketRulesError(f"{exchange_symbol}: {exc}") from exc
+
+
+def market_rules_from_exchange_info(exchange_info: Mapping[str, Any], symbol: str) -> MarketRules | None:
+    """The rules of `symbol` ("BTC/USDT", "BTCUSDT" or "BTC-USDT") in a Binance ``exchangeInfo`` response,
+    or None when it lists no such symbol."""
+    wanted = compact_symbol(symbol)
+    for item in exchange_info.get("symbols", []):
+        if isinstance(item, Mapping) and item.get("symbol") == wanted:
+            return market_rules_from_binance_symbol(item)
+    return None
 
 
 def _path(mapping: Mapping[str, Any], *keys: str) -> object:

@@ -23,7 +23,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Final
 
 from core.jsontypes import JSONValue
-from exchanges.precision import MarketRules, round_qty_down
+from exchanges.precision import MarketRules, round_qty_down, validate_order
 
 ZERO: Final = Decimal("0")
 HUNDRED: Final = Decimal("100")
@@ -410,3 +410,44 @@ def settings_from_config(config: Mapping[str, JSONValue]) -> RiskSettings:
         min_close_notional=Decimal(str(config.get("min_close_notional"))),
         timer_reset_on_pyramid=bool(config.get("risk_timer_reset_on_pyramid", True)),
     )
+
+
+# --------------------------------------------------------------------------- a winner's take-profits
+
+
+@dataclass(frozen=True, slots=True)
+class RestingTakeProfit:
+    """A resting take-profit of a winner: its id, limit price and the quantity still to sell."""
+
+    order_id: str
+    price: Decimal
+    remaining: Decimal
+
+
+def take_profits_to_cut(resting: Sequence[RestingTakeProfit], *, keep: Decimal) -> tuple[str, ...]:
+    """The take-profits to cancel, highest price first, until what stays resting is no more than `keep`
+    (what the winner holds after its sale): a partial close never leaves TPs for more than is held."""
+    total = sum((tp.remaining for tp in resting), ZERO)
+    cut: list[str] = []
+    for tp in sorted(resting, key=lambda tp: -tp.price):
+        if total <= keep:
+            break
+        cut.append(tp.order_id)
+        total -= tp.remaining
+    return tuple(cut)
+
+
+def take_profits_to_restore(
+    cut: Sequence[RestingTakeProfit], *, room: Decimal, rules: MarketRules
+) -> tuple[tuple[str, Decimal], ...]:
+    """After the sale: (id, quantity) of each cut take-profit to place again at its own price, lowest
+    price first (the nearest targets stay), each at most the `room` still uncovered, rounded down to the
+    step; a part the exchange would refuse is dropped."""
+    again: list[tuple[str, Decimal]] = []
+    for tp in sorted(cut, key=lambda tp: tp.price):
+        quantity = round_qty_down(min(room, tp.remaining), rules)
+        if quantity <= 0 or validate_order(tp.price, quantity, rules):
+            continue
+        again.append((tp.order_id, quantity))
+        room -= quantity
+    return tuple(again)

@@ -40,7 +40,7 @@ from accounts.logs import audit, log_info, log_warning
 from core.locks import advisory_lock_try, advisory_locks_try
 from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError
-from exchanges.precision import MarketRules, round_qty_down, validate_order
+from exchanges.precision import MarketRules
 from exchanges.selectors import market_rule_get
 from exchanges.services import adapter_for
 from positions import ledger
@@ -69,10 +69,13 @@ from .rules import (
     TRADING_STATUSES,
     GroupView,
     MarketKey,
+    RestingTakeProfit,
     RiskDecision,
     RiskSettings,
     plan_offset,
     settings_from_config,
+    take_profits_to_cut,
+    take_profits_to_restore,
     timer_update,
 )
 
@@ -461,14 +464,18 @@ def _take_profits_cut(*, group: PositionGroup, selling: Decimal, adapter: Any) -
             group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, OrderStatus.PENDING]
         ).order_by("-price")
     )
-    total = sum((tp.quantity - tp.filled_quantity for tp in resting), ZERO)
+    doomed = set(
+        take_profits_to_cut(
+            [RestingTakeProfit(str(tp.pk), tp.price or ZERO, tp.quantity - tp.filled_quantity) for tp in resting],
+            keep=keep,
+        )
+    )
     for tp in resting:
-        if total <= keep:
-            break
+        if str(tp.pk) not in doomed:
+            continue
         if orders.order_cancel(order_id=tp.pk, adapter=adapter) == orders.RETRY:
             return False
         tp.refresh_from_db()
-        total -= tp.quantity - tp.filled_quantity
         if tp.status == OrderStatus.CANCELED:
             ExitOrder.objects.filter(pk=tp.pk).update(last_error="cancelled by the risk engine (resized)")
     return True
@@ -492,11 +499,20 @@ def _take_profits_restore(*, group_id: Any, adapter: Any) -> None:
             group=group, status=OrderStatus.CANCELED, last_error="cancelled by the risk engine (resized)"
         ).order_by("price")
         placed: list[Any] = []
-        for tp in cut:
-            quantity = round_qty_down(min(room, tp.quantity - tp.filled_quantity), rules)
-            ExitOrder.objects.filter(pk=tp.pk).update(last_error="cancelled by the risk engine")
-            if quantity <= 0 or tp.price is None or validate_order(tp.price, quantity, rules):
-                continue
+        cut_list = list(cut)
+        ExitOrder.objects.filter(pk__in=[tp.pk for tp in cut_list]).update(last_error="cancelled by the risk engine")
+        by_id = {str(tp.pk): tp for tp in cut_list}
+        again = take_profits_to_restore(
+            [
+                RestingTakeProfit(str(tp.pk), tp.price, tp.quantity - tp.filled_quantity)
+                for tp in cut_list
+                if tp.price is not None
+            ],
+            room=room,
+            rules=rules,
+        )
+        for tp_id, quantity in again:
+            tp = by_id[tp_id]
             order_id = uuid.uuid4()
             placed.append(
                 ExitOrder.objects.create(
@@ -514,7 +530,6 @@ def _take_profits_restore(*, group_id: Any, adapter: Any) -> None:
                     pyramid_id=tp.pyramid_id,
                 )
             )
-            room -= quantity
     for order in placed:
         orders.order_submit(order_id=order.pk, adapter=adapter)
 

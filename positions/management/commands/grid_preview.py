@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from exchanges.precision import MarketRules, market_rules_from_binance_symbol
+from exchanges.precision import MarketRules, market_rules_from_exchange_info
 from exchanges.selectors import market_rule_resolve
 from positions.config import ConfigError, parse_engine_config
 from positions.grid import GridError, compute_grid, legs_to_json
@@ -17,12 +17,7 @@ BUILT_IN_RULES = Path(__file__).resolve().parents[3] / "exchanges" / "simulator"
 
 
 def rules_from_exchange_info(path: Path, symbol: str) -> MarketRules | None:
-    data = json.loads(path.read_text())
-    wanted = symbol.upper().replace("/", "").replace("-", "")
-    for item in data.get("symbols", []):
-        if item.get("symbol") == wanted:
-            return market_rules_from_binance_symbol(item)
-    return None
+    return market_rules_from_exchange_info(json.loads(path.read_text()), symbol)
 
 
 class Command(BaseCommand):
