@@ -218,6 +218,16 @@ def parse_time(text: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def timeframe_normalize(raw: str) -> str:
+    """TradingView's interval (`60`, `1D`) or ours (`1h`) as ours; empty when it is neither."""
+    text = raw.strip()
+    return (
+        TIMEFRAMES.get(text)
+        or TIMEFRAMES.get(text.upper())
+        or (text.lower() if text.lower() in TIMEFRAME_SECONDS else "")
+    )
+
+
 def parse_signal(data: dict[str, Any]) -> ParsedSignal:
     """Validate the body (docs/webhook.md#required-fields); 400 with every bad field named."""
     placeholders: dict[str, list[str]] = {}
@@ -250,11 +260,7 @@ def parse_signal(data: dict[str, Any]) -> ParsedSignal:
 
     timeframe = ""
     if raw_timeframe:
-        timeframe = (
-            TIMEFRAMES.get(raw_timeframe)
-            or TIMEFRAMES.get(raw_timeframe.upper())
-            or (raw_timeframe.lower() if raw_timeframe.lower() in TIMEFRAME_SECONDS else "")
-        )
+        timeframe = timeframe_normalize(raw_timeframe)
         if not timeframe:
             errors["tv.timeframe"] = [f"unknown timeframe {raw_timeframe!r}; use TradingView's 1, 5, 15, 60, 240, 1D"]
     if action and action not in ("buy", "sell", "long", "short", "exit", "close"):
@@ -353,9 +359,10 @@ def _redacted(data: Any, own: frozenset[str]) -> Any:
     return data
 
 
-def alert_template(*, secret: str, exchange: str) -> dict[str, Any]:
-    """The alert body (docs/webhook.md#body) for a grid buy, with TradingView's placeholders where TradingView fills
-    values in (what a trader pastes into an alert; tests and benches fill the values themselves)."""
+def alert_template(*, secret: str, exchange: str, exit_signal: bool = False) -> dict[str, Any]:
+    """The alert body (docs/webhook.md#body) for a grid buy (or, with `exit_signal`, the exit of the position), with
+    TradingView's placeholders where TradingView fills values in (what a trader pastes into an alert; tests and
+    benches fill the values themselves)."""
     return {
         "secret": secret,
         "source": "tradingview",
@@ -379,8 +386,8 @@ def alert_template(*, secret: str, exchange: str) -> dict[str, Any]:
             "alert_message": "{{strategy.order.comment}}",
         },
         "execution_intent": {
-            "type": "signal",
-            "side": "buy",
+            "type": "exit" if exit_signal else "signal",
+            "side": "sell" if exit_signal else "buy",
             "strategy": "grid",
             "position_size_type": "quote",
             "precision_mode": "auto",
