@@ -11,11 +11,16 @@ import numpy as np
 
 from exchanges.candles.rules import CandleRow
 from exchanges.fillmodel import DEFAULT_COMMISSION_RATE
-from exchanges.precision import MarketRules
+from exchanges.precision import MarketRules, decimal_to_str
 
 ENTRY = "entry"
 EXIT = "exit"
 ACTIONS = (ENTRY, EXIT)
+
+
+def _money(value: Decimal) -> str:
+    """A quote amount for a CSV: 8 decimals, no exponent."""
+    return decimal_to_str(value.quantize(Decimal("1e-8")))
 
 
 class BacktestError(ValueError):
@@ -177,9 +182,9 @@ class Deal:
             self.close_reason,
             str(self.pyramids),
             str(self.safety_orders_used),
-            str(self.invested),
-            str(self.realized_pnl),
-            str(self.fees),
+            _money(self.invested),
+            _money(self.realized_pnl),
+            _money(self.fees),
             "" if self.return_pct is None else f"{self.return_pct:.6f}",
             f"{self.max_floating_drawdown_pct:.6f}",
         )
