@@ -10,6 +10,8 @@ same validation as `PUT /api/config`) and the detail timeframe.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,20 +20,25 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
 from accounts.models import User
+from exchanges import selectors as exchange_selectors
 from exchanges.candles import selectors as candle_selectors
 from exchanges.candles import services as candle_services
 from exchanges.candles.rules import TIMEFRAME_MS, CandleRow
 from exchanges.candles.services import CandleInputError
+from exchanges.precision import MarketRules
 from positions.config import ConfigError, parse_engine_config
 from positions.services.configs import config_get
 from strategies.params import StrategyParamError, params_validate
 
 from . import tasks_framework
+from .backtest import BacktestError, BacktestRequest, BacktestResult, Signal, run_backtest
+from .backtest.files import load_market_rules
 from .models import BacktestRun
 from .tasks_framework import TaskContext, TaskInputError
 
 KIND = "backtest"
 SOURCES = ("strategy", "signals_csv", "tv_trades_csv")
+EQUITY_POINTS = 5000  # the stored equity curve's points at most (the chart's resolution)
 FIELDS = {*SOURCES, "strategy_params", "symbol", "timeframe", "exchange", "start", "end", "config", "detail_timeframe"}
 
 
@@ -147,6 +154,9 @@ def backtest_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
             raise _bad("detail_timeframe", f"must be a lower timeframe that divides {timeframe}")
         if not _has_candles(exchange=exchange, symbol=symbol, timeframe=detail, start=start, end=end):
             raise _bad("detail_timeframe", f"no stored {detail} candles of {symbol} in this period")
+    _market_rules(exchange, symbol)
+    if source != "strategy":
+        _signals(params, symbol)
     config = data.get("config")
     if config is None:
         config = config_get(user=owner)
@@ -168,6 +178,34 @@ def backtest_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _market_rules(exchange: str, symbol: str) -> MarketRules:
+    """The exchange's rules for `symbol` as the engine holds them, else an operator's fallback, else the
+    built-in Binance rules (what `manage.py backtest` uses without `--exchange-info`)."""
+    rules = exchange_selectors.market_rule_resolve(
+        exchange_name=exchange, raw=symbol
+    ) or exchange_selectors.market_rules_fallback(exchange_name=exchange, raw=symbol)
+    if rules is not None:
+        return rules
+    try:
+        return load_market_rules(None, symbol)
+    except BacktestError:
+        raise _bad("symbol", f"no market rules for {symbol} on {exchange}") from None
+
+
+def _signals(params: dict[str, Any], symbol: str) -> list[Signal]:
+    """The alerts of an uploaded CSV; `TaskInputError` naming the field and row of the first bad one."""
+    # Imported here: the parsers load pandas (for the strategies' signals), which web processes only need
+    # once a CSV backtest is submitted.
+    from .backtest.signals import signals_from_csv, signals_from_tradingview
+
+    source = params["source"]
+    parse = signals_from_csv if source == "signals_csv" else signals_from_tradingview
+    try:
+        return parse(params[source], symbol=symbol, field=source)
+    except BacktestError as exc:
+        raise TaskInputError(exc.errors) from None
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(key): _jsonable(item) for key, item in value.items()}
@@ -175,6 +213,12 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(item) for item in value]
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item"):  # a numpy number
+        return _jsonable(value.item())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable({item.name: getattr(value, item.name) for item in dataclasses.fields(value)})
     return value
 
 
@@ -188,7 +232,7 @@ def _candles(params: dict[str, Any], timeframe: str) -> list[CandleRow]:
     )
 
 
-def backtest_run(context: TaskContext) -> Any:
+def backtest_run(context: TaskContext) -> BacktestResult:
     """Load the candles and run the backtester; progress 0-5 % loading, 5-100 % the replay."""
     params = context.params
     candles = _candles(params, params["timeframe"])
@@ -201,11 +245,42 @@ def backtest_run(context: TaskContext) -> Any:
 
 def _replay(
     *, params: dict[str, Any], candles: list[CandleRow], detail: list[CandleRow] | None, context: TaskContext
-) -> Any:
-    raise NotImplementedError("the backtester is not available yet")
+) -> BacktestResult:
+    symbol = params["symbol"]
+    if params["source"] == "strategy":
+        # Imported here: strategies' signals need pandas, loaded only where a backtest runs.
+        from .backtest.signals import strategy_signals
+
+        strategy = params["strategy"]
+        signals = strategy_signals(strategy["kind"], strategy["params"], candles, symbol=symbol)
+    else:
+        signals = _signals(params, symbol)
+    request = BacktestRequest(
+        candles={symbol: candles},
+        timeframe=params["timeframe"],
+        signals=signals,
+        config=params["config"],
+        market_rules={symbol: _market_rules(params["exchange"], symbol)},
+        detail_candles={symbol: detail} if detail else None,
+    )
+    try:
+        return run_backtest(request, context)
+    except BacktestError as exc:
+        raise TaskInputError(exc.errors) from None
 
 
-def backtest_store(context: TaskContext, outcome: Any) -> dict[str, Any]:
+def _thin(points: list[tuple[int, float, float]], limit: int = EQUITY_POINTS) -> list[tuple[int, float, float]]:
+    """At most `limit` points of the equity curve for the chart: of each stretch, the point of lowest marked
+    equity (drawdowns stay visible), and always the last point."""
+    if len(points) <= limit:
+        return points
+    size = math.ceil(len(points) / limit)
+    kept = [min(points[start : start + size], key=lambda point: point[2]) for start in range(0, len(points), size)]
+    kept[-1] = points[-1]
+    return kept
+
+
+def backtest_store(context: TaskContext, outcome: BacktestResult) -> dict[str, Any]:
     """One `BacktestRun` in the transaction that marks the task SUCCESS; the task's result names it."""
     params = context.params
     run = BacktestRun.objects.create(
@@ -215,10 +290,10 @@ def backtest_store(context: TaskContext, outcome: Any) -> dict[str, Any]:
         timeframe=params["timeframe"],
         exchange_name=params["exchange"],
         params=params,
-        metrics=_jsonable(outcome["metrics"]),
-        deals=_jsonable(outcome["deals"]),
-        equity=_jsonable(outcome["equity"]),
-        fills=_jsonable(outcome["fills"]),
+        metrics=_jsonable(outcome.metrics),
+        deals=_jsonable(outcome.deals),
+        equity=_jsonable(_thin(outcome.equity)),
+        fills=_jsonable(outcome.fills),
     )
     return {"backtest_id": str(run.pk), "metrics": run.metrics}
 

@@ -69,8 +69,8 @@ def _wait(client, task_id: str, statuses: set[str], timeout: float = 30) -> dict
 
 @pytest.mark.django_db(transaction=True)
 def test_a_task_runs_on_the_heavy_worker_with_progress_over_the_websocket(heavy_worker) -> None:
-    trader = UserFactory(role="trader")
-    other = UserFactory(role="trader")
+    trader = UserFactory.create(role="trader")
+    other = UserFactory.create(role="trader")
     client = _client(trader)
 
     async def scenario() -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
@@ -124,7 +124,7 @@ def test_a_task_runs_on_the_heavy_worker_with_progress_over_the_websocket(heavy_
 
 @pytest.mark.django_db(transaction=True)
 def test_revoking_a_running_task_stops_it_and_stores_nothing(heavy_worker) -> None:
-    trader = UserFactory(role="trader")
+    trader = UserFactory.create(role="trader")
     client = _client(trader)
     task_id = client.post(f"/api/tasks/{KIND}", {"steps": 200, "sleep": 0.05}, format="json").json()["task_id"]
     _wait(client, task_id, {"PROGRESS"})
@@ -143,7 +143,7 @@ def test_revoking_a_running_task_stops_it_and_stores_nothing(heavy_worker) -> No
     ("fail", "error"), [("run", "ValueError: boom at step 2"), ("store", "RuntimeError: disk full")]
 )
 def test_a_failed_task_stores_its_error_and_no_result(heavy_worker, fail: str, error: str) -> None:
-    client = _client(UserFactory(role="trader"))
+    client = _client(UserFactory.create(role="trader"))
     task_id = client.post(f"/api/tasks/{KIND}", {"steps": 3, "fail": fail}, format="json").json()["task_id"]
     body = _wait(client, task_id, {"SUCCESS", "FAILURE"})
     assert body["status"] == "FAILURE" and body["error"] == error and "result" not in body
@@ -154,7 +154,7 @@ def test_a_failed_task_stores_its_error_and_no_result(heavy_worker, fail: str, e
 
 
 def test_a_pending_task_is_revoked_at_once(db) -> None:
-    client = _client(UserFactory(role="trader"))
+    client = _client(UserFactory.create(role="trader"))
     task_id = client.post(f"/api/tasks/{KIND}", {"steps": 3}, format="json").json()["task_id"]
     answer = client.delete(f"/api/tasks/{task_id}")
     assert answer.status_code == 202
@@ -166,7 +166,7 @@ def test_a_pending_task_is_revoked_at_once(db) -> None:
 
 def test_at_most_n_unfinished_tasks_per_user(db, settings) -> None:
     settings.TASK_MAX_ACTIVE_PER_USER = 2
-    alice, bob = _client(UserFactory(role="trader")), _client(UserFactory(role="trader"))
+    alice, bob = _client(UserFactory.create(role="trader")), _client(UserFactory.create(role="trader"))
     first = alice.post(f"/api/tasks/{KIND}", {"steps": 1}, format="json")
     assert first.status_code == 202
     assert alice.post(f"/api/tasks/{KIND}", {"steps": 1}, format="json").status_code == 202
@@ -179,8 +179,8 @@ def test_at_most_n_unfinished_tasks_per_user(db, settings) -> None:
 
 
 def test_another_users_task_and_backtest_are_not_found(db) -> None:
-    alice_user = UserFactory(role="trader")
-    alice, bob = _client(alice_user), _client(UserFactory(role="trader"))
+    alice_user = UserFactory.create(role="trader")
+    alice, bob = _client(alice_user), _client(UserFactory.create(role="trader"))
     task_id = alice.post(f"/api/tasks/{KIND}", {"steps": 1}, format="json").json()["task_id"]
     run = BacktestRun.objects.create(owner=alice_user, symbol="BTC/USDT", timeframe="1h", exchange_name="binance")
     assert bob.get(f"/api/tasks/{task_id}").status_code == 404
@@ -193,7 +193,7 @@ def test_another_users_task_and_backtest_are_not_found(db) -> None:
 
 
 def test_bad_requests_name_the_field_and_unknown_kinds_are_400(db) -> None:
-    client = _client(UserFactory(role="trader"))
+    client = _client(UserFactory.create(role="trader"))
     answer = client.post(f"/api/tasks/{KIND}", {"steps": 0}, format="json")
     assert answer.status_code == 400 and answer.json()["fields"] == {"steps": ["a whole number from 1 to 1000"]}
     answer = client.post(f"/api/tasks/{KIND}", ["not", "an", "object"], format="json")
@@ -207,7 +207,7 @@ def test_bad_requests_name_the_field_and_unknown_kinds_are_400(db) -> None:
 
 
 def test_viewers_may_read_but_not_start_tasks(db) -> None:
-    viewer = _client(UserFactory(role="viewer"))
+    viewer = _client(UserFactory.create(role="viewer"))
     assert viewer.post(f"/api/tasks/{KIND}", {"steps": 1}, format="json").status_code == 403
     assert viewer.get("/api/tasks").status_code == 200
 
