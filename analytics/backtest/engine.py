@@ -470,9 +470,13 @@ class Backtest:
             self._pyramid_take_profits(group, price, at_ms)
             if group.symbol not in self.groups:
                 return
-        if group.totals.avg_entry is not None:
-            decision = exit_decide(state=group.exit_state, price=price, settings=group.exit_settings)
-            state = ExitState(group.totals.avg_entry, decision.stop_loss_price, decision.trailing)
+        avg = group.totals.avg_entry
+        if avg is not None:
+            current = group.exit_state
+            if current.avg_entry != avg:  # the live group row's average follows its fills
+                current = dataclasses.replace(current, avg_entry=avg)
+            decision = exit_decide(state=current, price=price, settings=group.exit_settings)
+            state = ExitState(avg, decision.stop_loss_price, decision.trailing)
             if state != group.exit_state:
                 group.exit_state = state
                 group.version += 1
