@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
 
 from accounts.roles import trade_refusal, user_may_trade
 
 from .choices import GroupStatus
+from .config import ConfigError, parse_engine_config
 from .models import (
     DCAOrder,
     EngineConfig,
@@ -19,9 +23,11 @@ from .models import (
     TradingGuard,
     WebhookSignal,
 )
-from .services import queue
+from .services import orders, queue
+from .services.configs import config_set
 from .services.flags import group_set_risk_flags
 from .services.guards import guard_daily_loss_reset, guard_pause_set
+from .services.operator import OrderSettledError, order_cancel_by_operator
 from .tasks import close_group
 
 
@@ -140,6 +146,22 @@ class PositionGroupAdmin(admin.ModelAdmin):
 
 
 class LedgerAdmin(admin.ModelAdmin):
+    """Read-only rows of the order and signal ledgers; orders can be cancelled through the service."""
+
+    @admin.action(description="Cancel on the exchange (audited; looked up first when unknown)")
+    def cancel_on_exchange(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        ip = request.META.get("REMOTE_ADDR")
+        for order in queryset:
+            try:
+                result = order_cancel_by_operator(order_id=order.pk, actor=request.user, ip=ip)
+            except OrderSettledError as exc:
+                self.message_user(request, f"{order.client_order_id}: nothing to cancel, {exc}.", messages.WARNING)
+                continue
+            if result == orders.RETRY:
+                self.message_user(request, f"{order.client_order_id}: not settled yet, try again.", messages.WARNING)
+            else:
+                self.message_user(request, f"{order.client_order_id}: cancelled (or found filled).", messages.SUCCESS)
+
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
 
@@ -166,6 +188,7 @@ class DCAOrderAdmin(LedgerAdmin):
     ]
     list_filter = ["status", "order_type", "exchange_config__exchange_name"]
     search_fields = ["client_order_id", "exchange_order_id", "symbol", "group__id"]
+    actions = ["cancel_on_exchange"]
 
 
 @admin.register(ExitOrder)
@@ -183,6 +206,7 @@ class ExitOrderAdmin(LedgerAdmin):
     ]
     list_filter = ["status", "purpose"]
     search_fields = ["client_order_id", "exchange_order_id", "symbol", "group__id"]
+    actions = ["cancel_on_exchange"]
 
 
 @admin.register(Fill)
@@ -210,11 +234,39 @@ class WebhookSignalAdmin(LedgerAdmin):
     date_hierarchy = "received_at"
 
 
+class EngineConfigForm(forms.ModelForm):
+    """The stored config as JSON, saved through the API's own validation (`config_set`, PUT semantics):
+    an invalid value is refused with every bad field named, and nothing is stored."""
+
+    class Meta:
+        model = EngineConfig
+        fields = ["data"]
+        widgets = {"data": forms.Textarea(attrs={"rows": 24, "cols": 100})}
+
+    def clean_data(self) -> Any:
+        data = self.cleaned_data.get("data") or {}
+        if not isinstance(data, dict):
+            raise forms.ValidationError("must be a JSON object")
+        try:  # validation only; `save_model` stores through `config_set`, which validates the same way
+            parse_engine_config({k: v for k, v in data.items() if v is not None})
+        except ConfigError as exc:
+            raise forms.ValidationError([f"{field}: {', '.join(why)}" for field, why in exc.errors.items()]) from None
+        return data
+
+
 @admin.register(EngineConfig)
 class EngineConfigAdmin(admin.ModelAdmin):
     list_display = ["user", "updated_at"]
     search_fields = ["user__email"]
     readonly_fields = ["user", "updated_at"]
+    form = EngineConfigForm
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False  # a config row exists once its user saves one (API, settings page)
+
+    def save_model(self, request, obj, form, change) -> None:  # type: ignore[no-untyped-def]
+        config_set(user=obj.user, data=form.cleaned_data["data"], partial=False, ip=request.META.get("REMOTE_ADDR"))
+        obj.refresh_from_db()
 
 
 @admin.register(QueuedSignal)
@@ -238,6 +290,14 @@ class QueuedSignalAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False
+
+    def delete_model(self, request, obj) -> None:  # type: ignore[no-untyped-def]
+        """Through the queue service: audited, and the owner's queue page hears of it."""
+        queue.queue_delete(entry=obj, actor=request.user, ip=request.META.get("REMOTE_ADDR"))
+
+    def delete_queryset(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        for entry in queryset:
+            self.delete_model(request, entry)
 
     def _may_trade(self, request, queryset) -> list:  # type: ignore[no-untyped-def]
         """The entries whose owner may trade (accounts.roles: the one role check); the others are named."""

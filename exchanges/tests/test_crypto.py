@@ -93,7 +93,7 @@ def test_rotation_re_encrypts_every_secret_with_the_new_first_key(settings) -> N
 
     out = io.StringIO()
     call_command("rotate_encryption_key", stdout=out)
-    assert "Re-encrypted 5 secrets of 2 exchange configs" in out.getvalue()
+    assert "Re-encrypted 5 secrets (2 exchange configs, 0 notification channels)" in out.getvalue()
     assert "(5 were under an older key)" in out.getvalue()
 
     settings.ENCRYPTION_KEYS = [KEY_B]  # the old key can go now

@@ -45,7 +45,7 @@ ALLOWED_HOSTS = [h for h in (env("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]") o
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "tradingsite.admin_site.OpsAdminConfig",  # django.contrib.admin with the ops console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
