@@ -93,7 +93,9 @@ def _sell(group: PositionGroup, price: str, quantity: str) -> ExitOrder:
 
 
 def _fill(order: DCAOrder | ExitOrder, price: str, quantity: str, fee: str, when: datetime) -> None:
-    owner = {"dca_order": order} if isinstance(order, DCAOrder) else {"exit_order": order}
+    owner: dict[str, DCAOrder | ExitOrder] = (
+        {"dca_order": order} if isinstance(order, DCAOrder) else {"exit_order": order}
+    )
     Fill.objects.create(
         group=order.group,
         trade_id=str(uuid.uuid4()),
