@@ -348,6 +348,12 @@ class QueuedSignal(models.Model):
     replacement_count = models.PositiveIntegerField(default=0)
     queued_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    blocked_reason = models.CharField(
+        max_length=300,
+        blank=True,
+        default="",
+        help_text="Why the last promotion passed it over: the guard that still refuses it (empty: none did).",
+    )
 
     class Meta:
         ordering = ["queued_at"]

@@ -54,6 +54,7 @@ def _row(
         "waiting_seconds": int((now - entry.queued_at).total_seconds()),
         "is_pyramid_continuation": (entry.symbol, entry.timeframe) in continuing,
         "signal_id": str(entry.signal_id),
+        "blocked_reason": entry.blocked_reason or None,  # a guard passed it over at the last promotion
     }
 
 

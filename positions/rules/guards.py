@@ -44,7 +44,8 @@ class GuardState:
 
     user_paused: bool = False
     system_paused: bool = False
-    exposure_usd: Decimal | None = None  # filled cost of open groups + resting entry notional
+    # filled cost of open groups + resting entry notional + capital of pyramids whose legs are not written yet
+    exposure_usd: Decimal | None = None
     realized_today: Decimal | None = None  # realized PnL of groups closed since the day's start or a reset
     last_loss_close_at: datetime | None = None  # the latest close at a loss on the alert's symbol
 

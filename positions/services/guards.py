@@ -19,7 +19,7 @@ from .. import jobs
 from ..choices import FINAL_GROUP_STATUSES, FINAL_ORDER_STATUSES, GroupStatus, OrderStatus
 from ..config import resolve_engine_config
 from ..events import OPERATORS_GROUP, event, publish_events
-from ..models import DCAOrder, EngineConfig, PositionGroup, TradingGuard
+from ..models import DCAOrder, EngineConfig, PositionGroup, Pyramid, TradingGuard
 from ..rules.guards import GuardRefusal, GuardState, guard_settings, new_group_refusal
 from . import orders
 from .state import group_event
@@ -148,6 +148,11 @@ def guard_state_read(*, user: Any, symbol: str | None = None, now: datetime | No
         ).aggregate(total=Sum((F("quantity") - F("filled_quantity")) * F("price")))["total"]
         or ZERO
     )
+    # A pyramid whose legs are not written yet (its group just opened or promoted) counts its capital.
+    planned = (
+        Pyramid.objects.filter(group__in=open_groups, orders__isnull=True).aggregate(total=Sum("capital_usd"))["total"]
+        or ZERO
+    )
     last_loss = None
     if symbol:
         last_loss = PositionGroup.objects.filter(
@@ -156,7 +161,7 @@ def guard_state_read(*, user: Any, symbol: str | None = None, now: datetime | No
     return GuardState(
         user_paused=bool(row and row.paused),
         system_paused=system,
-        exposure_usd=filled + resting,
+        exposure_usd=filled + resting + planned,
         realized_today=realized or ZERO,
         last_loss_close_at=last_loss,
     )

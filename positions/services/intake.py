@@ -54,7 +54,7 @@ from ..config import effective_config_shared
 from ..entry_filter import EntryQuery, entry_filter_registered, entry_filter_steps
 from ..events import Event, group_event, signal_event
 from ..hooks import GUARD_REFUSED, SEQUENCE_ANOMALY, EngineEvent, engine_events_announce
-from ..models import DCAOrder, EngineConfig, PositionGroup, TradingGuard, WebhookSignal
+from ..models import DCAOrder, EngineConfig, PositionGroup, Pyramid, TradingGuard, WebhookSignal
 from ..rules.guards import GuardState, sequence_anomaly
 from ..rules.intake import (
     NEEDS_POOL,
@@ -223,6 +223,10 @@ def _guard_columns() -> str:
                   + (SELECT coalesce(sum((d.quantity - d.filled_quantity) * coalesce(d.price, 0)), 0)
                        FROM {sql.table(DCAOrder)} d JOIN {groups} x ON x.id = d.group_id
                       WHERE x.user_id = u.id AND x.status NOT IN ({final}) AND d.status IN ({resting}))
+                  + (SELECT coalesce(sum(p.capital_usd), 0)
+                       FROM {sql.table(Pyramid)} p JOIN {groups} x ON x.id = p.group_id
+                      WHERE x.user_id = u.id AND x.status NOT IN ({final})
+                        AND NOT EXISTS (SELECT 1 FROM {sql.table(DCAOrder)} d WHERE d.pyramid_id = p.id))
                   ) END AS exposure_usd"""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -28,10 +29,14 @@ from .. import jobs
 from ..choices import OPEN_GROUP_STATUSES, ProcessingStatus
 from ..config import effective_config, engine_setting
 from ..events import Event, event, publish_events
+from ..grid import capital_for_pyramid
+from ..hooks import GUARD_REFUSED, engine_event_emit
 from ..models import EngineConfig, PositionGroup, QueuedSignal, WebhookSignal
+from ..rules.guards import GuardRefusal, guard_settings, new_group_refusal
 from ..rules.intake import open_group_plan
 from ..rules.pool import pool_has_room, queue_expired, queue_rank
 from ..webhook import parse_signal
+from . import guards  # a module, not its names: guards -> orders -> state -> queue imports in a circle
 from .opening import group_insert
 
 
@@ -246,7 +251,11 @@ def queue_promote(
     """Open groups for queued signals while the pool has room (or once, ignoring the cap, with force).
 
     Each entry is admitted by the `max_open_groups` of its own effective config (its symbol's and
-    timeframe's overrides included), as the intake admits a new entry.
+    timeframe's overrides included), as the intake admits a new entry, and by the same guards
+    (`rules.guards.new_group_refusal`: pause, daily loss, cooldown, exposure cap, on the state now). One a
+    guard still refuses stays queued with the reason (`blocked_reason`, a log line and a `guard_refused`
+    engine event when the reason changes) until a later promotion admits it or its maximum age expires
+    it; the next entry is tried. Force ignores the pool's cap only, never a guard.
     """
     promoted: list[str] = []
     queue_expire(user_id=user_id)
@@ -262,11 +271,18 @@ def queue_promote(
         if entry_id is not None:
             entries = [e for e in entries if str(e.pk) == str(entry_id)]
         for entry in entries:
-            merged, _ = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
+            merged, grid = effective_config(stored, symbol=entry.symbol, timeframe=entry.timeframe)
             if not force and not pool_has_room(
                 used=pool_used(user_id=user_id), max_open_groups=merged["max_open_groups"]
             ):
                 break
+            capital = capital_for_pyramid(grid, 0)
+            refusal = _guard_refusal(entry=entry, merged=merged, capital=capital)
+            if refusal is not None:
+                _still_blocked(entry=entry, refusal=refusal)
+                if force:
+                    break
+                continue
             group = promote_signal(entry=entry)
             entry.delete()
             promoted.append(str(group.pk))
@@ -288,6 +304,43 @@ def queue_promote(
         if promoted:
             publish_events([queue_event(user_id)])
     return promoted
+
+
+def _guard_refusal(*, entry: QueuedSignal, merged: Mapping[str, Any], capital: Decimal) -> GuardRefusal | None:
+    """Whether a guard refuses the entry's new group now (the intake's admission rule on the state now,
+    the groups this promotion opened already counted by their pyramids' capital)."""
+    now = timezone.now()
+    state = guards.guard_state_read(user=entry.user_id, symbol=entry.symbol, now=now)
+    return new_group_refusal(state, guard_settings(merged), symbol=entry.symbol, capital=capital, now=now)
+
+
+def _still_blocked(*, entry: QueuedSignal, refusal: GuardRefusal) -> None:
+    """A guard keeps the entry queued: its reason is stored and, when it is new, logged and announced."""
+    reason = refusal.message[:300]
+    if entry.blocked_reason == reason:
+        return
+    QueuedSignal.objects.filter(pk=entry.pk).update(blocked_reason=reason)
+    log_info(
+        "RISK",
+        f"Queued {entry.symbol} {entry.timeframe} kept waiting by the {refusal.guard} guard: {refusal.reason}",
+        user=entry.user_id,
+        details={"signal_id": str(entry.signal_id), "guard": refusal.guard},
+    )
+    engine_event_emit(
+        kind=GUARD_REFUSED,
+        user_id=entry.user_id,
+        group_id="",
+        data={
+            "symbol": entry.symbol,
+            "timeframe": entry.timeframe,
+            "action": "promote",
+            "signal_id": str(entry.signal_id),
+            "guard": refusal.guard,
+            "reason": reason,
+            "outcome": "kept queued",
+        },
+    )
+    publish_events([queue_event(entry.user_id, symbol=entry.symbol)])
 
 
 def _promotion_prices(*, user_id: Any, force: bool) -> dict[str, Decimal]:

@@ -76,8 +76,7 @@ def test_cooldown_after_a_loss_on_that_symbol_only(client, trader, sim_config):
 def test_exposure_cap_queues_then_rejects(client, trader, sim_config):
     # Each new group's capital is the default 200: the first fits under 300, the second would pass it.
     config_set(user=trader, data={"max_total_exposure_usd": "300"}, partial=True)
-    assert _entry(client, trader).status_code == 202
-    PositionGroup.objects.filter(symbol="BTC/USDT").update(total_cost=Decimal("200"))
+    assert _entry(client, trader).status_code == 202  # its pyramid's 200 counts before its legs exist
     queued = _entry(client, trader, symbol="ETHUSDT", trade_id="T-2")
     assert queued.status_code == 202 and queued.json()["classification"] == "queued"
     assert QueuedSignal.objects.filter(symbol="ETH/USDT").exists()
@@ -158,7 +157,6 @@ def _announced(seen: list, count: int) -> list:
 def test_a_guard_refusal_and_a_sequence_anomaly_are_announced_after_commit(client, trader, sim_config, engine_events):
     config_set(user=trader, data={"max_total_exposure_usd": "300"}, partial=True)
     assert _entry(client, trader).status_code == 202  # accepted: nothing for the apps above
-    PositionGroup.objects.filter(symbol="BTC/USDT").update(total_cost=Decimal("200"))
     queued = _entry(client, trader, symbol="ETHUSDT", trade_id="T-2")
     assert queued.json()["message"] == (
         "Queued by the exposure guard: exposure: exposure 200.00 + 200.00 would pass max_total_exposure_usd 300"

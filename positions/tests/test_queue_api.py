@@ -71,3 +71,52 @@ def test_closing_a_group_promotes_the_deepest_loss_first(client, trader, sim_con
     assert group.symbol == "SOL/USDT" and group.status == "waiting"
     assert group.pyramids.get().entry_price == Decimal("200")
     assert list(QueuedSignal.objects.values_list("symbol", flat=True)) == ["ETH/USDT"]
+
+
+def test_promotion_checks_the_guards_again_and_keeps_a_refused_entry_queued_with_the_reason(
+    client, api_client, trader, sim_config
+):
+    from positions import hooks
+    from positions.services.queue import queue_promote
+    from positions.services.state import group_transition
+
+    # Every new group's capital is the default 200, counted as exposure from the moment it opens.
+    config_set(user=trader, data={"max_open_groups": 3, "max_total_exposure_usd": "500"}, partial=True)
+    opened = {
+        symbol: post(
+            client, trader, alert(trader.webhook_secret, tv={"symbol": symbol}, strategy_info={"trade_id": symbol})
+        ).json()["group_id"]
+        for symbol in ("BTCUSDT", "SOLUSDT")
+    }
+    for symbol in ("BNBUSDT", "ETHUSDT", "XRPUSDT"):  # 400 + 200 passes 500: BNB, ETH and XRP wait
+        body = alert(trader.webhook_secret, tv={"symbol": symbol}, strategy_info={"trade_id": symbol})
+        assert post(client, trader, body).json()["classification"] == "queued"
+    QueuedSignal.objects.filter(symbol="BNB/USDT").delete()
+    announced: list[hooks.EngineEvent] = []
+    hooks.engine_event_subscribe(announced.append)
+    try:
+        group_transition(group_id=opened["SOLUSDT"], to="closed", reason="test")
+        # Two free slots, but ETH's group brings exposure to 200 + 200 and XRP's would pass 500.
+        promoted = queue_promote(user_id=trader.pk, prices={})
+        assert [PositionGroup.objects.get(pk=pk).symbol for pk in promoted] == ["ETH/USDT"]
+        waiting = QueuedSignal.objects.get()
+        assert waiting.symbol == "XRP/USDT"
+        reason = "exposure: exposure 400.00 + 200.00 would pass max_total_exposure_usd 500"
+        assert waiting.blocked_reason == reason
+        api_client.force_authenticate(trader)
+        assert api_client.get("/api/queue").json()["entries"][0]["blocked_reason"] == reason
+        (event,) = [e for e in announced if e.kind == hooks.GUARD_REFUSED]
+        assert event.data["guard"] == "exposure" and event.data["outcome"] == "kept queued"
+        assert event.data["symbol"] == "XRP/USDT" and event.data["reason"] == reason
+        # Still blocked at the next promotion: the same reason is not told again.
+        assert queue_promote(user_id=trader.pk, prices={}) == []
+        assert len([e for e in announced if e.kind == hooks.GUARD_REFUSED]) == 1
+    finally:
+        hooks.engine_event_unsubscribe(announced.append)
+    # A force-add ignores the pool's cap, never a guard.
+    config_set(user=trader, data={"max_open_groups": 2}, partial=True)
+    assert queue_promote(user_id=trader.pk, prices={}, force=True, entry_id=waiting.pk) == []
+    # The cap is raised: the next promotion admits it.
+    config_set(user=trader, data={"max_open_groups": 3, "max_total_exposure_usd": "600"}, partial=True)
+    (last,) = queue_promote(user_id=trader.pk, prices={})
+    assert PositionGroup.objects.get(pk=last).symbol == "XRP/USDT" and not QueuedSignal.objects.exists()
