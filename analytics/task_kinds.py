@@ -5,3 +5,4 @@ kind's module here."""
 from __future__ import annotations
 
 from . import backtest_task as backtest_task
+from .ml import task_kinds as ml_task_kinds  # noqa: F401  train and bulk-analysis (docs/ml.md#tasks)

@@ -170,22 +170,20 @@ def probabilities(booster: xgb.Booster, candles: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=candles.index, name="probability")
 
 
-def backtest_entry_filter(
-    model: FilterModel, candles: pd.DataFrame, *, threshold: float, timeframe: str | None = None
-) -> Callable[[int, str], bool]:
-    """An `entry_filter(time_ms, symbol) -> bool` for the backtester: the same rule as live, scored once
-    for every candle of `candles` (the frame of `strategies.library.candles_frame`).
+def backtest_entry_filter(model: FilterModel, candles: pd.DataFrame, *, threshold: float) -> Callable[[int, str], bool]:
+    """An `entry_filter(time_ms, symbol) -> bool` for the backtester (`BacktestRequest.entry_filter`): the
+    same rule as live, scored once for every candle of `candles` (`strategies.library.candles_frame`).
 
-    An entry at `time_ms` is scored on the newest candle closed by then (open time at most `time_ms`
-    minus one interval), as the live filter reads the store; one before the features are known passes.
+    The backtester's alert at `time_ms` belongs to the candle holding that time and arrives at its close
+    (the backtester's fill model), so it is scored on that candle, which has closed by then: what the
+    live filter reads for an alert sent at that close. One before the features are known passes.
     """
-    interval = TIMEFRAME_MS[timeframe or model.timeframe]
     scored = probabilities(model_booster(model), candles)
     opens = scored.index.to_numpy(dtype=np.int64)
     values = scored.to_numpy(dtype=float)
 
     def entry_filter(time_ms: int, symbol: str) -> bool:
-        position = int(np.searchsorted(opens, time_ms - interval, side="right")) - 1
+        position = int(np.searchsorted(opens, time_ms, side="right")) - 1
         if position < 0 or not np.isfinite(values[position]):
             return True
         return bool(values[position] >= threshold)

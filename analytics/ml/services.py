@@ -16,7 +16,6 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import User
 from exchanges.candles import selectors as candle_selectors
 from exchanges.candles.rules import TIMEFRAME_MS
 from strategies.library import candles_frame
@@ -37,6 +36,29 @@ def _candles(*, exchange_name: str, symbol: str, timeframe: str, start_ms: int |
     return candles_frame([(row.open_ms, *(float(value) for value in row[1:])) for row in rows])
 
 
+def model_fit(
+    *,
+    exchange_name: str,
+    symbol: str,
+    timeframe: str,
+    horizon: int,
+    params: dict[str, Any] | None = None,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train a model on the stored candles of a series (walk-forward, `analytics.ml.training`), storing
+    nothing. `MLInputError` for bad input or too few candles."""
+    if timeframe not in TIMEFRAME_MS:
+        raise MLInputError(f"unknown timeframe {timeframe!r}", field_name="timeframe")
+    horizon = horizon_validate(horizon)
+    checked = params_validate(params)
+    candles = _candles(
+        exchange_name=exchange_name, symbol=symbol, timeframe=timeframe, start_ms=start_ms, end_ms=end_ms
+    )
+    return train_on_candles(candles, horizon=horizon, params=checked, progress=progress)
+
+
 def model_train(
     *,
     exchange_name: str,
@@ -46,26 +68,27 @@ def model_train(
     params: dict[str, Any] | None = None,
     start_ms: int | None = None,
     end_ms: int | None = None,
-    created_by: User | None = None,
+    created_by_id: Any = None,
     progress: Callable[[int], None] | None = None,
 ) -> FilterModel:
-    """Train a model on the stored candles of a series (walk-forward, `analytics.ml.training`), store it
-    and deploy it if it beats the deployed one. `MLInputError` for bad input or too few candles."""
-    if timeframe not in TIMEFRAME_MS:
-        raise MLInputError(f"unknown timeframe {timeframe!r}", field_name="timeframe")
-    horizon = horizon_validate(horizon)
-    checked = params_validate(params)
-    candles = _candles(
-        exchange_name=exchange_name, symbol=symbol, timeframe=timeframe, start_ms=start_ms, end_ms=end_ms
+    """`model_fit`, then `model_store`: the model is deployed if it beats the deployed one."""
+    result = model_fit(
+        exchange_name=exchange_name,
+        symbol=symbol,
+        timeframe=timeframe,
+        horizon=horizon,
+        params=params,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        progress=progress,
     )
-    result = train_on_candles(candles, horizon=horizon, params=checked, progress=progress)
     return model_store(
-        result=result, exchange_name=exchange_name, symbol=symbol, timeframe=timeframe, created_by=created_by
+        result=result, exchange_name=exchange_name, symbol=symbol, timeframe=timeframe, created_by_id=created_by_id
     )
 
 
 def model_store(
-    *, result: TrainResult, exchange_name: str, symbol: str, timeframe: str, created_by: User | None = None
+    *, result: TrainResult, exchange_name: str, symbol: str, timeframe: str, created_by_id: Any = None
 ) -> FilterModel:
     """Store a trained model; deploy it only when its holdout score beats the deployed one's."""
     with transaction.atomic():
@@ -93,7 +116,7 @@ def model_store(
             booster=result.booster,
             device=result.device,
             training_seconds=result.seconds,
-            created_by=created_by,
+            created_by_id=created_by_id,
         )
         if deployed is None and result.score <= CHANCE:
             model.status_reason = f"holdout AUC {result.score:.4f} is no better than chance ({CHANCE})"
