@@ -26,6 +26,7 @@ test: $(STAMP)
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	$(VENV)/bin/pip install -q -r bench/requirements.txt
 	DJANGO_SETTINGS_MODULE=tradingsite.settings.test $(PY) -m tradingsite.stack exec --redis-db 2 -- \
 		$(PY) -m bench $(BENCH)
 

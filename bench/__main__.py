@@ -36,8 +36,6 @@ def _adapter_present() -> bool:
 
 
 def _run_one(name: str, harness: Any, explicit: bool) -> dict[str, Any] | None:
-    if name == "backtest":
-        return {"bench": "backtest", "skipped": "backtester not built yet"} if explicit else None
     if name == "adapter_overhead":
         if not _adapter_present():
             return {"bench": name, "skipped": "bench/adapter.py not present"} if explicit else None
@@ -71,8 +69,6 @@ def main(argv: list[str]) -> int:
     try:
         with Harness() as harness:
             for name in selected:
-                if name == "backtest" and not explicit:
-                    continue  # not built yet: silent unless asked for
                 started = time.monotonic()
                 say(f"--- {name}")
                 try:
