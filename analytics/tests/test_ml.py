@@ -198,3 +198,28 @@ def test_the_backtest_filter_scores_each_entry_on_its_candle_and_the_ones_before
         answers.add(allow(decided_at, "BTC/USDT"))
     assert answers == {True, False}  # it filters some entries and passes others
     assert allow(int(opens[5]), "BTC/USDT") is True  # before the features are known: passes
+
+
+@pytest.mark.django_db
+def test_the_admin_lists_models_and_deploys_and_rolls_back(client):
+    from accounts.tests.factories import UserFactory
+
+    client.force_login(UserFactory.create(role="admin", is_staff=True, is_superuser=True))
+    candles = cyclic_frame()
+    good = _store(train_on_candles(candles, horizon=5, params=FAST, device="cpu"))
+    worse = _store(_shuffled(candles, 5))
+    listing = client.get("/admin/analytics/filtermodel/")
+    assert listing.status_code == 200 and "does not beat" in listing.content.decode()
+    assert client.get(f"/admin/analytics/filtermodel/{worse.pk}/change/").status_code == 200
+
+    def act(action: str, *models: FilterModel) -> None:
+        data = {"action": action, "_selected_action": [str(model.pk) for model in models]}
+        assert client.post("/admin/analytics/filtermodel/", data).status_code == 302
+
+    act("deploy", worse)
+    good.refresh_from_db()
+    worse.refresh_from_db()
+    assert worse.status == ModelStatus.DEPLOYED and good.status == ModelStatus.RETIRED
+    act("roll_back", worse)
+    good.refresh_from_db()
+    assert good.status == ModelStatus.DEPLOYED
