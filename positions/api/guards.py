@@ -19,6 +19,7 @@ from ..config import ConfigError
 from ..models import PositionGroup
 from ..services import configs
 from ..services.guards import (
+    GUARD_KEYS,
     GuardRefusedError,
     group_stop_averaging,
     guard_daily_loss_reset,
@@ -27,14 +28,7 @@ from ..services.guards import (
     guard_status,
 )
 
-SETTING_KEYS = (
-    "pause_blocks_pyramids",
-    "max_total_exposure_usd",
-    "exposure_action",
-    "daily_loss_limit_usd",
-    "cooldown_minutes_after_loss",
-    "max_alert_lag_seconds",
-)
+SETTING_KEYS = GUARD_KEYS
 SWITCHES = ("paused", "reset_daily_loss", "system_paused")  # system_paused: managers and admins only
 
 

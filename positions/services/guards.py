@@ -17,15 +17,25 @@ from accounts.logs import audit, log_warning
 
 from .. import jobs
 from ..choices import FINAL_GROUP_STATUSES, FINAL_ORDER_STATUSES, GroupStatus, OrderStatus
-from ..config import resolve_engine_config
+from ..config import effective_config
 from ..events import OPERATORS_GROUP, event, publish_events
+from ..grid import capital_for_pyramid
 from ..models import DCAOrder, EngineConfig, PositionGroup, Pyramid, TradingGuard
-from ..rules.guards import GuardRefusal, GuardState, guard_settings, new_group_refusal
+from ..rules.guards import GuardRefusal, GuardSettings, GuardState, guard_settings, new_group_refusal
 from . import orders
 from .state import group_event
 
 ZERO = Decimal("0")
 CLOSABLE = (GroupStatus.WAITING, GroupStatus.LIVE, GroupStatus.PARTIALLY_FILLED, GroupStatus.ACTIVE)
+# The engine config keys of the guards (`rules.guards.GuardSettings`), as `PUT /api/guards` takes them.
+GUARD_KEYS = (
+    "pause_blocks_pyramids",
+    "max_total_exposure_usd",
+    "exposure_action",
+    "daily_loss_limit_usd",
+    "cooldown_minutes_after_loss",
+    "max_alert_lag_seconds",
+)
 
 
 class GuardRefusedError(Exception):
@@ -167,31 +177,65 @@ def guard_state_read(*, user: Any, symbol: str | None = None, now: datetime | No
     )
 
 
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else f"{value.normalize():f}"
+
+
+def _limits(settings: GuardSettings) -> dict[str, Any]:
+    return {
+        "pause_blocks_pyramids": settings.pause_blocks_pyramids,
+        "max_total_exposure_usd": _s(settings.max_total_exposure_usd),
+        "exposure_action": settings.exposure_action,
+        "daily_loss_limit_usd": _s(settings.daily_loss_limit_usd),
+        "cooldown_minutes_after_loss": settings.cooldown_minutes_after_loss,
+        "max_alert_lag_seconds": settings.max_alert_lag_seconds,
+    }
+
+
+def _blocking(refusal: GuardRefusal | None) -> dict[str, str] | None:
+    return None if refusal is None else {"guard": refusal.guard, "reason": refusal.reason}
+
+
+def _override_status(*, user: Any, stored: dict[str, Any], scope: str, now: datetime) -> dict[str, Any]:
+    """One override scope (`SYMBOL` or `SYMBOL:TIMEFRAME`): its effective guard limits and which guard
+    stops a new group there now (its cooldown is its symbol's)."""
+    symbol, _, timeframe = scope.partition(":")
+    merged, grid = effective_config(stored, symbol=symbol, timeframe=timeframe)
+    settings = guard_settings(merged)
+    state = guard_state_read(user=user, symbol=symbol, now=now)
+    refusal = new_group_refusal(state, settings, symbol=symbol, capital=capital_for_pyramid(grid, 0), now=now)
+    given = (stored.get("overrides") or {}).get(scope) or {}
+    return {
+        "scope": scope,
+        "symbol": symbol,
+        "timeframe": timeframe or None,
+        **_limits(settings),
+        "overridden": sorted(key for key in given if key in GUARD_KEYS),
+        "blocking": _blocking(refusal),
+    }
+
+
 def guard_status(*, user: Any) -> dict[str, Any]:
-    """The user's guard state and settings, and which guard blocks new entries now (`GET /api/guards`)."""
+    """The user's guard state and settings, and which guard blocks new entries now (`GET /api/guards`);
+    `overrides`: the same for each symbol (or symbol:timeframe) override of the user's config."""
     stored = EngineConfig.objects.filter(user=user).values_list("data", flat=True).first() or {}
-    config = resolve_engine_config({k: v for k, v in stored.items() if k != "overrides"})
+    now = timezone.now()
+    config, grid = effective_config({k: v for k, v in stored.items() if k != "overrides"}, symbol="", timeframe="")
     settings = guard_settings(config)
-    state = guard_state_read(user=user)
+    state = guard_state_read(user=user, now=now)
     row = TradingGuard.objects.filter(user=user).first()
-    refusal: GuardRefusal | None = new_group_refusal(state, settings, symbol="", capital=ZERO, now=timezone.now())
-
-    def s(value: Decimal | None) -> str | None:
-        return None if value is None else f"{value.normalize():f}"
-
+    # What stops a new group of the default capital now (a symbol's cooldown is in its override's row).
+    refusal = new_group_refusal(state, settings, symbol="", capital=capital_for_pyramid(grid, 0), now=now)
+    scopes = stored.get("overrides") or {}
     return {
         "paused": state.user_paused,
         "paused_reason": row.paused_reason if row else "",
         "system_paused": state.system_paused,
-        "pause_blocks_pyramids": settings.pause_blocks_pyramids,
-        "max_total_exposure_usd": s(settings.max_total_exposure_usd),
-        "exposure_action": settings.exposure_action,
-        "exposure_usd": s(state.exposure_usd),
-        "daily_loss_limit_usd": s(settings.daily_loss_limit_usd),
-        "realized_today": s(state.realized_today),
-        "loss_today": s(max(ZERO, -(state.realized_today or ZERO))),
+        **_limits(settings),
+        "exposure_usd": _s(state.exposure_usd),
+        "realized_today": _s(state.realized_today),
+        "loss_today": _s(max(ZERO, -(state.realized_today or ZERO))),
         "daily_loss_reset_at": row.daily_loss_reset_at.isoformat() if row and row.daily_loss_reset_at else None,
-        "cooldown_minutes_after_loss": settings.cooldown_minutes_after_loss,
-        "max_alert_lag_seconds": settings.max_alert_lag_seconds,
-        "blocking": None if refusal is None else {"guard": refusal.guard, "reason": refusal.reason},
+        "blocking": _blocking(refusal),
+        "overrides": [_override_status(user=user, stored=stored, scope=scope, now=now) for scope in sorted(scopes)],
     }

@@ -187,3 +187,66 @@ def test_a_guard_refusal_and_a_sequence_anomaly_are_announced_after_commit(clien
     assert event.kind == hooks.SEQUENCE_ANOMALY and event.data["symbol"] == "XRP/USDT"
     assert event.data["reason"] == "an exit arrived with nothing open or queued for this symbol"
     assert event.data["signal_id"] == answer["signal_id"]
+
+
+def test_guards_list_each_override_with_its_limits_and_what_blocks_there(api_client, trader, sim_config):
+    config_set(
+        user=trader,
+        data={
+            "daily_loss_limit_usd": "100",
+            "overrides": {
+                "ETH/USDT": {"daily_loss_limit_usd": "20", "cooldown_minutes_after_loss": 60},
+                "SOL/USDT:4h": {"max_total_exposure_usd": "150", "exposure_action": "reject"},
+            },
+        },
+        partial=True,
+    )
+    _closed_at_loss(trader, sim_config, "ETH/USDT", "-30")
+    api_client.force_authenticate(trader)
+    body = api_client.get("/api/guards").json()
+    # Top level: 30 lost today is under the 100 limit; ETH's own limit of 20 is passed.
+    assert body["daily_loss_limit_usd"] == "100" and body["loss_today"] == "30" and body["blocking"] is None
+    eth, sol = body["overrides"]
+    assert (eth["scope"], eth["symbol"], eth["timeframe"]) == ("ETH/USDT", "ETH/USDT", None)
+    assert eth["daily_loss_limit_usd"] == "20" and eth["cooldown_minutes_after_loss"] == 60
+    assert eth["overridden"] == ["cooldown_minutes_after_loss", "daily_loss_limit_usd"]
+    assert eth["blocking"]["guard"] == "daily_loss"
+    assert (sol["scope"], sol["timeframe"], sol["daily_loss_limit_usd"]) == ("SOL/USDT:4h", "4h", "100")
+    assert sol["max_total_exposure_usd"] == "150" and sol["exposure_action"] == "reject"
+    # A new SOL group of the default 200 would pass its 150 cap by itself.
+    assert sol["blocking"] == {
+        "guard": "exposure",
+        "reason": "exposure 0.00 + 200.00 would pass max_total_exposure_usd 150",
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/guards", {"daily_loss_limit_usd": "-5"}, "daily_loss_limit_usd"),
+        ("/api/guards", {"max_total_exposure_usd": -1}, "max_total_exposure_usd"),
+        ("/api/guards", {"cooldown_minutes_after_loss": -10}, "cooldown_minutes_after_loss"),
+        ("/api/guards", {"exposure_action": "shrug"}, "exposure_action"),
+        ("/api/guards", {"paused": "yes"}, "paused"),
+        ("/api/config", {"queue_priority_rules": ["fifo", "newest_first"]}, "queue_priority_rules"),
+        ("/api/config", {"queue_priority_rules": ["fifo", "deepest_loss", "fifo"]}, "queue_priority_rules"),
+        (
+            "/api/config",
+            {"overrides": {"BTC/USDT": {"daily_loss_limit_usd": "-1"}}},
+            "overrides.BTC/USDT.daily_loss_limit_usd",
+        ),
+    ],
+)
+def test_guard_and_queue_settings_that_make_no_sense_are_refused_naming_the_field(
+    api_client, trader, sim_config, url, body, field
+):
+    config_set(user=trader, data={"daily_loss_limit_usd": "50"}, partial=True)
+    api_client.force_authenticate(trader)
+    before = api_client.get("/api/config").json()
+    refused = (
+        api_client.patch(url, body, format="json") if url == "/api/config" else api_client.put(url, body, format="json")
+    )
+    assert refused.status_code == 400, refused.content
+    assert field in refused.json()["fields"]
+    assert api_client.get("/api/config").json() == before  # nothing changed
+    assert api_client.get("/api/guards").json()["paused"] is False
