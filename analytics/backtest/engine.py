@@ -639,7 +639,8 @@ class Backtest:
             else:
                 self._count("exit_queued_removed")
         elif isinstance(outcome, Skipped):
-            self._count(f"{outcome.status}: {outcome.reason}")
+            # A guard's reason carries amounts ("daily_loss: realized loss today 15.28 ..."): count by guard.
+            self._count(f"{outcome.status}: {outcome.reason.split(': ', 1)[0]}")
         elif isinstance(outcome, Rejected):
             self._count(f"rejected: {outcome.error.detail}")
 
@@ -953,7 +954,7 @@ class Backtest:
                 symbol=group.symbol,
                 opened_ms=group.opened_ms,
                 closed_ms=closed_ms,
-                close_reason=reason,
+                close_reason=str(reason),
                 pyramids=len(group.pyramids),
                 safety_orders_used=group.deepest,
                 invested=group.invested,

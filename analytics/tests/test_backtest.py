@@ -286,3 +286,42 @@ def test_command_end_to_end(shared_data, tmp_path):
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert bad.returncode != 0 and "symbol" in bad.stderr
+
+
+@pytest.fixture(scope="module")
+def three_symbols(shared_data):
+    series, rules, signals = {}, {}, []
+    for symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT"):
+        path = shared_data / "candles" / f"binance_{symbol.replace('/', '_')}_1h.csv.gz"
+        rows = read_candles(path, timeframe="1h")[:3000]
+        series[symbol], rules[symbol] = rows, load_market_rules(None, symbol)
+        signals += strategy_signals("rsi", None, rows, symbol=symbol)
+    return series, rules, sorted(signals, key=lambda s: s.time_ms)
+
+
+def test_the_pool_queues_across_symbols(three_symbols):
+    series, rules, signals = three_symbols
+    request = BacktestRequest(
+        candles=series, timeframe="1h", signals=signals, config={"max_open_groups": 1}, market_rules=rules
+    )
+    result = run_backtest(request)
+    # One slot: deals never overlap; entries that found it taken waited in the queue, some were promoted.
+    spans = sorted((d.opened_ms, d.closed_ms or 1 << 62) for d in result.deals)
+    assert all(closed <= next_open for (_, closed), (next_open, _) in zip(spans, spans[1:], strict=False))
+    assert result.signal_outcomes.get("queued", 0) > 0 and result.signal_outcomes.get("promoted", 0) > 0
+    assert len({d.symbol for d in result.deals}) > 1
+
+
+def test_the_risk_engine_offsets_a_loser_with_winners(three_symbols):
+    series, rules, signals = three_symbols
+    config = {"max_open_groups": 3, "post_full_wait_minutes": 0, "loss_threshold_percent": "-1"}
+    result = run_backtest(
+        BacktestRequest(candles=series, timeframe="1h", signals=signals, config=config, market_rules=rules)
+    )
+    risk_closes = [d for d in result.deals if d.close_reason == "risk"]
+    assert risk_closes, result.signal_outcomes
+    # The loser closes in full; winners sell part of what they hold, in the same moment.
+    for loser in risk_closes:
+        sold = [f for f in result.fills if f.kind == "risk" and f.time_ms == loser.closed_ms]
+        assert any(f.deal == loser.id for f in sold)
+        assert any(f.deal != loser.id for f in sold)
