@@ -8,6 +8,8 @@ from typing import Any
 from django.core.cache import cache
 from django.db.models import Prefetch, QuerySet
 
+from exchanges.precision import unified_symbol
+
 from .choices import FINAL_GROUP_STATUSES, OrderStatus
 from .ledger import as_fill_data
 from .models import DCAOrder, PositionGroup, Pyramid
@@ -22,8 +24,8 @@ def group_list(*, viewer: Any, status: str | None = None, symbol: str | None = N
         qs = qs.exclude(status__in=FINAL_GROUP_STATUSES)
     elif status:
         qs = qs.filter(status=status)
-    if symbol:
-        qs = qs.filter(symbol__iexact=symbol.replace("-", "/"))
+    if symbol:  # as traders type it: BTCUSDT, btcusdt, BTC-USDT, BTC/USDT
+        qs = qs.filter(symbol__iexact=unified_symbol(symbol) or symbol.replace("-", "/"))
     return qs.order_by("-created_at")
 
 

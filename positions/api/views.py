@@ -11,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.logs import audit
 from accounts.middleware import client_ip
 from accounts.permissions import AuthenticatedRequest, IsTraderOrHigher, ReadOrTrader
 from core.api import ApiError
@@ -23,7 +22,7 @@ from ..config import ConfigError
 from ..grid import GridConfigError, GridError, compute_grid, legs_to_json
 from ..models import PositionGroup
 from ..services import configs
-from ..tasks import close_group
+from ..services.exits import CloseRefusedError, group_close_request
 from . import serializers as s
 
 
@@ -82,21 +81,12 @@ class PositionCloseView(APIView):
         group = PositionGroup.objects.filter(pk=_uuid(group_id), user=request.user).first()
         if group is None:
             raise ApiError(status_code=404, code="not_found", detail="No such position.")
-        if group.status in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED):
+        try:
+            group_close_request(group=group, actor=request.user, ip=client_ip(request))
+        except CloseRefusedError as exc:
             raise ApiError(
-                status_code=409,
-                code="conflict",
-                detail=f"The position is already {group.status}.",
-                fields={"status": [group.status]},
-            )
-        audit(
-            user=request.user,
-            action="position_close",
-            resource="position_group",
-            resource_id=group.pk,
-            ip=client_ip(request),
-        )
-        close_group.delay(str(group.pk), "manual")
+                status_code=409, code="conflict", detail=str(exc), fields={"status": [group.status]}
+            ) from exc
         return Response(
             {
                 "success": True,

@@ -14,12 +14,12 @@ from typing import Any
 
 from django.db import transaction
 
-from accounts.logs import log_info, log_warning
+from accounts.logs import audit, log_info, log_warning
 from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError
 from exchanges.services import adapter_for
 
-from .. import ledger
+from .. import jobs, ledger
 from ..choices import (
     FINAL_ORDER_STATUSES,
     ExitPurpose,
@@ -45,6 +45,19 @@ CLOSE_PURPOSES = (
     ExitPurpose.RISK,
 )
 ZERO = Decimal("0")
+
+
+class CloseRefusedError(Exception):
+    """The group cannot be asked to close: it is closing already, closed or failed (the message says so)."""
+
+
+def group_close_request(*, group: PositionGroup, actor: Any, ip: str | None = None) -> None:
+    """A trader's close at market (`POST /api/positions/<id>/close` and the group page): audited, then
+    `positions.close_group` in the worker, which runs `group_close` (first trigger wins)."""
+    if group.status in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED):
+        raise CloseRefusedError(f"The position is already {group.status}.")
+    audit(user=actor, action="position_close", resource="position_group", resource_id=group.pk, ip=ip)
+    jobs.enqueue_after_commit("positions.close_group", str(group.pk), ExitPurpose.MANUAL.value)
 
 
 def group_close(*, group_id: Any, purpose: str, actor: Any = None, reason: str = "") -> bool:

@@ -46,6 +46,7 @@ from accounts.models import SystemLog, User
 from core import sql
 from core.validation import sanitized_text
 from exchanges.models import ExchangeConfig
+from exchanges.precision import unified_symbol
 from exchanges.selectors import market_rules_count, market_symbol_resolve
 
 from .. import events
@@ -87,7 +88,6 @@ from .queue import (
 
 logger = logging.getLogger(__name__)
 
-KNOWN_QUOTES = ("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "USD", "TRY")
 ACCEPTED_CONTENT_TYPES = ("application/json", "text/plain")
 RATE_WINDOW = timedelta(minutes=1)
 SYMBOL_MAX_LENGTH = 32  # the signal's and group's symbol columns
@@ -132,11 +132,9 @@ def resolve_symbol(exchange_name: str, raw: str, *, cached_only: bool = False) -
             f"{raw!r} is not a market on {exchange_name}.",
             {"tv.symbol": [f"unknown symbol {raw!r} on {exchange_name}"]},
         )
-    if "/" in ticker:
-        return ticker, compact
-    for quote in KNOWN_QUOTES:
-        if compact.endswith(quote) and len(compact) > len(quote):
-            return f"{compact[: -len(quote)]}/{quote}", compact
+    unified = unified_symbol(ticker)
+    if unified is not None:
+        return unified, compact
     raise WebhookError(
         400,
         "unknown_symbol",
