@@ -28,6 +28,7 @@ from decimal import (
     ROUND_DOWN,
     ROUND_FLOOR,
     ROUND_HALF_UP,
+    Context,
     Decimal,
     localcontext,
 )
@@ -340,6 +341,12 @@ def round_to_tick(value: Decimal, tick: Decimal, mode: RoundingMode | str) -> De
     if tick <= 0:
         raise ValueError(f"tick must be > 0, got {tick}")
     rounding = _mode(mode)
+    quantum = _tick_quantum(tick)
+    if quantum == tick and value.is_finite():
+        # A power-of-ten tick (0.01, 1): rounding to it is quantizing, which Decimal does directly.
+        result = value.quantize(quantum, rounding=_DECIMAL_ROUNDING[rounding], context=_EXACT_CONTEXT)
+        # A negative value that rounds to zero is 0, not −0 (as the general branch's subtraction gives).
+        return result.copy_abs() if result.is_zero() and not value.is_zero() else result
     with localcontext() as ctx:
         ctx.prec = _EXACT_PRECISION
         # Decimal's % keeps the dividend's sign, so ``value - remainder`` is the multiple toward zero.
@@ -358,6 +365,17 @@ def round_to_tick(value: Decimal, tick: Decimal, mode: RoundingMode | str) -> De
             else:  # ROUND_DOWN: toward -infinity
                 result = toward_zero if value > 0 else away
         return result.quantize(_tick_quantum(tick))
+
+
+# RoundingMode as Decimal's rounding, for a power-of-ten tick (see `round_to_tick`'s general branch):
+# ROUND is half away from zero, ROUND_UP toward +infinity, ROUND_DOWN toward −infinity.
+_DECIMAL_ROUNDING = {
+    RoundingMode.TRUNCATE: ROUND_DOWN,
+    RoundingMode.ROUND: ROUND_HALF_UP,
+    RoundingMode.ROUND_UP: ROUND_CEILING,
+    RoundingMode.ROUND_DOWN: ROUND_FLOOR,
+}
+_EXACT_CONTEXT = Context(prec=_EXACT_PRECISION)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -170,6 +170,7 @@ class Group:
     timer_started_at: datetime | None = None
     timer_pyramids: int = 0
     version: int = 0  # bumped on every change of what the skip levels depend on
+    timer_version: int = -1  # the version the risk timer was last updated at
     invested: Decimal = ZERO
     deepest: int = 0
     segments: list[tuple[int, float, float]] = field(default_factory=list)  # (t, held, cost) from t on
@@ -882,8 +883,12 @@ class Backtest:
             return
         now = datetime.fromtimestamp(close_ms / 1000, tz=UTC)
         for group in self.groups.values():
+            # The timer moves only when what it reads (pyramids, legs) changed: after one of the group's events.
+            if group.timer_version == group.version:
+                continue
             started, pyramids = timer_update(self._view(group), self.risk_settings, now)
             group.timer_started_at, group.timer_pyramids = started, pyramids
+            group.timer_version = group.version
 
     def _risk_live(self) -> bool:
         """Whether the risk engine could act now: it needs a loser whose timer runs and another group."""
@@ -931,19 +936,21 @@ class Backtest:
         self.snapshots.append((t, self.cash, self.realized, tuple(self.held[s] for s in self.symbols), locked))
 
     def _floating_drawdown(self, group: Group, end_t: int) -> float:
-        lows = self.low[group.symbol]
-        worst = 0.0
-        segments = group.segments
-        for position, (start, held, cost) in enumerate(segments):
-            stop = segments[position + 1][0] if position + 1 < len(segments) else end_t
-            if held <= 0 or cost <= 0:
-                continue
-            window = lows[start : max(stop, start) + 1]
-            if len(window) == 0 or np.all(np.isnan(window)):
-                continue
-            low = float(np.nanmin(window))
-            worst = max(worst, (cost - held * low * (1 - float(self.fee_rate))) / cost * 100.0)
-        return worst
+        """The deal's worst unrealized loss at a candle's low (after the exit fee), in % of its cost then.
+
+        Each fill starts a segment of constant held and cost, up to the next fill's candle (the last one
+        to the deal's end); numpy takes each segment's lowest low at once (`fmin` skips missing candles)."""
+        if not group.segments:
+            return 0.0
+        starts = np.array([start for start, _, _ in group.segments], dtype=np.int64)
+        held = np.array([held for _, held, _ in group.segments])
+        cost = np.array([cost for _, _, cost in group.segments])
+        first, last = int(starts[0]), max(end_t, int(starts[-1]))
+        lows = np.fmin.reduceat(self.low[group.symbol][first : last + 1], starts - first)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = (cost - held * lows * (1 - float(self.fee_rate))) / cost * 100.0
+        loss = loss[(held > 0) & (cost > 0) & np.isfinite(loss)]
+        return float(max(loss.max(), 0.0)) if len(loss) else 0.0
 
     def _deal(self, group: Group, closed_ms: int | None, reason: str) -> None:
         totals = group.totals
