@@ -28,6 +28,8 @@ BENCHES = [
     "adapter_overhead",
     "backtest",
     "strategy_tick",
+    "page_server",
+    "ui_latency",
 ]
 
 

@@ -12,28 +12,15 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
 from pathlib import Path
 
-from selenium import webdriver
-from selenium.webdriver.common.by import By
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SIZES = {"laptop": (1366, 768), "tablet": (768, 1024)}
+from web.browser import LAPTOP, TABLET, chromium_driver, log_in  # noqa: E402
 
-
-def driver() -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--hide-scrollbars",
-    ):
-        options.add_argument(arg)
-    service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
-    return webdriver.Chrome(options=options, service=service)
+SIZES = {"laptop": LAPTOP, "tablet": TABLET}
 
 
 def main() -> None:
@@ -47,14 +34,9 @@ def main() -> None:
     parser.add_argument("paths", nargs="+")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    browser = driver()
+    browser = chromium_driver(LAPTOP)
     try:
-        browser.set_window_size(*SIZES["laptop"])
-        browser.get(args.base + "/accounts/login/")
-        browser.find_element(By.NAME, "login").send_keys(args.email)
-        browser.find_element(By.NAME, "password").send_keys(args.password)
-        browser.find_element(By.CSS_SELECTOR, "form button[type=submit], form button").click()
-        time.sleep(0.5)
+        log_in(browser, args.base, args.email, args.password)
         if args.dark:
             browser.execute_script("localStorage.setItem('theme', 'dark')")
         for path in args.paths:

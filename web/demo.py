@@ -20,8 +20,19 @@ from exchanges.client_ids import client_order_id_for
 from positions.models import DCAOrder, ExitOrder, Fill, GroupEvent, PositionGroup, Pyramid, QueuedSignal, WebhookSignal
 
 BASES = [("BTC", "65000"), ("ETH", "3400"), ("SOL", "150"), ("BNB", "580"), ("XRP", "0.52"), ("ADA", "0.45")]
+BASES += [(f"ALT{n}", f"{1 + n % 7}.25") for n in range(120)]  # for many groups (one open per pair and timeframe)
 TIMEFRAMES = ["1h", "4h", "15m", "5m", "1d", "30m", "2h", "12h"]  # one open group per pair and timeframe
 Q8 = Decimal("0.00000001")
+
+
+def _identity(index: int) -> tuple[str, str, str]:
+    """Base, price and timeframe of the index-th group: the six majors on every timeframe first, then alts."""
+    if index < 6 * len(TIMEFRAMES):
+        base, price = BASES[index % 6]
+        return base, price, TIMEFRAMES[index // 6]
+    rest = index - 6 * len(TIMEFRAMES)
+    base, price = BASES[6 + rest % (len(BASES) - 6)]
+    return base, price, TIMEFRAMES[(rest // (len(BASES) - 6)) % len(TIMEFRAMES)]
 
 
 @transaction.atomic
@@ -39,7 +50,7 @@ def populate(
     now = now or timezone.now()
     made: dict[str, list[Any]] = {k: [] for k in ("groups", "pyramids", "legs", "exits", "fills", "events", "signals")}
     for index in range(groups):
-        base, price_text = BASES[index % len(BASES)]
+        base, price_text, timeframe = _identity(index)
         price = Decimal(price_text)
         closed = index < int(groups * closed_share)
         opened = now - timedelta(hours=6 * (groups - index))
@@ -67,7 +78,7 @@ def populate(
             exchange_config=exchange_config,
             symbol=f"{base}/USDT",
             exchange_symbol=f"{base}USDT",
-            timeframe=TIMEFRAMES[(index // len(BASES)) % len(TIMEFRAMES)],
+            timeframe=timeframe,
             status="closed" if closed else "active",
             tp_mode="per_leg",
             max_pyramids=3,
