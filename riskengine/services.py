@@ -88,6 +88,9 @@ SHOWN_STATUSES = (*TRADING_STATUSES, GroupStatus.CLOSING)
 # Taker fee rates we know per exchange name; others pay Binance's default.
 TAKER_FEE_RATES: Mapping[str, Decimal] = {"simulator": Decimal("0.001"), "binance": Decimal("0.001")}
 ZERO = Decimal("0")
+# Orders that may yet rest on the exchange though we have no answer for them: never sent, or sent with
+# no answer (a timeout, a 5xx).
+UNSENT_OR_UNKNOWN = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
 
 
 class RiskBusyError(Exception):
@@ -459,9 +462,11 @@ def _take_profits_cut(*, group: PositionGroup, selling: Decimal, adapter: Any) -
     confirmed (the sell waits: a TP resting on the exchange holds the base it would sell)."""
     group.refresh_from_db()
     keep = group.filled_quantity - selling
+    # A TP whose placement outcome is unknown may rest on the exchange too: it counts, and is cancelled
+    # (looked up first) like the others.
     resting = list(
         ExitOrder.objects.filter(
-            group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, OrderStatus.PENDING]
+            group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, *UNSENT_OR_UNKNOWN]
         ).order_by("-price")
     )
     doomed = set(
@@ -492,7 +497,7 @@ def _take_profits_restore(*, group_id: Any, adapter: Any) -> None:
         if rules is None:
             return
         live = ExitOrder.objects.filter(
-            group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, OrderStatus.PENDING]
+            group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, *UNSENT_OR_UNKNOWN]
         )
         room = group.filled_quantity - sum((tp.quantity - tp.filled_quantity for tp in live), ZERO)
         cut = ExitOrder.objects.filter(

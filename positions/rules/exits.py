@@ -45,15 +45,25 @@ class LegTakeProfit:
 
 
 def leg_take_profit(
-    *, net_filled: Decimal, placed: Decimal, fill_price: Decimal, tp_percent: Decimal, rules: MarketRules
+    *,
+    net_filled: Decimal,
+    placed: Decimal,
+    fill_price: Decimal,
+    tp_percent: Decimal,
+    rules: MarketRules,
+    room: Decimal | None = None,
 ) -> LegTakeProfit | None:
     """The TP to add so a leg's TPs cover its fee-net filled quantity, or None.
 
-    `placed` is the quantity of the leg's TPs that are live or filled. A remainder the exchange would
+    `placed` is the quantity of the leg's TPs that are live or filled. `room`, when given, is what the
+    group holds beyond the sells already working for it (its other TPs, a risk engine sale): the TP never
+    exceeds it, so the group's sells never add up to more than it holds. A remainder the exchange would
     refuse on its own (below min quantity or notional) waits: the leg's next fill adds to it.
     """
     wanted = round_qty_down(net_filled, rules)
     delta = round_qty_down(wanted - placed, rules)
+    if room is not None:
+        delta = min(delta, round_qty_down(room, rules))
     if delta <= 0:
         return None
     price = trade_tp_price(fill_price, tp_percent, rules)

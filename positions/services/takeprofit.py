@@ -13,7 +13,7 @@ from typing import Any
 from exchanges.client_ids import client_order_id_for
 
 from .. import jobs, ledger
-from ..choices import ExitPurpose, GroupStatus, OrderStatus, OrderType
+from ..choices import UNSETTLED_ORDER_STATUSES, ExitPurpose, GroupStatus, OrderStatus, OrderType
 from ..models import DCAOrder, ExitOrder, Fill, PositionGroup
 from ..rules.exits import PER_LEG_TP_MODES, leg_take_profit
 from ..rules.position import base_quote, net_bought
@@ -39,12 +39,16 @@ def leg_tp_follow(*, leg: DCAOrder, group: PositionGroup) -> ExitOrder | None:
         return None
     base, _ = base_quote(group.symbol)
     placed = sum((tp.quantity for tp in leg.tp_orders.filter(status__in=LIVE_TP)), ZERO)
+    # Sells already working for the group (other legs' TPs, a risk engine sale committed but not yet
+    # filled) hold part of what it has: the new TP gets at most the rest (docs/engine.md#per-leg).
+    working = group.exit_orders.filter(status__in=UNSETTLED_ORDER_STATUSES).values_list("quantity", "filled_quantity")
     decision = leg_take_profit(
         net_filled=net_bought(ledger.order_fills(order=leg), base=base),
         placed=placed,
         fill_price=leg.filled_price or leg.price,
         tp_percent=leg.tp_percent,
         rules=rules,
+        room=group.filled_quantity - sum((quantity - filled for quantity, filled in working), ZERO),
     )
     if decision is None:
         return None  # covered, or too small on its own: the leg's next fill adds to it

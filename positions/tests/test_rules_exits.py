@@ -85,6 +85,23 @@ def test_leg_tp_too_small_to_stand_alone_waits_for_the_next_fill() -> None:
     )
 
 
+def test_leg_tp_gets_at_most_the_room_the_groups_working_sells_leave() -> None:
+    # The leg filled 0.0006 net, but the group (holding 0.0010) has a risk sale of 0.0007 working: 0.0003
+    # is left for the TP, so the group's sells never add up to more than it holds.
+    tp = leg_take_profit(
+        net_filled=D("0.0006"), placed=D("0"), fill_price=D("65000"), tp_percent=D("1"), rules=RULES, room=D("0.0003")
+    )
+    assert tp is not None and tp.quantity == D("0.0003")
+    # Nothing left, or too little to stand alone (0.00005 × 65650 < 5 USDT): no TP now.
+    for room in (D("0"), D("-0.0001"), D("0.00005")):
+        assert (
+            leg_take_profit(
+                net_filled=D("0.0006"), placed=D("0"), fill_price=D("65000"), tp_percent=D("1"), rules=RULES, room=room
+            )
+            is None
+        )
+
+
 @given(
     net=st.decimals(min_value=D("0"), max_value=D("2"), places=9),
     placed_share=st.integers(min_value=0, max_value=100),
