@@ -325,3 +325,36 @@ def test_the_risk_engine_offsets_a_loser_with_winners(three_symbols):
         sold = [f for f in result.fills if f.kind == "risk" and f.time_ms == loser.closed_ms]
         assert any(f.deal == loser.id for f in sold)
         assert any(f.deal != loser.id for f in sold)
+
+
+def test_detail_candles_replace_the_walk(shared_data, rules):
+    from exchanges.candles.rules import resample
+
+    minutes = read_candles(shared_data / "candles" / "binance_BTC_USDT_1m_2024-07-26_30d.csv.gz", timeframe="1m")
+    minutes = minutes[: 3 * 24 * 60]
+    hours = resample(minutes, from_ms=60_000, to_ms=3_600_000)
+    signals = [entry(hours, 5), exit_(hours, 30), entry(hours, 40), exit_(hours, 65)]
+    progress: list[float] = []
+
+    def request(detail):
+        return BacktestRequest(
+            candles={SYMBOL: hours},
+            timeframe="1h",
+            signals=signals,
+            config={"levels": LEVELS, "capital_usd": "1000", "max_pyramids": 1},
+            market_rules={SYMBOL: rules},
+            detail_candles=detail,
+        )
+
+    coarse = run_backtest(request(None))
+    fine = run_backtest(request({SYMBOL: minutes}), progress.append)
+    assert coarse.fills and fine.fills
+    # Without detail every fill inside a candle is stamped at the hour; with it, at the minute it happened.
+    assert all(f.time_ms % 3_600_000 == 0 for f in coarse.fills)
+    assert any(f.time_ms % 3_600_000 for f in fine.fills)
+    # A buy that rested fills at its limit, which the walk of its minute reached (or gapped through).
+    for fill in fine.fills:
+        if fill.kind == "dca" and fill.time_ms % 3_600_000:
+            minute = next(m for m in minutes if m.open_ms == fill.time_ms)
+            assert minute.low <= fill.price
+    assert progress and progress[-1] == 100.0 and progress == sorted(progress)
