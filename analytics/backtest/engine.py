@@ -114,6 +114,8 @@ KIND_OF_PURPOSE: dict[str, str] = {
     ExitPurpose.RISK: "risk",
 }
 DAY_MS = 86_400_000
+LIMITS = IntakeLimits(rate_limit_per_minute=1 << 30)  # a backtest's alerts are never throttled
+NO_GUARDS = GuardState()
 
 
 # ------------------------------------------------------------------------------------------- the book
@@ -171,6 +173,8 @@ class Group:
     timer_pyramids: int = 0
     version: int = 0  # bumped on every change of what the skip levels depend on
     timer_version: int = -1  # the version the risk timer was last updated at
+    levels: tuple[float, float] = (-INF, INF)  # `Backtest._levels` at `levels_version`
+    levels_version: int = -1
     invested: Decimal = ZERO
     deepest: int = 0
     segments: list[tuple[int, float, float]] = field(default_factory=list)  # (t, held, cost) from t on
@@ -221,6 +225,14 @@ class Backtest:
         self._series_setup()
         self._signals_setup()
         self.risk_settings = settings_from_config(self.merged)
+        # The guards some layer of the config sets (an override may set one the top level leaves off):
+        # only their amounts are worked out for the intake's decision.
+        layers = [self.merged, *(o for o in (self.merged.get("overrides") or {}).values() if isinstance(o, dict))]
+        self.guards_used = {
+            key
+            for key in ("max_total_exposure_usd", "daily_loss_limit_usd", "cooldown_minutes_after_loss")
+            if any(layer.get(key) for layer in layers)
+        }
         self.cash = self.initial = self._initial_capital()
         self.held = dict.fromkeys(self.symbols, ZERO)
         self.fees = ZERO
@@ -326,6 +338,13 @@ class Backtest:
 
     def _levels(self, group: Group) -> tuple[float, float]:
         """(the highest price a "price at or below" event waits for, the lowest an "at or above" one does)."""
+        if group.levels_version == group.version:
+            return group.levels
+        group.levels = self._levels_now(group)
+        group.levels_version = group.version
+        return group.levels
+
+    def _levels_now(self, group: Group) -> tuple[float, float]:
         low = max((float(o.price) for o in group.buys), default=-INF)
         high = min((float(o.price) for o in group.sells), default=INF)
         if group.status in TRADING and group.totals.avg_entry is not None:
@@ -678,21 +697,23 @@ class Backtest:
             engine_config=self.config_json,
             recent=0,
             group=open_group,
-            limits=IntakeLimits(rate_limit_per_minute=1 << 30),
+            limits=LIMITS,
             pool=pool,
             guards=self._guard_state(symbol, now),
             role=Role.TRADER,
         )
 
     def _guard_state(self, symbol: str, now: datetime) -> GuardState:
-        merged = self.merged
+        used = self.guards_used
+        if not used:
+            return NO_GUARDS
         exposure = realized_today = None
-        if merged.get("max_total_exposure_usd") is not None:
+        if "max_total_exposure_usd" in used:
             exposure = sum(
                 (g.totals.cost + sum((o.price * o.quantity for o in g.buys), ZERO) for g in self.groups.values()),
                 ZERO,
             )
-        if merged.get("daily_loss_limit_usd") is not None:
+        if "daily_loss_limit_usd" in used:
             day = int(now.timestamp() * 1000) // DAY_MS
             realized_today = sum((pnl for at, pnl in self.closed_pnl if at // DAY_MS == day), ZERO)
         return GuardState(
@@ -770,7 +791,10 @@ class Backtest:
         """Place a pyramid's legs at the current price (`positions.services.processing`); False when its
         grid cannot be ordered (the signal is rejected with the grid's reason)."""
         _, grid = effective_config_shared(group.config_json, symbol=group.symbol, timeframe=self.timeframe)
-        grid = dataclasses.replace(grid, pyramid_capitals={**dict(grid.pyramid_capitals), plan.index: plan.capital_usd})
+        if plan.capital_usd != capital_for_pyramid(grid, plan.index):  # the signal's own order size
+            grid = dataclasses.replace(
+                grid, pyramid_capitals={**dict(grid.pyramid_capitals), plan.index: plan.capital_usd}
+            )
         assert plan.entry_price is not None
         try:
             legs = compute_grid(config=grid, pyramid_index=plan.index, entry_price=plan.entry_price, rules=group.rules)
