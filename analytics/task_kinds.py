@@ -5,4 +5,5 @@ kind's module here."""
 from __future__ import annotations
 
 from . import backtest_task as backtest_task
+from . import optimize_task as optimize_task  # docs/optimization.md
 from .ml import task_kinds as ml_task_kinds  # noqa: F401  train and bulk-analysis (docs/ml.md#tasks)
