@@ -30,6 +30,7 @@ BENCHES = [
     "strategy_tick",
     "page_server",
     "ui_latency",
+    "optimize",
 ]
 
 

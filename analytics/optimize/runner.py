@@ -240,15 +240,15 @@ def optimize(
     for step, job in zip(walk, test_jobs, strict=True):
         step["test_metrics"] = tested[job]
         step["test_objective"] = objective_value(objective, tested[job]) if "error" not in tested[job] else None
-    best_values = ranked[0]["values"]
-    best_result = run_backtest(request_for(problem, best_values))
-    initial = float(best_result.metrics.get("initial_equity") or 0)
-    monte_carlo = monte_carlo_drawdown(
-        [float(deal.realized_pnl) for deal in best_result.deals if deal.closed_ms is not None],
-        initial,
-        runs=monte_carlo_runs,
-        seed=seed,
-    )
+    monte_carlo = None
+    if monte_carlo_runs > 0:
+        best = run_backtest(request_for(problem, ranked[0]["values"]))
+        monte_carlo = monte_carlo_drawdown(
+            [float(deal.realized_pnl) for deal in best.deals if deal.closed_ms is not None],
+            float(best.metrics.get("initial_equity") or 0),
+            runs=monte_carlo_runs,
+            seed=seed,
+        )
     seconds = time.monotonic() - started
     evaluations = len(jobs) + len(test_jobs)
     return {

@@ -223,7 +223,7 @@ def monte_carlo_drawdown(
 ) -> dict[str, float | int] | None:
     """Max drawdown (%) of the realized equity when the deals come in random order: percentiles 5, 50, 95
     and the worst of `runs` shuffles (seeded, so a result reproduces). None with fewer than 2 deals."""
-    if len(pnls) < 2 or initial <= 0:
+    if len(pnls) < 2 or initial <= 0 or runs < 1:
         return None
     rng = np.random.default_rng(seed)
     values = np.asarray(pnls, dtype=float)
