@@ -242,10 +242,10 @@ def optimize(
         step["test_objective"] = objective_value(objective, tested[job]) if "error" not in tested[job] else None
     monte_carlo = None
     if monte_carlo_runs > 0:
-        best = run_backtest(request_for(problem, ranked[0]["values"]))
+        best_run = run_backtest(request_for(problem, ranked[0]["values"]))
         monte_carlo = monte_carlo_drawdown(
-            [float(deal.realized_pnl) for deal in best.deals if deal.closed_ms is not None],
-            float(best.metrics.get("initial_equity") or 0),
+            [float(deal.realized_pnl) for deal in best_run.deals if deal.closed_ms is not None],
+            float(best_run.metrics.get("initial_equity") or 0),
             runs=monte_carlo_runs,
             seed=seed,
         )
