@@ -33,13 +33,25 @@ from strategies.params import StrategyParamError, params_validate
 from . import tasks_framework
 from .backtest import BacktestError, BacktestRequest, BacktestResult, Signal, run_backtest
 from .backtest.files import load_market_rules
+from .ml import backtest as ml_backtest
 from .models import BacktestRun
 from .tasks_framework import TaskContext, TaskInputError
 
 KIND = "backtest"
 SOURCES = ("strategy", "signals_csv", "tv_trades_csv")
 EQUITY_POINTS = 5000  # the stored equity curve's points at most (the chart's resolution)
-FIELDS = {*SOURCES, "strategy_params", "symbol", "timeframe", "exchange", "start", "end", "config", "detail_timeframe"}
+FIELDS = {
+    *SOURCES,
+    "strategy_params",
+    "symbol",
+    "timeframe",
+    "exchange",
+    "start",
+    "end",
+    "config",
+    "detail_timeframe",
+    "ml_filter",  # the ML entry filter, run with and without (analytics.ml.backtest)
+}
 
 
 def _bad(field: str, reason: str) -> TaskInputError:
@@ -174,6 +186,9 @@ def backtest_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
         end=end,
         detail_timeframe=detail,
         config=_jsonable(config),
+        ml_filter=ml_backtest.ml_filter_params(
+            data.get("ml_filter"), symbol=symbol, timeframe=timeframe, config=config
+        ),
     )
     return params
 
@@ -264,6 +279,8 @@ def _replay(
         detail_candles={symbol: detail} if detail else None,
     )
     try:
+        if params.get("ml_filter"):
+            return ml_backtest.ml_filter_replay(request, params["ml_filter"], candles, progress=context)
         return run_backtest(request, context)
     except BacktestError as exc:
         raise TaskInputError(exc.errors) from None

@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from . import services
 from .models import FilterModel
-from .training import MLInputError
+from .params import MLInputError
 
 
 @admin.register(FilterModel)

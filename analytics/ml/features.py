@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import pandas_ta as ta
 
+from .params import WARMUP
+
 RETURN_WINDOWS = (1, 3, 6, 12, 24, 48)
 FEATURES: tuple[str, ...] = (
     "rsi_7",
@@ -35,12 +37,6 @@ FEATURES: tuple[str, ...] = (
     "sma_50_gap",
     "stoch_k",
 )
-# Candles the newest row needs to be what it is on the whole history: the longest window (48 returns,
-# SMA 50) and, for the recursive filters (RSI's and ATR's averages, MACD's EMAs), enough candles for
-# their start to have decayed to nothing (20 × the longest length, as strategies.library's warmup).
-WARMUP = 20 * 26 + 9 + 2
-# Fewer labelled rows than this and training refuses: too few for walk-forward folds and a holdout.
-MIN_ROWS = 600
 
 
 def _column(frame: pd.DataFrame | None, index: int, length: int) -> np.ndarray:

@@ -31,12 +31,11 @@ from exchanges.models import Candle
 from positions.entry_filter import EntryQuery, EntryVerdict
 from strategies.library import candles_frame
 
-from .features import FEATURES, WARMUP, features_frame
+from .features import FEATURES, features_frame
 from .models import FilterModel, ModelStatus
+from .params import SCORE_CANDLES, WARMUP
 from .training import booster_load, predict
 
-# Candles read to score the newest one: the features' warm-up and a margin for a gap or two.
-SCORE_CANDLES = WARMUP + 70
 REASON = "ml_filter"
 _CACHE_SIZE = 32
 _CANDLE_COLUMNS = ("open_ms", "open", "high", "low", "close", "volume")

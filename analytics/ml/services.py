@@ -11,22 +11,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from exchanges.candles import selectors as candle_selectors
 from exchanges.candles.rules import TIMEFRAME_MS
-from strategies.library import candles_frame
 
 from .models import FilterModel, ModelStatus
-from .training import MLInputError, TrainResult, horizon_validate, params_validate, train_on_candles
+from .params import MLInputError, horizon_validate, params_validate
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .training import TrainResult
 
 CHANCE = 0.5
 
 
-def _candles(*, exchange_name: str, symbol: str, timeframe: str, start_ms: int | None, end_ms: int | None) -> Any:
+def _candles(
+    *, exchange_name: str, symbol: str, timeframe: str, start_ms: int | None, end_ms: int | None
+) -> pd.DataFrame:
+    # Imported here: pandas and pandas-ta load only where a model is trained, not in every process that
+    # imports the registry's services (the admin does).
+    from strategies.library import candles_frame
+
     rows = candle_selectors.candles_range(
         exchange_name=exchange_name, symbol=symbol, timeframe=timeframe, start_ms=start_ms, end_ms=end_ms
     )
@@ -52,6 +62,9 @@ def model_fit(
     if timeframe not in TIMEFRAME_MS:
         raise MLInputError(f"unknown timeframe {timeframe!r}", field_name="timeframe")
     horizon = horizon_validate(horizon)
+    # Imported here: xgboost loads only where a model is trained (the admin imports these services).
+    from .training import train_on_candles
+
     checked = params_validate(params)
     candles = _candles(
         exchange_name=exchange_name, symbol=symbol, timeframe=timeframe, start_ms=start_ms, end_ms=end_ms

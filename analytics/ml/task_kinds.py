@@ -11,7 +11,7 @@ candle now, against the owner's `ml_filter_threshold`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accounts.models import User
 from exchanges.candles import selectors as candle_selectors
@@ -19,16 +19,16 @@ from exchanges.candles import services as candle_services
 from exchanges.candles.services import CandleInputError
 from positions.config import engine_setting
 from positions.services.configs import config_get
-from strategies.library import candles_frame
 
 from .. import tasks_framework
 from ..backtest_task import _symbol, _time_ms
 from ..choices import TaskKind
 from ..tasks_framework import TaskContext, TaskInputError
 from . import selectors, services
-from .features import MIN_ROWS, WARMUP
-from .filter import SCORE_CANDLES, bulk_scores
-from .training import MLInputError, TrainResult, horizon_validate, params_validate
+from .params import MIN_ROWS, SCORE_CANDLES, WARMUP, MLInputError, horizon_validate, params_validate
+
+if TYPE_CHECKING:
+    from .training import TrainResult
 
 TRAIN_FIELDS = {"symbol", "timeframe", "horizon", "exchange", "start", "end", "params"}
 BULK_FIELDS = {"symbols", "timeframe", "exchange"}
@@ -156,6 +156,12 @@ def bulk_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
 
 def bulk_run(context: TaskContext) -> dict[str, Any]:
     """Score each symbol's newest candle with its deployed model."""
+    # Imported here: pandas and xgboost load in the worker that scores, not in every web process that
+    # registers this kind.
+    from strategies.library import candles_frame
+
+    from .filter import bulk_scores  # xgboost: likewise loaded only here
+
     params = context.params
     timeframe = params["timeframe"]
     work = []

@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 
 from analytics.ml import services
-from analytics.ml.features import FEATURES, WARMUP, features_frame, labels
+from analytics.ml.features import FEATURES, features_frame, labels
 from analytics.ml.filter import backtest_entry_filter, model_booster, score_latest
 from analytics.ml.models import FilterModel, ModelStatus
-from analytics.ml.training import (
-    MLInputError,
-    fit_walk_forward,
-    labelled_rows,
-    params_validate,
-    train_on_candles,
-    walk_forward_windows,
-)
+from analytics.ml.params import WARMUP, MLInputError, params_validate
+from analytics.ml.training import fit_walk_forward, labelled_rows, train_on_candles, walk_forward_windows
 from analytics.tests.ml_support import HOUR, cyclic_frame
 from strategies.library import candles_frame
 

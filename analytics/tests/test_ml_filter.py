@@ -35,6 +35,8 @@ def deployed(sim_config):
     model = services.model_train(exchange_name="simulator", symbol="BTC/USDT", timeframe="1h", horizon=5, params=FAST)
     assert model.status == ModelStatus.DEPLOYED, model.status_reason
     BOOSTERS.clear()
+    # The candles are from the past: their alerts are replays, which the stale-alert guard would ignore.
+    config_set(user=sim_config.user, data={"max_alert_lag_seconds": 0}, partial=True)
     return model, rows
 
 

@@ -69,6 +69,20 @@ def test_train_then_bulk_analysis_on_the_heavy_worker(heavy_worker) -> None:
     assert btc["passes"] == (btc["score"] >= body["result"]["threshold"])
     assert eth == {"symbol": "ETH/USDT", "score": None, "error": "no deployed model"}
 
+    # A backtest with the filter reports its effect: the same run with and without it.
+    answer = client.post(
+        "/api/tasks/backtest",
+        {"strategy": "rsi", "symbol": "BTC/USDT", "timeframe": "1h", "ml_filter": {"threshold": 0.6}},
+        format="json",
+    )
+    assert answer.status_code == 202, answer.content
+    body = _wait(client, answer.json()["task_id"])
+    assert body["status"] == "SUCCESS", body
+    report = body["result"]["metrics"]["ml_filter"]
+    assert report["model_id"] == str(model.pk) and report["threshold"] == 0.6
+    assert report["with"]["deals"] + report["entries_filtered"] >= report["without"]["deals"] > 0
+    assert report["with"]["deals"] == body["result"]["metrics"]["deals"]
+
 
 @pytest.mark.parametrize(
     ("data", "field"),
@@ -90,6 +104,20 @@ def test_bad_training_requests_are_400s_naming_the_field(data, field) -> None:
     assert field in answer.json()["fields"], answer.json()
     if field in ("symbol", "start"):
         assert "too few candles to train" in answer.json()["fields"][field][0]
+
+
+@pytest.mark.django_db
+def test_a_backtest_with_the_filter_needs_a_model() -> None:
+    _store_candles(700)
+    client = _client()
+    data = {"strategy": "rsi", "symbol": "BTC/USDT", "timeframe": "1h"}
+    for ml_filter, field in [
+        (True, "ml_filter"),
+        ({"model_id": "00000000-0000-0000-0000-000000000000"}, "ml_filter.model_id"),
+        ({"colour": 1}, "ml_filter"),
+    ]:
+        answer = client.post("/api/tasks/backtest", {**data, "ml_filter": ml_filter}, format="json")
+        assert answer.status_code == 400 and field in answer.json()["fields"], answer.content
 
 
 @pytest.mark.parametrize(
