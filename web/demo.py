@@ -133,6 +133,7 @@ def populate(
             made["legs"].append(leg)
             if not filled:
                 continue
+            filled_at = opened + timedelta(minutes=10 * level)
             held += quantity
             cost += quantity * leg_price
             made["fills"].append(
@@ -143,7 +144,7 @@ def populate(
                     side="buy",
                     price=leg_price,
                     quantity=quantity,
-                    executed_at=leg.filled_at,
+                    executed_at=filled_at,
                 )
             )
             exit_id = uuid.uuid4()
@@ -163,7 +164,7 @@ def populate(
                 filled_quantity=quantity if closed else 0,
                 client_order_id=client_order_id_for(exit_id),
                 submit_attempts=1,
-                created_at=leg.filled_at,
+                created_at=filled_at,
             )
             made["exits"].append(tp)
             if closed:
