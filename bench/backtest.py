@@ -48,7 +48,7 @@ def _peer(series: CandleSeries) -> float:
         loss = (-delta.clip(upper=0)).ewm(alpha=1 / length, adjust=False).mean()
         return (100 - 100 / (1 + gain / loss)).to_numpy()
 
-    class RsiCross(Strategy):  # type: ignore[misc]
+    class RsiCross(Strategy):
         def init(self) -> None:
             self.rsi = self.I(rsi, self.data.Close)
 
