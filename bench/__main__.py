@@ -31,6 +31,7 @@ BENCHES = [
     "page_server",
     "ui_latency",
     "optimize",
+    "train",
 ]
 
 
