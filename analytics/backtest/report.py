@@ -58,7 +58,8 @@ def build_result(run: Backtest, seconds: float) -> BacktestResult:
     # Held below a step (dust left by fee-net take-profits) is not a position.
     in_market &= _open_mask(run, size)
     times = run.times + run.interval
-    closed = [d for d in run.deals if d.closed_ms is not None]
+    # A group closed before anything filled (an exit signal over resting legs) is not a deal that won or lost.
+    closed = [d for d in run.deals if d.closed_ms is not None and d.invested > 0]
     closes = [(d.closed_ms, d.realized_pnl) for d in closed if d.closed_ms is not None]
     stats = metrics.deal_stats([d.realized_pnl for d in closed])
     final = float(marked[-1]) if size else initial
@@ -89,7 +90,7 @@ def build_result(run: Backtest, seconds: float) -> BacktestResult:
         "expectancy": stats.expectancy,
         "best_deal": stats.best,
         "worst_deal": stats.worst,
-        "open_deals": len(run.deals) - len(closed),
+        "open_deals": sum(1 for d in run.deals if d.closed_ms is None),
         "capital_locked_max": float(locked.max()) if size else 0.0,
         "capital_locked_avg": float(locked.mean()) if size else 0.0,
         "initial_equity": initial,
