@@ -540,16 +540,20 @@ def _take_profits_restore(*, group_id: Any, adapter: Any) -> None:
 
 
 def _realized_by(order_ids: Iterable[str], group_id: Any) -> Decimal:
-    """What the fills of `order_ids` realized in their group: its realized PnL with them less without."""
+    """What the fills of `order_ids` realized in their group when they happened: each one's share of the
+    group's realized PnL at that point (net proceeds less the average cost held just before it). Fills
+    booked later (a leg bought after the sale) do not change it, whenever this is read."""
     group = PositionGroup.objects.get(pk=group_id)
     base, _, quote = group.symbol.partition("/")
     wanted = {str(i) for i in order_ids}
     fills = list(group.fills.order_by("executed_at", "pk"))
-    with_them = position_totals([ledger.as_fill_data(f) for f in fills], base=base, quote=quote)
-    without = position_totals(
-        [ledger.as_fill_data(f) for f in fills if str(f.exit_order_id) not in wanted], base=base, quote=quote
-    )
-    return with_them.realized_pnl - without.realized_pnl
+    data = [ledger.as_fill_data(f) for f in fills]
+    realized = ZERO
+    for index, fill in enumerate(fills):
+        if str(fill.exit_order_id) in wanted:
+            after = position_totals(data[: index + 1], base=base, quote=quote).realized_pnl
+            realized += after - position_totals(data[:index], base=base, quote=quote).realized_pnl
+    return realized
 
 
 def _finish(action: RiskAction) -> str:
