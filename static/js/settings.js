@@ -140,6 +140,16 @@
     return (body && body.detail) || "the preview failed";
   }
 
+  // Display only: an amount to a few places (the API's values are exact decimal strings).
+  function places(text) {
+    var dot = String(text).indexOf(".");
+    return dot < 0 ? 0 : String(text).length - dot - 1;
+  }
+  function fixed(text, digits) {
+    var number = parseFloat(text);
+    return text === undefined || text === null || isNaN(number) ? "" : number.toFixed(digits);
+  }
+
   var timer = null, seq = 0;
   function schedule() {
     clearTimeout(timer);
@@ -182,9 +192,9 @@
         cell(row, leg.price, "num");
         cell(row, gap, "num");
         cell(row, leg.quantity, "num");
-        cell(row, leg.notional, "num");
+        cell(row, fixed(leg.notional, 2), "num");
         cell(row, leg.tp_price, "num");
-        cell(row, leg.cum_avg_price || "", "num hide-narrow");
+        cell(row, fixed(leg.cum_avg_price, places(leg.price)), "num hide-narrow");
         total += parseFloat(leg.notional) || 0;
       });
       document.getElementById("preview-total").textContent = total.toFixed(2);

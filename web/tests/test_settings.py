@@ -376,8 +376,10 @@ def test_the_alert_messages_filled_in_are_accepted_by_the_webhook(trader, simula
     client = Client()
     client.force_login(trader)
     html = client.get("/settings/").content.decode()
-    entry = unescape(re.search(r'<pre id="alert-entry"[^>]*>(.*?)</pre>', html, re.S).group(1))
-    exit_ = unescape(re.search(r'<pre id="alert-exit"[^>]*>(.*?)</pre>', html, re.S).group(1))
+    entry = unescape(re.search(r'<textarea id="alert-entry"[^>]*>(.*?)</textarea>', html, re.S).group(1))
+    exit_ = unescape(re.search(r'<textarea id="alert-exit"[^>]*>(.*?)</textarea>', html, re.S).group(1))
+    shown = re.search(r'<pre class="alert-message" id="alert-entry-shown">(.*?)</pre>', html, re.S).group(1)
+    assert trader.webhook_secret not in shown and f"****{trader.webhook_secret[-4:]}" in shown
     assert 'data-copy="#alert-entry"' in html and 'data-copy="#alert-exit"' in html
     assert "{{ticker}}" in entry and trader.webhook_secret in entry
     body = _filled(

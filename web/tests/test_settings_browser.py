@@ -4,36 +4,27 @@ legs from `/api/grid/preview`, and editing the levels table updates them without
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.test import Client
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from exchanges.services import exchange_config_store
 from positions.tests.conftest import load_rules
+from web.browser import chromium_driver, chromium_missing
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 
 
 @pytest.fixture
 def browser():
-    if not (Path(CHROMIUM).exists() and (Path(CHROMEDRIVER).exists() or shutil.which("chromedriver"))):
-        pytest.skip("Chromium and chromedriver are not installed (apt install chromium chromium-driver)")
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1366,900"):
-        options.add_argument(arg)
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
-    driver = webdriver.Chrome(options=options, service=service)
+    missing = chromium_missing()
+    if missing:
+        pytest.skip(missing)
+    driver = chromium_driver((1366, 900))
     yield driver
     driver.quit()
 

@@ -82,9 +82,15 @@ def _generated_levels(config: dict[str, Any]) -> list[dict[str, Any]]:
 def _alert_messages(user: Any, exchanges: list[Any]) -> dict[str, Any]:
     enabled = [c.exchange_name for c in exchanges if c.is_enabled]
     exchange = enabled[0] if enabled else "{{exchange}}"
+    secret = user.webhook_secret
+    entry = json.dumps(alert_template(secret=secret, exchange=exchange), indent=2)
+    exit_ = json.dumps(alert_template(secret=secret, exchange=exchange, exit_signal=True), indent=2)
+    masked = f"****{secret[-4:]}"
     return {
-        "entry": json.dumps(alert_template(secret=user.webhook_secret, exchange=exchange), indent=2),
-        "exit": json.dumps(alert_template(secret=user.webhook_secret, exchange=exchange, exit_signal=True), indent=2),
+        "entry": entry,
+        "exit": exit_,
+        "entry_shown": entry.replace(secret, masked),
+        "exit_shown": exit_.replace(secret, masked),
         "exchange": exchange,
         "placeholder_exchange": not enabled,
     }
@@ -106,7 +112,7 @@ def _channel_views(
         chosen = set(view.get("events") or [])
         fields = []
         if kind == ChannelKind.EMAIL:
-            fields.append(("address", "Address", "email", view.get("address", ""), ""))
+            fields.append(("address", "Address", "email", view.get("address", ""), "Blank: your account's address."))
         if kind == ChannelKind.TELEGRAM:
             fields.append(("chat_id", "Chat id", "text", view.get("chat_id", ""), ""))
         secret_name = SECRET_FIELDS.get(kind)
