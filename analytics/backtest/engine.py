@@ -251,6 +251,7 @@ class Backtest:
         self.snapshots: list[tuple[int, Decimal, Decimal, tuple[Decimal, ...], Decimal]] = []
         self.changed = False
         self.skip_cache: dict[str, tuple[int, int, int]] = {}  # symbol: (version, from t, next t)
+        self.config_texts: dict[int, tuple[object, str]] = {}
         self.t = 0
 
     # -------------------------------------------------------------------------------------- input
@@ -307,7 +308,8 @@ class Backtest:
             t = int(np.searchsorted(self.times, series.open_ms[index]))
             by_t.setdefault(t, []).append(signal)
         self.signals_at = by_t
-        self.signal_ts = np.array(sorted(by_t), dtype=np.int64)
+        self.signal_ts = sorted(by_t)
+        self.next_signal = 0  # the first of `signal_ts` not yet passed
 
     def _initial_capital(self) -> Decimal:
         if self.request.initial_capital is not None:
@@ -376,8 +378,10 @@ class Backtest:
         """The next candle at or after `t` on which something can happen."""
         if t >= self.T:
             return self.T
-        position = int(np.searchsorted(self.signal_ts, t))
-        best = int(self.signal_ts[position]) if position < len(self.signal_ts) else self.T
+        signal_ts = self.signal_ts
+        while self.next_signal < len(signal_ts) and signal_ts[self.next_signal] < t:  # t only grows
+            self.next_signal += 1
+        best = int(signal_ts[self.next_signal]) if self.next_signal < len(signal_ts) else self.T
         if self._risk_live():
             return t
         for symbol, group in self.groups.items():
@@ -757,12 +761,21 @@ class Backtest:
 
     def _open(self, symbol: str, outcome: OpenNewGroup, at_ms: int, now: datetime) -> None:
         config = dict(outcome.config)
+        # The intake hands out one memoized config per symbol: encode it once. The entry keeps the object
+        # alive, so its id cannot be reused by another.
+        known = self.config_texts.get(id(outcome.config))
+        if known is None:
+            known = self.config_texts[id(outcome.config)] = (
+                outcome.config,
+                json.dumps(config, sort_keys=True, default=str),
+            )
+        config_json = known[1]
         stop = config.get("stop_loss_percent")
         group = Group(
             id=self.next_id,
             symbol=symbol,
             config=config,
-            config_json=json.dumps(config, sort_keys=True, default=str),
+            config_json=config_json,
             rules=self.rules[symbol],
             exit_settings=ExitSettings(
                 tp_mode=outcome.tp_mode,
