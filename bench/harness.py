@@ -60,6 +60,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a process and every process below it (a prefork worker's pool)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    total = 0.0
+    for member in tree:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
 def load_average() -> float:
     """The 1-minute load average (this bench's own processes included), to tell a quiet machine from a busy one."""
     return round(os.getloadavg()[0], 2)
@@ -306,6 +327,26 @@ class Harness:
             replies = app.control.ping(timeout=0.5) or []
             if any(name.split("@")[0] in key for reply in replies for key in reply):
                 say("worker ready")
+                return child
+        raise self._fail(child, "did not answer a ping within 60 s")
+
+    def start_heavy_worker(self, concurrency: int = 1) -> ChildProcess:
+        """The heavy worker as `make run` starts it (queue `heavy` only, processes, lowest priority); returns once
+        it answers a ping."""
+        # see start_worker's first import
+        from tradingsite.celery import app
+        from tradingsite.stack import heavy_worker_argv
+
+        name = f"bench-heavy-{os.getpid()}@%h"
+        argv = heavy_worker_argv(concurrency=concurrency, loglevel="warning", name=name)
+        child = self._start("heavy-worker", [*argv, "--without-mingle", "--without-gossip"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not child.alive():
+                raise self._fail(child, "exited during start")
+            replies = app.control.ping(timeout=0.5) or []
+            if any(name.split("@")[0] in key for reply in replies for key in reply):
+                say("heavy worker ready")
                 return child
         raise self._fail(child, "did not answer a ping within 60 s")
 

@@ -30,7 +30,7 @@ import httpx
 
 from exchanges.simulator import BUILT_IN_PRICES
 
-from .harness import Harness, load_average, say
+from .harness import Harness, load_average, say, tree_cpu_seconds
 from .stats import ms, percentile
 from .traders import TV_TIMEFRAMES, Trader, signal_body, traders_create
 
@@ -45,6 +45,11 @@ PRICES = {s: BUILT_IN_PRICES[s] for s in ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBU
 # connections and never answers, so each fill's messages time out; =live: at one that answers 204 at
 # once, the baseline for the same notification work (docs/processes.md#notifications).
 CHANNELS = os.environ.get("BENCH_CHANNELS", "")
+# BENCH_HEAVY=1: a heavy worker (as `make run` starts it) runs backtests of BTC/USDT 5m one after another
+# during the whole measurement, so the p50 shows whether trading waits behind heavy work
+# (docs/processes.md#heavy-worker).
+HEAVY = os.environ.get("BENCH_HEAVY", "") == "1"
+HEAVY_CANDLES = "candles/binance_BTC_USDT_5m.csv.gz"
 SYMBOLS = list(PRICES)
 
 
@@ -117,6 +122,93 @@ def _channels(traders: list[Trader], mode: str) -> Callable[[], None]:
             channel.secret_encrypted = encrypt(url, context=channel.encryption_context())
             channel.save(update_fields=["secret_encrypted"])
     return stop
+
+
+class HeavyLoad:
+    """Keeps backtest tasks queued on the heavy worker (two at a time) until stopped."""
+
+    def __init__(self, harness: Harness) -> None:
+        # Django is set up by Harness (on the bench database) after this module is imported
+        from django.conf import settings
+
+        # our models too: the app registry is ready only once Harness set Django up
+        from accounts.models import User
+        from analytics.backtest.files import read_candles
+        from exchanges.candles.services import candles_store
+
+        self.worker = harness.start_heavy_worker()
+        path = settings.SHARED_DATA_DIR / HEAVY_CANDLES
+        rows = read_candles(path, timeframe="5m")
+        candles_store(exchange_name="binance", symbol="BTC/USDT", timeframe="5m", rows=rows)
+        self.candles = len(rows)
+        self.owner = User.objects.create_user(email="heavy@bench.local", username="heavy-bench", password=None)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._feed, name="heavy-feed", daemon=True)
+        self.cpu_before = 0.0
+        self.done_before = 0
+
+    def _active(self) -> int:
+        # Django is set up by Harness (on the bench database) after this module is imported
+        from analytics.choices import ACTIVE_STATUSES
+        from analytics.models import BackgroundTask
+
+        return BackgroundTask.objects.filter(owner=self.owner, status__in=ACTIVE_STATUSES).count()
+
+    def _feed(self) -> None:
+        # Django is set up by Harness (on the bench database) after this module is imported
+        from django.db import connection
+
+        # our services too: the app registry is ready only once Harness set Django up
+        from analytics.tasks_framework import task_submit
+
+        body = {"strategy": "rsi", "symbol": "BTC/USDT", "timeframe": "5m", "exchange": "binance"}
+        try:
+            while not self.stop_event.is_set():
+                if self._active() < 2:
+                    task_submit(owner=self.owner, kind="backtest", data=body)
+                self.stop_event.wait(0.2)
+        finally:
+            connection.close()
+
+    def done(self) -> int:
+        # Django is set up by Harness (on the bench database) after this module is imported
+        from analytics.models import BackgroundTask
+
+        return BackgroundTask.objects.filter(owner=self.owner, status="SUCCESS").count()
+
+    def start(self) -> None:
+        """Feed tasks and return once a backtest is running."""
+        # Django is set up by Harness (on the bench database) after this module is imported
+        from analytics.models import BackgroundTask
+
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not BackgroundTask.objects.filter(owner=self.owner, status__in=("STARTED", "PROGRESS")).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError("no backtest started on the heavy worker within 60 s")
+            time.sleep(0.1)
+        self.cpu_before = tree_cpu_seconds(self.worker.process.pid)
+        self.done_before = self.done()
+
+    def stop(self) -> dict[str, Any]:
+        """What the heavy worker did during the measurement."""
+        cpu = tree_cpu_seconds(self.worker.process.pid) - self.cpu_before
+        finished = self.done() - self.done_before
+        running = self._active()
+        self.stop_event.set()
+        self.thread.join(timeout=10)
+        # Django is set up by Harness (on the bench database) after this module is imported
+        from analytics.models import BackgroundTask
+
+        failed = BackgroundTask.objects.filter(owner=self.owner, status="FAILURE").values_list("error", flat=True)
+        if failed:
+            say(f"signal_to_order: {len(failed)} backtest(s) failed, e.g. {failed[0][:200]}")
+        return {
+            "heavy_backtests_done": finished,
+            "heavy_running_at_end": running,
+            "heavy_cpu_s": round(cpu, 1),
+            "heavy_candles": self.candles,
+        }
 
 
 def _wait_for_entry_ack(sample: Sample, stop: threading.Event) -> None:
@@ -208,11 +300,15 @@ def run(harness: Harness) -> dict[str, Any]:
     traders = traders_create(sim, count=TRADERS, prefix="so", balances=balances)
 
     stop_channels = _channels(warm_trader + traders, CHANNELS) if CHANNELS in ("dead", "live") else None
+    heavy = HeavyLoad(harness) if HEAVY else None
     warmup = _signals(warm_trader * 5, WARMUP_SIGNALS, "sow")
     _send_all(base_url, warmup, LANES)
     measured = _signals(traders, SIGNALS, "so")
+    if heavy is not None:
+        heavy.start()
     load = load_average()
     wall = _send_all(base_url, measured, LANES)
+    heavy_report = heavy.stop() if heavy is not None else {}
     harness.check_alive()
     if stop_channels is not None:
         stop_channels()
@@ -247,4 +343,6 @@ def run(harness: Harness) -> dict[str, Any]:
         "traders": len(traders),
         "loadavg_1m": load,
         "channels": CHANNELS or "none",
+        "heavy": HEAVY,
+        **heavy_report,
     }

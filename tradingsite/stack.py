@@ -198,6 +198,9 @@ WORKER_CONCURRENCY = int(os.environ.get("WORKER_CONCURRENCY") or 16)
 # trading worker consumes only the default queue (docs/processes.md#heavy-worker).
 TRADING_QUEUE = "celery"
 HEAVY_QUEUE = "heavy"
+# The heavy worker's CPU priority: the lowest, so that whenever trading wants a core it gets it and heavy
+# work uses what is left (a backtest beside signal_to_order: docs/processes.md#heavy-worker).
+HEAVY_NICE = 19
 HEAVY_WORKER_CONCURRENCY = int(os.environ.get("HEAVY_WORKER_CONCURRENCY") or max(1, (os.cpu_count() or 2) // 2))
 
 
@@ -255,15 +258,15 @@ def worker_argv(
     ]
 
 
-def heavy_worker_argv(*, concurrency: int = HEAVY_WORKER_CONCURRENCY, loglevel: str = "info") -> list[str]:
-    """The heavy worker: queue `heavy` only, a process pool, lower CPU priority than trading."""
+def heavy_worker_argv(
+    *, concurrency: int = HEAVY_WORKER_CONCURRENCY, loglevel: str = "info", name: str = "heavy@%h"
+) -> list[str]:
+    """The heavy worker: queue `heavy` only, a process pool, the lowest CPU priority."""
     return [
         "nice",
         "-n",
-        "5",
-        *worker_argv(
-            name="heavy@%h", loglevel=loglevel, pool="prefork", concurrency=concurrency, extra=["-Q", HEAVY_QUEUE]
-        ),
+        str(HEAVY_NICE),
+        *worker_argv(name=name, loglevel=loglevel, pool="prefork", concurrency=concurrency, extra=["-Q", HEAVY_QUEUE]),
     ]
 
 
