@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 from django.contrib.auth import authenticate
@@ -35,6 +31,7 @@ from accounts.throttles import ClientScopedRateThrottle
 from core.api import ApiError
 
 from . import serializers as s
+from .exports import log_export_rows
 
 LOGIN_FAILURES_ALLOWED = 5
 LOGIN_FAILURE_WINDOW = 300
@@ -274,31 +271,6 @@ class SystemLogDeleteView(APIView):
         return Response({"success": True, "deleted": counts["system"]})
 
 
-def _export_rows(
-    kind: str,
-    fmt: str,
-    qs: QuerySet[SystemLog] | QuerySet[AuditLog],
-    serializer_class: type[s.SystemLogSerializer] | type[s.AuditLogSerializer],
-) -> Iterator[str]:
-    fields = list(serializer_class.Meta.fields)
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(fields)
-        yield buffer.getvalue()
-        for row in qs.iterator(chunk_size=500):
-            buffer.seek(0)
-            buffer.truncate()
-            data = serializer_class(row).data
-            writer.writerow([json.dumps(data[f]) if isinstance(data[f], dict) else data[f] for f in fields])
-            yield buffer.getvalue()
-    else:
-        yield "["
-        for index, log in enumerate(qs.iterator(chunk_size=500)):
-            yield ("," if index else "") + json.dumps(serializer_class(log).data, default=str)
-        yield "]"
-
-
 class LogExportView(APIView):
     permission_classes = [IsAdminRole]
 
@@ -309,13 +281,10 @@ class LogExportView(APIView):
         kind, fmt = data.validated_data["kind"], data.validated_data["format"]
         start, end = data.validated_data.get("start_date"), data.validated_data.get("end_date")
         qs: QuerySet[SystemLog] | QuerySet[AuditLog]
-        serializer_class: type[s.SystemLogSerializer] | type[s.AuditLogSerializer]
         if kind == "system":
             qs = selectors.log_list_system(viewer=request.user, start=start, end=end)
-            serializer_class = s.SystemLogSerializer
         else:
             qs = selectors.log_list_audit(viewer=request.user, start=start, end=end)
-            serializer_class = s.AuditLogSerializer
         audit(
             user=request.user,
             action="logs_export",
@@ -324,7 +293,7 @@ class LogExportView(APIView):
             ip=client_ip(request),
         )
         response = StreamingHttpResponse(
-            _export_rows(kind, fmt, qs, serializer_class),
+            log_export_rows(kind, fmt, qs),
             content_type="text/csv" if fmt == "csv" else "application/json",
             status=status.HTTP_200_OK,
         )

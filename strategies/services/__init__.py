@@ -243,15 +243,26 @@ def _announce(instance: StrategyInstance) -> None:
 
 def strategy_trades(*, instance: StrategyInstance) -> list[TradeResult]:
     """The closed groups this instance opened, as trades."""
-    group_ids = StrategySignal.objects.filter(
-        instance=instance, action=SignalAction.ENTRY, group_id__isnull=False
-    ).values("group_id")
-    closed = PositionGroup.objects.filter(id__in=group_ids, status=GroupStatus.CLOSED, closed_at__isnull=False)
-    return [
-        TradeResult(closed_at=closed_at, pnl=pnl, cost=cost)
-        for closed_at, pnl, cost in closed.values_list("closed_at", "realized_pnl", "total_cost")
-        if closed_at is not None
-    ]
+    return strategy_trades_many(instances=[instance])[instance.pk]
+
+
+def strategy_trades_many(*, instances: list[StrategyInstance]) -> dict[Any, list[TradeResult]]:
+    """`strategy_trades` of several instances in two queries (a page listing them), by instance id."""
+    found: dict[Any, list[TradeResult]] = {instance.pk: [] for instance in instances}
+    opened: dict[Any, set[Any]] = {}  # group id -> the instances whose entry opened it
+    for instance_id, group_id in StrategySignal.objects.filter(
+        instance_id__in=list(found), action=SignalAction.ENTRY, group_id__isnull=False
+    ).values_list("instance_id", "group_id"):
+        opened.setdefault(group_id, set()).add(instance_id)
+    if not opened:
+        return found
+    closed = PositionGroup.objects.filter(id__in=list(opened), status=GroupStatus.CLOSED, closed_at__isnull=False)
+    for group_id, closed_at, pnl, cost in closed.values_list("id", "closed_at", "realized_pnl", "total_cost"):
+        if closed_at is None:
+            continue
+        for instance_id in opened[group_id]:
+            found[instance_id].append(TradeResult(closed_at=closed_at, pnl=pnl, cost=cost))
+    return found
 
 
 def strategy_health_check(*, instance: StrategyInstance, now: datetime) -> str | None:

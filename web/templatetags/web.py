@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+
+from accounts.logs import scrub
 
 register = template.Library()
 
@@ -107,3 +110,29 @@ STATUS_BADGES = {
 def status_badge(status: str, label: str | None = None) -> SafeString:
     kind = STATUS_BADGES.get(str(status).lower(), "")
     return format_html('<span class="badge {}">{}</span>', kind, label or str(status).replace("_", " "))
+
+
+@register.filter
+def duration(seconds: Any) -> str:
+    """`3725` → `1 h 2 min`; `42` → `42 s` (a wait or a timer, whole seconds)."""
+    number = _decimal(seconds)
+    if number is None:
+        return "—"
+    total = max(0, int(number))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s" if minutes < 10 and secs else f"{minutes} min"
+    return f"{secs} s"
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """A stored JSON body, indented, with secret-named keys and secret-looking strings redacted once more
+    (`accounts.logs.scrub`: bodies are stored redacted; a page never shows a secret)."""
+    return json.dumps(scrub(value), indent=2, ensure_ascii=False, default=str)
