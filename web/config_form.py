@@ -169,6 +169,7 @@ class EngineForm:
     level_errors: list[str] = field(default_factory=list)
     generator_errors: list[str] = field(default_factory=list)
     generated_levels: list[dict[str, str]] = field(default_factory=list)
+    invalid: bool = False
 
 
 def _text(value: Any) -> str:
@@ -251,10 +252,11 @@ def form_from_config(config: Mapping[str, Any]) -> EngineForm:
 class FormDataError(ValueError):
     """Text that cannot even become JSON (a JSON field that does not parse): `errors` by field name."""
 
-    def __init__(self, errors: dict[str, list[str]], typed: dict[str, str]) -> None:
+    def __init__(self, errors: dict[str, list[str]], typed: dict[str, str], patch: dict[str, Any]) -> None:
         super().__init__("; ".join(errors))
         self.errors = errors
         self.typed = typed
+        self.patch = patch  # the rest of the form (the unreadable fields left out), to validate anyway
 
 
 def _typed(kind: str, raw: str, name: str, errors: dict[str, list[str]]) -> Any:
@@ -338,7 +340,7 @@ def config_from_post(post: Mapping[str, Any], *, stored: Mapping[str, Any]) -> t
             else:
                 put(key, value)
     if errors:
-        raise FormDataError(errors, typed)
+        raise FormDataError(errors, typed, patch)
     return patch, typed
 
 
@@ -365,6 +367,7 @@ def _plain(value: Any) -> Any:
 def form_from_post(typed: Mapping[str, str], errors: Mapping[str, list[str]]) -> EngineForm:
     """The form as the user typed it, each error next to its field (unplaced ones kept by path)."""
     form = form_from_config({})
+    form.invalid = bool(errors)
     form.source = typed.get("grid_source", "levels")
     rows: dict[int, dict[str, Field]] = {}
     for name, value in typed.items():

@@ -298,6 +298,9 @@ def test_bad_generator_values_are_named_and_json_fields_must_parse(web, trader):
     assert response.status_code == 400
     html = response.content.decode()
     assert "not valid JSON" in html and "{nope" in html
+    assert "Not saved:" in html
+    # The rest of the form is checked too: the generator's bad TP is named beside it as well.
+    assert re.search(r'name="generator.tp_percent"[^>]*value="-1"[^>]*aria-invalid="true"', html)
     data["pyramid_capitals"] = ""
     response = web.post("/settings/engine", data)
     html = response.content.decode()

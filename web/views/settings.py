@@ -30,7 +30,7 @@ from exchanges.choices import ExchangeMode
 from notifications import selectors as notification_selectors
 from notifications import services as notification_services
 from notifications.choices import ChannelKind, EventType
-from positions.config import ConfigError, parse_engine_config, resolve_engine_config
+from positions.config import ConfigError, layer_engine_config, parse_engine_config, resolve_engine_config
 from positions.grid import GridConfigError
 from positions.models import EngineConfig
 from positions.services.configs import config_set
@@ -290,7 +290,15 @@ def engine_save(request: HttpRequest) -> HttpResponse:
         patch, typed = config_form.config_from_post(request.POST, stored=stored)
         config_set(user=request.user, data=patch, partial=True, ip=client_ip(request))
     except config_form.FormDataError as exc:
-        return _render(request, status=400, engine=config_form.form_from_post(exc.typed, exc.errors))
+        # Nothing is saved; the rest of the form is still checked (as config_set would), so every error shows.
+        errors = dict(exc.errors)
+        candidate = layer_engine_config(stored, exc.patch)
+        try:
+            parse_engine_config({key: value for key, value in candidate.items() if value is not None})
+        except ConfigError as more:
+            for path, reasons in more.errors.items():
+                errors.setdefault(path, reasons)
+        return _render(request, status=400, engine=config_form.form_from_post(exc.typed, errors))
     except ConfigError as exc:
         return _render(request, status=400, engine=config_form.form_from_post(typed, exc.errors))
     messages.success(request, "Engine config saved.")
