@@ -13,10 +13,13 @@ from decimal import Decimal as D  # noqa: N817  (worked examples read better sho
 from exchanges.precision import MarketRules
 from riskengine.rules import (
     GroupView,
+    RestingTakeProfit,
     RiskSettings,
     eligibility,
     plan_offset,
     step_ceil,
+    take_profits_to_cut,
+    take_profits_to_restore,
     timer_update,
     unrealized_pnl,
 )
@@ -248,3 +251,20 @@ def test_timer_starts_when_the_basis_is_met_and_a_pyramid_restarts_it() -> None:
     assert timer_update(replace(grown, legs_unfilled=0), SETTINGS, NOW) == (NOW, 2)
     # Without the reset the old start stands.
     assert timer_update(grown, replace(SETTINGS, timer_reset_on_pyramid=False), NOW) == (started, 1)
+
+
+def test_a_winners_take_profits_cut_highest_first_and_restored_lowest_first():
+    tps = [
+        RestingTakeProfit("a", D("101"), D("0.3")),
+        RestingTakeProfit("b", D("103"), D("0.2")),
+        RestingTakeProfit("c", D("102"), D("0.5")),
+    ]
+    # 1.0 resting; the winner will hold 0.6: cut b (103, 0.2 → 0.8 left), then c (102, 0.5 → 0.3 ≤ 0.6).
+    assert take_profits_to_cut(tps, keep=D("0.6")) == ("b", "c")
+    assert take_profits_to_cut(tps, keep=D("1.0")) == ()
+    # After the sale 0.6 is held and a (0.3) still rests: room 0.3, given lowest price first: c gets 0.3,
+    # b nothing. A part under the exchange's minimum notional (5) is dropped: 0.04 × 103 = 4.12.
+    rules = _rules("SOL/USDT", "0.001")
+    cut = [tp for tp in tps if tp.order_id in ("b", "c")]
+    assert take_profits_to_restore(cut, room=D("0.3"), rules=rules) == (("c", D("0.300")),)
+    assert take_profits_to_restore(cut, room=D("0.54"), rules=rules) == (("c", D("0.500")),)
