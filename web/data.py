@@ -9,11 +9,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from positions.choices import FINAL_GROUP_STATUSES, RESTING_ORDER_STATUSES, OrderStatus
-from positions.models import DCAOrder, PositionGroup
+from positions.models import DCAOrder, ExitOrder, Fill, GroupEvent, PositionGroup, Pyramid
 from positions.selectors import group_list, group_pnl, last_prices
 
 ZERO = Decimal("0")
@@ -95,3 +95,22 @@ def equity_points(user: Any, limit: int = 500) -> list[dict[str, Any]]:
 
 def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
+
+
+def group_page(user: Any, group_id: Any) -> PositionGroup | None:
+    """One group with everything its page shows (pyramids, legs with their fills and take-profits, exit
+    orders, fills, events) in a fixed number of queries; None when the viewer may not see it."""
+    legs = DCAOrder.objects.order_by("dca_level").prefetch_related(
+        "fills", Prefetch("tp_orders", queryset=ExitOrder.objects.prefetch_related("fills"))
+    )
+    return (
+        groups_with_legs(group_list(viewer=user))
+        .prefetch_related(
+            Prefetch("pyramids", queryset=Pyramid.objects.order_by("index").prefetch_related(Prefetch("orders", legs))),
+            Prefetch("exit_orders", queryset=ExitOrder.objects.order_by("created_at")),
+            Prefetch("fills", queryset=Fill.objects.select_related("dca_order", "exit_order").order_by("executed_at")),
+            Prefetch("events", queryset=GroupEvent.objects.order_by("-at", "-pk")),
+        )
+        .filter(pk=group_id)
+        .first()
+    )
