@@ -443,6 +443,12 @@ def test_a_bad_channel_setting_is_named_and_nothing_saved(web, trader):
     section = html[html.index('id="channel-slack"') :]
     assert 'class="field-error"' in section[: section.index("</form>")]
     assert not NotificationChannel.objects.filter(user=trader, kind="slack").exists()
+    response = web.post("/settings/notifications/email", {"enabled": "on", "address": "not-an-address"})
+    assert response.status_code == 400
+    section = response.content.decode()
+    section = section[section.index('id="channel-email"') :]
+    section = section[: section.index("</form>")]
+    assert 'value="not-an-address"' in section and 'class="field-error"' in section
     assert web.post("/settings/notifications/pigeon", {}).status_code == 404
 
 
