@@ -162,7 +162,7 @@ def task_describe(*, task: BackgroundTask) -> dict[str, Any]:
         "started_at": _iso(task.started_at),
         "finished_at": _iso(task.finished_at),
         "revoke_requested": task.revoke_requested,
-        "params": task.params,
+        "params": _params_shown(task.params),
         "status_url": f"/api/tasks/{task.pk}",
     }
     if task.status == TaskStatus.FAILURE:
@@ -172,6 +172,16 @@ def task_describe(*, task: BackgroundTask) -> dict[str, Any]:
     else:
         body["result"] = task.result
     return body
+
+
+def _params_shown(params: Any) -> Any:
+    """The parameters without uploaded files' text (a CSV can be half a megabyte): their size instead."""
+    if not isinstance(params, dict):
+        return params
+    return {
+        key: f"<{len(value.encode())} bytes>" if key.endswith("_csv") and isinstance(value, str) else value
+        for key, value in params.items()
+    }
 
 
 def _iso(value: Any) -> str | None:
@@ -238,8 +248,11 @@ def task_revoke(*, task: BackgroundTask) -> BackgroundTask:
         row.revoke_requested = True
         fields = ["revoke_requested"]
         if row.status == TaskStatus.PENDING:
-            row.status = TaskStatus.REVOKED
-            row.error = "revoked before it started"
+            row.status, row.error = TaskStatus.REVOKED, "revoked before it started"
+        elif not _running_somewhere(row.pk):
+            # Started, but no worker holds its run lock: its worker died and nothing will stop it.
+            row.status, row.error = TaskStatus.REVOKED, "revoked; no worker was running it"
+        if row.status == TaskStatus.REVOKED:
             row.finished_at = timezone.now()
             fields += ["status", "error", "finished_at"]
         row.save(update_fields=fields)
@@ -250,6 +263,12 @@ def task_revoke(*, task: BackgroundTask) -> BackgroundTask:
         # killed process could die between two writes).
         current_app.control.revoke(celery_id)
     return row
+
+
+def _running_somewhere(task_id: Any) -> bool:
+    """Whether a worker holds the task's run lock (`task_execute`) now."""
+    with advisory_lock_try(TASK_RUN_NAMESPACE, task_id) as free:
+        return not free
 
 
 def task_execute(*, task_id: str) -> None:

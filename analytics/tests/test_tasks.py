@@ -220,3 +220,20 @@ def test_heavy_tasks_are_routed_to_the_heavy_queue_which_only_the_heavy_worker_t
     heavy = stack.heavy_worker_argv(concurrency=2)
     assert heavy[heavy.index("-Q") + 1] == "heavy" and heavy[heavy.index("--pool") + 1] == "prefork"
     assert stack.TRADING_QUEUE == app.conf.task_default_queue != stack.HEAVY_QUEUE
+
+
+def test_a_started_task_whose_worker_died_is_revoked_at_once(db) -> None:
+    client = _client(UserFactory.create(role="trader"))
+    task_id = client.post(f"/api/tasks/{KIND}", {"steps": 3}, format="json").json()["task_id"]
+    BackgroundTask.objects.filter(pk=task_id).update(status="PROGRESS", progress=40)  # its worker is gone
+    answer = client.delete(f"/api/tasks/{task_id}")
+    assert answer.status_code == 202
+    assert answer.json()["status"] == "REVOKED" and answer.json()["error"] == "revoked; no worker was running it"
+
+
+def test_uploaded_files_are_not_repeated_in_the_task_list(db) -> None:
+    user = UserFactory.create(role="trader")
+    params = {"source": "signals_csv", "signals_csv": "é" * 10}
+    BackgroundTask.objects.create(owner=user, kind="backtest", params=params)
+    listed = _client(user).get("/api/tasks").json()
+    assert listed[0]["params"] == {"source": "signals_csv", "signals_csv": "<20 bytes>"}
