@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -9,4 +9,5 @@ urlpatterns = [
     path("backtests", views.BacktestListView.as_view(), name="backtests-list"),
     path("backtests/<uuid:backtest_id>", views.BacktestDetailView.as_view(), name="backtests-detail"),
     path("metrics/performance", views.PerformanceView.as_view(), name="metrics-performance"),
+    path("ml/", include("analytics.ml.urls")),  # the model registry (docs/ml.md#registry)
 ]

@@ -7,6 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from core.validation import text_problem
+
 # The features' warm-up: candles the newest row needs to be what it is on the whole history (the longest
 # window, 48 returns and SMA 50, and for the recursive filters, RSI's and ATR's averages and MACD's EMAs,
 # enough candles for their start to have decayed to nothing: 20 × the longest length).
@@ -80,3 +82,14 @@ def horizon_validate(horizon: Any) -> int:
     if isinstance(horizon, bool) or not isinstance(horizon, int) or not 1 <= horizon <= MAX_HORIZON:
         raise MLInputError(f"horizon must be a whole number of candles from 1 to {MAX_HORIZON}", field_name="horizon")
     return horizon
+
+
+def name_checked(value: Any, *, field_name: str, max_length: int = 64) -> str:
+    """A symbol, timeframe or id as given in a request: a non-empty string the database can hold (no NUL,
+    no lone surrogate, not too long); `MLInputError` naming the field otherwise."""
+    if not isinstance(value, str) or not value.strip():
+        raise MLInputError(f"{field_name} is required", field_name=field_name)
+    problem = text_problem(value, max_length=max_length)
+    if problem is not None:
+        raise MLInputError(f"{field_name} {problem}", field_name=field_name)
+    return value.strip()

@@ -10,10 +10,12 @@ from .models import FilterModel, ModelStatus
 
 
 def model_get(*, model_id: uuid.UUID | str) -> FilterModel | None:
+    """The model of that id; None when there is none or the id is not a UUID."""
     try:
-        return FilterModel.objects.filter(pk=model_id).first()
-    except (ValueError, TypeError):  # not a UUID
+        key = model_id if isinstance(model_id, uuid.UUID) else uuid.UUID(str(model_id))
+    except ValueError:
         return None
+    return FilterModel.objects.filter(pk=key).first()
 
 
 def model_deployed(*, symbol: str, timeframe: str) -> FilterModel | None:

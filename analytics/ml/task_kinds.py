@@ -25,7 +25,7 @@ from ..backtest_task import _symbol, _time_ms
 from ..choices import TaskKind
 from ..tasks_framework import TaskContext, TaskInputError
 from . import selectors, services
-from .params import MIN_ROWS, SCORE_CANDLES, WARMUP, MLInputError, horizon_validate, params_validate
+from .params import MIN_ROWS, SCORE_CANDLES, WARMUP, MLInputError, horizon_validate, name_checked, params_validate
 
 if TYPE_CHECKING:
     from .training import TrainResult
@@ -60,13 +60,13 @@ def train_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
     _unknown(data, TRAIN_FIELDS)
     exchange, timeframe = _series(data)
     symbol = _symbol(exchange, data.get("symbol"))
-    try:
-        horizon = horizon_validate(data.get("horizon"))
-        params = params_validate(data.get("params") if data.get("params") is not None else {})
-    except MLInputError as exc:
-        raise _bad(exc.field_name, str(exc)) from None
     if data.get("params") is not None and not isinstance(data.get("params"), dict):
         raise _bad("params", "must be a JSON object")
+    try:
+        horizon = horizon_validate(data.get("horizon"))
+        params = params_validate(data.get("params") or {})
+    except MLInputError as exc:
+        raise _bad(exc.field_name, str(exc)) from None
     start, end = _time_ms(data.get("start"), "start"), _time_ms(data.get("end"), "end")
     if start is not None and end is not None and end <= start:
         raise _bad("end", "must be after start")
@@ -145,8 +145,10 @@ def bulk_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
         raise _bad("symbols", f"at most {MAX_BULK_SYMBOLS} symbols per request, not {len(raw)}")
     symbols = []
     for index, item in enumerate(raw):
-        if not isinstance(item, str) or not item.strip():
-            raise _bad(f"symbols.{index}", "must be a symbol such as BTC/USDT")
+        try:
+            name_checked(item, field_name=f"symbols.{index}", max_length=32)
+        except MLInputError as exc:
+            raise _bad(exc.field_name, "must be a symbol such as BTC/USDT") from None
         # BTCUSDT is resolved as the backtests resolve it (market rules or stored candles of `exchange`);
         # a symbol without a deployed model is reported in the result, not refused.
         text = item.strip().upper()

@@ -217,3 +217,32 @@ def test_the_admin_lists_models_and_deploys_and_rolls_back(client):
     act("roll_back", worse)
     good.refresh_from_db()
     assert good.status == ModelStatus.DEPLOYED
+
+
+@pytest.mark.django_db
+def test_the_api_lists_models_and_only_a_manager_deploys_or_rolls_back():
+    from accounts.tests.factories import UserClient, UserFactory
+
+    candles = cyclic_frame()
+    good = _store(train_on_candles(candles, horizon=5, params=FAST, device="cpu"))
+    worse = _store(_shuffled(candles, 5))
+    trader, manager = UserClient(), UserClient()
+    trader.force_authenticate(UserFactory.create(role="trader"))
+    manager.force_authenticate(UserFactory.create(role="manager"))
+
+    listed = trader.get("/api/ml/models?symbol=BTC/USDT&timeframe=1h").json()["models"]
+    assert {model["id"] for model in listed} == {str(good.pk), str(worse.pk)}
+    assert "booster" not in listed[0] and listed[0]["holdout"]["auc"] == listed[0]["score"]
+    assert trader.get(f"/api/ml/models/{worse.pk}").json()["status"] == "candidate"
+    assert trader.get("/api/ml/models/00000000-0000-0000-0000-000000000000").status_code == 404
+
+    assert trader.post(f"/api/ml/models/{worse.pk}/deploy").status_code == 403
+    answer = manager.post(f"/api/ml/models/{worse.pk}/deploy")
+    assert answer.status_code == 200 and answer.json()["status"] == "deployed"
+    assert manager.post("/api/ml/models/rollback", {"symbol": "BTC/USDT"}, format="json").json()["fields"] == {
+        "timeframe": ["timeframe is required"]
+    }
+    answer = manager.post("/api/ml/models/rollback", {"symbol": "BTC/USDT", "timeframe": "1h"}, format="json")
+    assert answer.status_code == 200 and answer.json()["id"] == str(good.pk)
+    answer = manager.post("/api/ml/models/rollback", {"symbol": "ETH/USDT", "timeframe": "1h"}, format="json")
+    assert answer.status_code == 400 and "no earlier deployed model" in answer.json()["detail"]
