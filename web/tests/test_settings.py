@@ -521,3 +521,11 @@ def test_the_preview_api_takes_the_page_session_with_the_csrf_header(trader, sim
     assert response.status_code == 200, response.content
     legs = response.json()
     assert [leg["price"] for leg in legs] == ["65000", "64350"] or [leg["level"] for leg in legs] == [0, 1]
+
+
+def test_an_override_symbol_is_read_without_market_rules_too(web, trader):
+    response = web.post(
+        "/settings/overrides", {"symbol": "solusdt", "timeframe": "240", "values": '{"max_pyramids": 2}'}
+    )
+    assert response.status_code == 302
+    assert EngineConfig.objects.get(user=trader).data["overrides"] == {"SOL/USDT:4h": {"max_pyramids": 2}}

@@ -27,6 +27,7 @@ from accounts.services import webhook_secret_regenerate
 from exchanges import selectors as exchange_selectors
 from exchanges import services as exchange_services
 from exchanges.choices import ExchangeMode
+from exchanges.precision import unified_symbol
 from notifications import selectors as notification_selectors
 from notifications import services as notification_services
 from notifications.choices import ChannelKind, EventType
@@ -320,11 +321,10 @@ def _scope(user: Any, symbol: str, timeframe: str, errors: dict[str, list[str]])
             if hit is not None:
                 unified = hit[0]
                 break
+        if not unified and raw.isascii() and len(raw) <= 40:
+            unified = unified_symbol(raw) or ""  # no market rules know it: the rule the webhook falls back on
         if not unified:
-            if "/" in raw and raw.isascii() and len(raw) <= 40:
-                unified = raw.upper()
-            else:
-                errors["symbol"] = [f"unknown symbol {raw[:40]!r} on your exchanges: write it as BASE/QUOTE (BTC/USDT)"]
+            errors["symbol"] = [f"unknown symbol {raw[:40]!r} on your exchanges: write it as BASE/QUOTE (BTC/USDT)"]
     tf = timeframe.strip()
     if tf:
         normal = timeframe_normalize(tf)
