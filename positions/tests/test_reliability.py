@@ -100,6 +100,7 @@ MARKETS: tuple[tuple[str, str, str, str], ...] = (
 RISK_MARKETS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT")
 RISK_CONFIG: dict[str, Any] = {
     "max_open_groups": 20,
+    "max_alert_lag_seconds": 0,  # the alerts carry their candles' times, long past
     "risk_enabled": True,
     "risk_eligibility": "all_filled",
     "post_full_wait_minutes": 0,
