@@ -29,6 +29,9 @@ TV_SECONDS = {
 }
 # Signal times start on a Monday 00:00 UTC so that every timeframe's candles line up with it.
 EPOCH = datetime(2026, 11, 16, tzinfo=UTC)
+# Those fixed times are soon older than max_alert_lag_seconds: every bench trader has the stale-alert guard
+# off (the guard itself is a comparison of two times, nothing a bench would measure).
+BENCH_CONFIG: dict[str, Any] = {"max_alert_lag_seconds": 0}
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,8 @@ class Trader:
 def traders_create(
     sim: Any, *, count: int, prefix: str, balances: dict[str, str], engine_config: dict[str, Any] | None = None
 ) -> list[Trader]:
-    """`count` traders, each with a funded simulator account, through the services the API uses."""
+    """`count` traders, each with a funded simulator account, through the services the API uses; their
+    engine config is BENCH_CONFIG with `engine_config` over it."""
     # Django is set up by Harness (on the bench database) after this module is imported
     from accounts.services import user_register
     from exchanges.services import exchange_config_store
@@ -63,8 +67,7 @@ def traders_create(
         config, _ = exchange_config_store(
             user=user, exchange_name="simulator", mode="testnet", api_key=api_key, api_secret=api_secret
         )
-        if engine_config:
-            config_set(user=user, data=engine_config, partial=True)
+        config_set(user=user, data={**BENCH_CONFIG, **(engine_config or {})}, partial=True)
         made.append(Trader(user_id=str(user.pk), secret=user.webhook_secret, api_key=api_key, config_id=str(config.pk)))
     return made
 

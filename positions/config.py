@@ -53,8 +53,7 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "exposure_action": "queue",  # queue | reject: a new group that would pass the cap
     "daily_loss_limit_usd": None,  # realized loss since 00:00 UTC that stops new groups; None = off
     "cooldown_minutes_after_loss": 0,  # no new group on a symbol this long after a loss there
-    # 0 = off here (docs/engine.md#guards says why): alerts replayed from TradingView's log carry old times.
-    "max_alert_lag_seconds": 0,
+    "max_alert_lag_seconds": 300,  # an alert whose own timestamp is older is ignored; 0 = off
     # The ML entry filter (docs/ml.md#filter): entries whose deployed model scores below the threshold
     # (its probability that the price is higher after the model's horizon) are refused.
     "ml_filter_enabled": False,

@@ -85,7 +85,6 @@ def _signal_to_entry_ack_ms(client, user, index: int, timeframe: str) -> float:
             "timeframe": timeframe,
         },
         strategy_info={"trade_id": f"T-{timeframe}-{index}"},
-        timestamp=f"2026-11-20T1{index}:00:01Z",
     )
     started = time.time()
     response = post(client, user, body)

@@ -35,7 +35,7 @@ class GuardSettings:
     exposure_action: str = "queue"
     daily_loss_limit_usd: Decimal | None = None
     cooldown_minutes_after_loss: int = 0
-    max_alert_lag_seconds: int = 0
+    max_alert_lag_seconds: int = 300
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -31,12 +33,36 @@ def sim_config(trader):
     return config
 
 
+# A fixed moment in the past, for tests whose alerts must fall in given candles (a pyramid in the next
+# candle, a second alert in the same one): they turn the stale-alert guard off (`lag_off`).
+HISTORIC = "2026-11-20T10:00:05Z"
+_fresh: dict[str, str] = {}
+
+
+def fresh_timestamp() -> str:
+    """Now (to the second), the same for every alert of the running test, so that two alerts built alike
+    are duplicates of each other; the stale-alert guard (max_alert_lag_seconds, 300 s) accepts it."""
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    if test not in _fresh:
+        _fresh.clear()
+        _fresh[test] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _fresh[test]
+
+
+def lag_off(user) -> None:
+    """Turn the stale-alert guard off for `user`: the test sends alerts with historic timestamps."""
+    from positions.services.configs import config_set
+
+    config_set(user=user, data={"max_alert_lag_seconds": 0}, partial=True)
+
+
 def alert(secret: str, **overrides):
-    """A rendered TradingView alert in our format (docs/webhook.md#body): a grid buy of BTCUSDT at 65000."""
+    """A rendered TradingView alert in our format (docs/webhook.md#body): a grid buy of BTCUSDT at 65000,
+    sent now (`fresh_timestamp`)."""
     from positions.webhook import alert_template
 
     body = alert_template(secret=secret, exchange="SIMULATOR")
-    body["timestamp"] = "2026-11-20T10:00:05Z"
+    body["timestamp"] = fresh_timestamp()
     body["tv"].update(
         symbol="BTCUSDT",
         timeframe="60",

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from positions.models import DCAOrder, PositionGroup
-from positions.tests.conftest import alert, post
+from positions.tests.conftest import HISTORIC, alert, lag_off, post
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -54,9 +54,10 @@ def test_entry_grid_pyramid_max_and_exit_on_btc(client, simulator_account, celer
     account = simulator_account
     user = account.config.user
     config_set(user=user, data={"max_pyramids": 2}, partial=True)
+    lag_off(user)  # the pyramids come in the next candles of a historic day
     account.simulator.set_price("BTCUSDT", "65000")
 
-    group = _group(post(client, user, alert(user.webhook_secret, tv={"exchange": "simulator"})))
+    group = _group(post(client, user, alert(user.webhook_secret, tv={"exchange": "simulator"}, timestamp=HISTORIC)))
     wait_for(lambda: _placed(group), message="grid placed")
     expected = _expected_legs(account, "BTC/USDT", "65000")
     sim_buys = sorted((o for o in account.orders() if o["side"] == "BUY"), key=lambda o: -Decimal(o["price"]))

@@ -14,7 +14,7 @@ from positions import hooks
 from positions.models import PositionGroup, QueuedSignal, WebhookSignal
 from positions.services.configs import config_set
 from positions.services.guards import guard_pause_set
-from positions.tests.conftest import alert, post
+from positions.tests.conftest import HISTORIC, alert, lag_off, post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,15 +86,22 @@ def test_exposure_cap_queues_then_rejects(client, trader, sim_config):
 
 
 def test_stale_alert_is_ignored(client, trader, sim_config):
-    config_set(user=trader, data={"max_alert_lag_seconds": 300}, partial=True)
-    refused = _entry(client, trader)  # the fixture's alert is days old
+    # max_alert_lag_seconds is 300 unless set: an alert stamped days ago is answered ignored.
+    refused = post(client, trader, alert(trader.webhook_secret, timestamp=HISTORIC))
     assert refused.status_code == 200 and refused.json()["reason"].startswith("stale_alert: the alert is")
+    assert not PositionGroup.objects.exists()
     fresh = alert(trader.webhook_secret, timestamp=timezone.now().isoformat(), strategy_info={"trade_id": "T-2"})
     assert post(client, trader, fresh).status_code == 202
+    # 0 turns the guard off: the same old alert (a new trade id) is traded.
+    lag_off(trader)
+    old = alert(trader.webhook_secret, tv={"symbol": "ETHUSDT"}, timestamp=HISTORIC, strategy_info={"trade_id": "T-3"})
+    assert post(client, trader, old).status_code == 202
 
 
 def test_missed_alert_is_flagged_and_still_handled(client, trader, sim_config):
-    assert _entry(client, trader).status_code == 202
+    lag_off(trader)  # the pyramids come in the next candles of a historic day
+    entry = alert(trader.webhook_secret, timestamp=HISTORIC, strategy_info={"trade_id": "T-1"})
+    assert post(client, trader, entry).status_code == 202
     # TradingView says the strategy was flat, yet the group is open: a missed exit. Still a pyramid.
     pyramid = alert(
         trader.webhook_secret,

@@ -10,13 +10,16 @@ from django.db import connection, transaction
 
 from accounts.logs import log_info
 from positions.models import PositionGroup
-from positions.tests.conftest import alert, post
+from positions.tests.conftest import HISTORIC, alert, lag_off, post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_signal_waits_for_a_group_locked_by_a_worker_that_logs_for_the_user(client, trader, sim_config):
-    group = PositionGroup.objects.get(pk=post(client, trader, alert(trader.webhook_secret)).json()["group_id"])
+    lag_off(trader)  # the pyramid comes in the next candle of a historic hour
+    group = PositionGroup.objects.get(
+        pk=post(client, trader, alert(trader.webhook_secret, timestamp=HISTORIC)).json()["group_id"]
+    )
     locked, errors = threading.Event(), []
 
     def worker() -> None:
@@ -100,7 +103,10 @@ def test_concurrent_copies_of_one_pyramid_make_one_pyramid(client, trader, sim_c
 
     from positions.services.intake import signal_receive
 
-    group = PositionGroup.objects.get(pk=post(client, trader, alert(trader.webhook_secret)).json()["group_id"])
+    lag_off(trader)  # the copies come in the next candle of a historic hour
+    group = PositionGroup.objects.get(
+        pk=post(client, trader, alert(trader.webhook_secret, timestamp=HISTORIC)).json()["group_id"]
+    )
     bodies = [
         json.dumps(
             alert(trader.webhook_secret, strategy_info={"trade_id": f"Y-{i}"}, timestamp="2026-11-20T11:00:0{i}Z")
@@ -134,6 +140,7 @@ def _receive(trader, body: dict):
 def test_concurrent_alerts_for_one_new_identity_open_one_group(trader, sim_config):
     """Alerts that find no group take the user lock and read again: the first opens the group, the others
     see it (one candle: duplicates of its pyramid)."""
+    lag_off(trader)  # six moments of one historic candle
     bodies = [
         alert(trader.webhook_secret, strategy_info={"trade_id": f"N-{i}"}, timestamp=f"2026-11-20T10:00:0{i}Z")
         for i in range(6)
@@ -153,7 +160,8 @@ def test_an_alert_for_an_open_group_does_not_wait_for_the_users_lock(client, tra
 
     from accounts.models import User
 
-    post(client, trader, alert(trader.webhook_secret))
+    lag_off(trader)  # the pyramid comes in the next candle of a historic hour
+    post(client, trader, alert(trader.webhook_secret, timestamp=HISTORIC))
     answers: dict = {}
 
     def send(name: str, body: dict) -> threading.Thread:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from positions.models import PositionGroup, Pyramid, QueuedSignal, WebhookSignal
-from positions.tests.conftest import alert, post
+from positions.tests.conftest import HISTORIC, alert, lag_off, post
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -147,7 +147,8 @@ def test_pyramid_then_same_candle_duplicate_then_max(client, trader, sim_config)
     from positions.services.configs import config_set
 
     config_set(user=trader, data={"max_pyramids": 2}, partial=True)
-    post(client, trader, alert(trader.webhook_secret))
+    lag_off(trader)  # alerts in given candles of a historic day
+    post(client, trader, alert(trader.webhook_secret, timestamp=HISTORIC))
     second = post(
         client,
         trader,
@@ -316,8 +317,9 @@ def test_the_intake_writes_its_log_rows_and_returns_its_events_with_the_outcome(
         return result.status, result.body, [event["type"] for _, event in events]
 
     config_set(user=trader, data={"max_open_groups": 1}, partial=True)
+    lag_off(trader)  # two alerts in one historic candle
     refused = receive(alert("wrong-secret"))
-    opened = receive(alert(trader.webhook_secret))
+    opened = receive(alert(trader.webhook_secret, timestamp=HISTORIC))
     same_candle = receive(
         alert(trader.webhook_secret, strategy_info={"trade_id": "T-2"}, timestamp="2026-11-20T10:30:00Z")
     )

@@ -168,7 +168,7 @@ def strategies_tick(
     cache.set_many(evaluated, timeout=7 * 86400)
     for item, action in wanted:
         reason = _entry_block(item, rows) if action == SignalAction.ENTRY else None
-        result.signals.append(_submit(item, action, blocked=reason))
+        result.signals.append(_submit(item, action, blocked=reason, now=now))
     for instance in instances:
         if strategy_health_check(instance=instance, now=now):
             result.disabled.append(str(instance.pk))
@@ -223,18 +223,25 @@ def _close_price(item: Due) -> Decimal:
 
 
 def strategy_signal_body(
-    *, instance: StrategyInstance, symbol: str, timeframe: str, open_ms: int, action: str, price: Decimal
+    *,
+    instance: StrategyInstance,
+    symbol: str,
+    timeframe: str,
+    open_ms: int,
+    action: str,
+    price: Decimal,
+    sent_at: datetime,
 ) -> dict[str, Any]:
-    """The alert a strategy signal is sent as: the webhook's format (docs/webhook.md#body), at the close
-    of its candle, with a trade id per instance, series, candle and action (the intake's dedupe key)."""
-    interval = candle_rules.timeframe_ms(timeframe)
-    closed_at = datetime.fromtimestamp((open_ms + interval) / 1000, tz=UTC)
+    """The alert a strategy signal is sent as: the webhook's format (docs/webhook.md#body), stamped with
+    the tick that sends it (`sent_at`: the intake's stale-alert guard reads it, as it reads TradingView's
+    `{{timenow}}`; the candle's close would look stale for a long timeframe evaluated late), with a trade
+    id per instance, series, candle and action (the intake's dedupe key)."""
     entry = action == SignalAction.ENTRY
     strategy = SPECS[instance.kind]
     return {
         "secret": instance.user.webhook_secret,
         "source": "strategy",
-        "timestamp": closed_at.isoformat().replace("+00:00", "Z"),
+        "timestamp": sent_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "tv": {
             "exchange": instance.exchange_config.exchange_name,
             "symbol": symbol,
@@ -256,7 +263,7 @@ def strategy_signal_body(
     }
 
 
-def _submit(item: Due, action: str, *, blocked: str | None) -> dict[str, Any]:
+def _submit(item: Due, action: str, *, blocked: str | None, now: datetime) -> dict[str, Any]:
     """Send one signal through the intake (unless `blocked`) and record it; evaluating the same candle
     again finds the record and sends nothing."""
     instance = item.instance
@@ -284,6 +291,7 @@ def _submit(item: Due, action: str, *, blocked: str | None) -> dict[str, Any]:
             open_ms=item.open_ms,
             action=action,
             price=price,
+            sent_at=now,
         )
         answer = strategy_signal_receive(user_id=str(instance.user_id), body=body)
         record.http_status = answer.status

@@ -8,13 +8,16 @@ import pytest
 
 @pytest.fixture
 def sim_config(trader):
+    """The trader's simulator config; the stale-alert guard is off: the ticks replay historic candles, and a
+    signal carries its tick's time (docs/strategies.md#live)."""
     from exchanges.models import ExchangeConfig
-    from positions.tests.conftest import load_rules
+    from positions.tests.conftest import lag_off, load_rules
 
     config = ExchangeConfig(user=trader, exchange_name="simulator", mode="testnet", is_enabled=True)
     config.set_credentials(api_key="demo-key-0001", api_secret="demo-secret-0001-xxxxxxxxxxxxxxxx", password=None)
     config.save()
     load_rules("simulator")
+    lag_off(trader)
     return config
 
 

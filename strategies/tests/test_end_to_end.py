@@ -43,7 +43,11 @@ def test_rsi_on_the_simulator_opens_and_closes_a_group(
     # One leg at the market and a take-profit far away: only the strategy's exit can close the group.
     config_set(
         user=simulator_account.config.user,
-        data={"levels": [{"gap_percent": "0", "weight_percent": "100", "tp_percent": "50"}]},
+        # The ticks replay historic closes: the stale-alert guard would refuse their signals.
+        data={
+            "levels": [{"gap_percent": "0", "weight_percent": "100", "tp_percent": "50"}],
+            "max_alert_lag_seconds": 0,
+        },
         partial=True,
     )
     with gzip.open(shared_data / "candles" / "binance_BTC_USDT_1h.csv.gz", "rt") as handle:

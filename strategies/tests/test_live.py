@@ -116,6 +116,8 @@ def test_rsi_instance_opens_and_exits_a_group_through_the_intake(auth_client, si
     assert (group.symbol, group.timeframe, group.status) == ("BTC/USDT", "1h", "waiting")
     webhook_row = WebhookSignal.objects.get(group_id=group.pk, classification="new_entry")
     assert webhook_row.source == "strategy"
+    # Stamped with its tick's time, which the stale-alert guard reads (live: now).
+    assert webhook_row.tv_timestamp == _at_close(btc_lines[entry]).isoformat().replace("+00:00", "Z")
     assert isinstance(webhook_row.body, dict) and webhook_row.body["secret"] == "[redacted]"
 
     # The same close again sends nothing.
