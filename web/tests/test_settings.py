@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from html import unescape
 
 import pytest
 from django.core import mail
@@ -374,8 +375,6 @@ def _filled(message: str, **values: str) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_alert_messages_filled_in_are_accepted_by_the_webhook(trader, simulator_keys):
-    from html import unescape  # the page's text, as the browser copies it
-
     client = Client()
     client.force_login(trader)
     html = client.get("/settings/").content.decode()
