@@ -5,6 +5,7 @@ webhook's own ASGI route; with the filter off the intake never asks it."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +15,7 @@ from analytics.ml.filter import BOOSTERS
 from analytics.ml.models import ModelStatus
 from analytics.tests.ml_support import HOUR, csv_lines, cyclic_rows
 from exchanges.candles import services as candle_services
-from positions import entry_filter
+from positions import entry_filter, hooks
 from positions.config import ConfigError, parse_engine_config
 from positions.models import PositionGroup, WebhookSignal
 from positions.services.configs import config_set
@@ -65,9 +66,20 @@ def test_an_entry_below_the_threshold_is_refused_with_the_score(client, trader, 
     config_set(user=trader, data={"ml_filter_enabled": True, "ml_filter_threshold": "0.999"}, partial=True)
     assert score < 0.999
 
-    response = post(client, trader, _entry(trader, rows, trade_id="T-ml-1"))
+    seen: list[hooks.EngineEvent] = []
+    hooks.engine_event_subscribe(seen.append)
+    try:
+        response = post(client, trader, _entry(trader, rows, trade_id="T-ml-1"))
+        deadline = time.monotonic() + 5  # the announcer is a thread of its own
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        hooks.engine_event_unsubscribe(seen.append)
     assert response.status_code == 200, response.content
     body = response.json()
+    # Told to the apps above like a guard's refusal (notifications: "guard triggered ml_filter").
+    (event,) = seen
+    assert (event.kind, event.data["guard"], event.data["reason"]) == (hooks.GUARD_REFUSED, "ml_filter", body["reason"])
     assert body["status"] == "ignored" and body["reason"].startswith("ml_filter: score ")
     assert f"{score:.4f}" in body["reason"] and "below the threshold 0.999" in body["reason"]
     assert str(model.pk) in body["reason"]

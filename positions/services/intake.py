@@ -459,7 +459,9 @@ def _entry_filtered(
         return decision
     group_id = decision.group.id if isinstance(decision, AddPyramid) else None
     note = f"Entry refused by the ML filter: {verdict.reason}"
-    return Skipped(decision.classification, SignalStatus.IGNORED, verdict.reason, group_id, note=note)
+    # Told like a guard's refusal (the `guard_refused` engine event, docs/processes.md#notifications).
+    status = SignalStatus.IGNORED
+    return Skipped(decision.classification, status, verdict.reason, group_id, note=note, guard="ml_filter")
 
 
 @dataclasses.dataclass
