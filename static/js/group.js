@@ -52,7 +52,10 @@
       return { time: m.time, position: m.position, shape: m.shape, text: m.text,
                color: m.kind === "buy" ? Charts.css("--good") : Charts.css("--bad") };
     }));
-    if (!el.dataset.fitted) { chart.timeScale().fitContent(); el.dataset.fitted = "1"; }
+    if (!el.dataset.fitted) {  // first draw: the group's life (the candles before it stay a scroll away)
+      if (data.focus) chart.timeScale().setVisibleRange(data.focus); else chart.timeScale().fitContent();
+      el.dataset.fitted = "1";
+    }
   }
 
   var busy = false, again = false;

@@ -279,6 +279,7 @@ def group_candles(request: HttpRequest, group_id: uuid.UUID) -> JsonResponse:
     ]
     if answer["candles"]:
         first, last = answer["candles"][0]["time"], answer["candles"][-1]["time"]
+        answer["focus"] = {"from": max(first, start_ms // 1000), "to": last}  # the group's life, first shown
         step = interval // 1000
         for fill in context["fills"]:
             at = _seconds(fill.executed_at)
