@@ -139,6 +139,7 @@ def test_a_resting_entry_a_guard_refusal_and_a_sequence_anomaly_reach_the_channe
     assert accepted.status_code == 202, accepted.content
     wait_for(lambda: capture_http.on("/slack/"), message="the entry placed message")
     guard_pause_set(user=user, paused=True, actor=user)
+    sent_at = time.time()
     refused = post(
         client,
         user,
@@ -148,6 +149,8 @@ def test_a_resting_entry_a_guard_refusal_and_a_sequence_anomaly_reach_the_channe
     )
     assert refused.json()["status"] == "ignored"
     wait_for(lambda: len(capture_http.on("/slack/")) >= 2, message="the guard message")
+    took_ms = (capture_http.on("/slack/")[1].at - sent_at) * 1000
+    print(f"\nrefused alert sent -> guard message on Slack: {took_ms:.0f} ms")
     missed = alert(
         user.webhook_secret,
         tv={"exchange": "simulator", "symbol": "SOLUSDT", "action": "sell", "prev_market_position": "long"},
