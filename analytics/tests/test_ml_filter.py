@@ -18,6 +18,7 @@ from exchanges.candles import services as candle_services
 from positions import entry_filter, hooks
 from positions.config import ConfigError, parse_engine_config
 from positions.models import PositionGroup, WebhookSignal
+from positions.services import intake
 from positions.services.configs import config_set
 from positions.tests import conftest as positions_fixtures
 from positions.tests.conftest import alert, post
@@ -92,6 +93,17 @@ def test_an_entry_below_the_threshold_is_refused_with_the_score(client, trader, 
     response = post(client, trader, _entry(trader, rows, trade_id="T-ml-2"))
     assert response.status_code == 202, response.content
     assert PositionGroup.objects.count() == 1
+
+
+def test_a_strategy_entry_is_filtered_too(trader, deployed):
+    """A built-in strategy's signal enters through the same intake (`strategy_signal_receive`)."""
+    _, rows = deployed
+    config_set(user=trader, data={"ml_filter_enabled": True, "ml_filter_threshold": "0.999"}, partial=True)
+    result = intake.strategy_signal_receive(user_id=str(trader.pk), body=_entry(trader, rows, trade_id="S-ml-1"))
+    assert result.status == 200 and result.body["reason"].startswith("ml_filter: score "), result.body
+    signal = WebhookSignal.objects.get(pk=result.body["signal_id"])
+    assert (signal.source, signal.status) == ("strategy", "ignored")
+    assert not PositionGroup.objects.exists()
 
 
 def test_the_webhook_route_on_the_event_loop_filters_too(trader, deployed):
