@@ -237,3 +237,22 @@ def test_uploaded_files_are_not_repeated_in_the_task_list(db) -> None:
     BackgroundTask.objects.create(owner=user, kind="backtest", params=params)
     listed = _client(user).get("/api/tasks").json()
     assert listed[0]["params"] == {"source": "signals_csv", "signals_csv": "<20 bytes>"}
+
+
+def test_the_admin_lists_tasks_and_runs_and_revokes(db) -> None:
+    from django.test import Client
+
+    owner = UserFactory.create(role="trader")
+    task = BackgroundTask.objects.create(owner=owner, kind=KIND, params={"steps": 1})
+    BacktestRun.objects.create(owner=owner, task=task, symbol="BTC/USDT", timeframe="1h", exchange_name="binance")
+    client = Client()
+    client.force_login(UserFactory.create(is_staff=True, role="admin", is_superuser=True))
+    assert client.get("/admin/analytics/backgroundtask/").status_code == 200
+    assert client.get(f"/admin/analytics/backgroundtask/{task.pk}/change/").status_code == 200
+    assert client.get("/admin/analytics/backtestrun/").status_code == 200
+    answer = client.post(
+        "/admin/analytics/backgroundtask/", {"action": "revoke", "_selected_action": [str(task.pk)]}, follow=True
+    )
+    assert answer.status_code == 200
+    task.refresh_from_db()
+    assert task.status == "REVOKED"
