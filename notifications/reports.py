@@ -85,15 +85,14 @@ def performance_analyze(*, user: User, day: date) -> dict[str, Any]:
     }
 
 
-def strategies_analyze(*, user: User, now: datetime) -> tuple[list[dict[str, Any]], list[str]]:
+def strategies_analyze(*, user: User, now: datetime) -> tuple[list[dict[str, Any]], int]:
     """Each strategy instance's health (docs/strategies.md#health), after the auto-disable has run on it;
-    and the messages for the instances it turned off now."""
+    and how many it turned off now (each one is told by the strategies' own `strategy_disabled` event)."""
     rows: list[dict[str, Any]] = []
-    disabled: list[str] = []
+    disabled = 0
     for instance in strategy_list(user=user):
         reason = strategy_health_check(instance=instance, now=now)
-        if reason is not None:
-            disabled.append(f"Strategy {instance.kind} ({', '.join(instance.symbols)}) auto-disabled: {reason}")
+        disabled += reason is not None
         rows.append(
             {
                 "id": str(instance.pk),
@@ -115,9 +114,7 @@ def daily_performance_run(*, day: date | None = None) -> dict[str, int]:
     for user in _active_users():
         data = performance_analyze(user=user, day=day)
         data["strategies"], disabled = strategies_analyze(user=user, now=now)
-        for text in disabled:
-            switched_off += 1
-            told += len(notify(user_id=user.pk, event_type=EventType.STRATEGY_DISABLED, text=text))
+        switched_off += disabled
         with transaction.atomic():
             Report.objects.update_or_create(user=user, kind=Report.Kind.PERFORMANCE, day=day, defaults={"data": data})
             stored += 1

@@ -26,6 +26,7 @@ ORDER_REJECTED = "order_rejected"
 GROUP_FAILED = "group_failed"
 GUARD_TRIGGERED = "guard_triggered"
 SEQUENCE_ANOMALY = "sequence_anomaly"
+STRATEGY_DISABLED = "strategy_disabled"
 
 # What closed a group (positions.choices.ExitPurpose values) -> the event type that tells about it.
 CLOSE_EVENT = {
@@ -63,6 +64,7 @@ KIND_EVENT = {
     "guard_refused": GUARD_TRIGGERED,
     "sequence_anomaly": SEQUENCE_ANOMALY,
     "risk_offset": RISK_OFFSET,
+    "strategy_disabled": STRATEGY_DISABLED,
 }
 
 
@@ -144,6 +146,10 @@ def message_text(event_type: str, data: Mapping[str, JSONValue], *, link: str = 
             if isinstance(winner, dict):
                 lines.append(f"Winner {_text(winner, 'symbol')} realized {_plain(winner.get('realized'))}")
         lines.append(f"Net {_plain(data.get('net'))} USDT")
+    elif event_type == STRATEGY_DISABLED and "reason" in data:
+        symbols = data.get("symbols")
+        names = ", ".join(str(s) for s in symbols) if isinstance(symbols, list) else ""
+        lines.append(f"Strategy {_text(data, 'kind')} ({names}) auto-disabled: {_text(data, 'reason')}")
     elif event_type == GROUP_FAILED:
         lines.append(f"{title}: {symbol} {_text(data, 'timeframe')}")
         if data.get("reason"):

@@ -32,6 +32,7 @@ GROUP_FAILED = "group_failed"
 GUARD_REFUSED = "guard_refused"
 SEQUENCE_ANOMALY = "sequence_anomaly"
 RISK_OFFSET = "risk_offset"
+STRATEGY_DISABLED = "strategy_disabled"  # a strategy instance turned itself off (strategies, by its health)
 KINDS = (
     ORDER_PLACED,
     ORDER_FILLED,
@@ -41,6 +42,7 @@ KINDS = (
     GUARD_REFUSED,
     SEQUENCE_ANOMALY,
     RISK_OFFSET,
+    STRATEGY_DISABLED,
 )
 
 

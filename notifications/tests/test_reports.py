@@ -16,6 +16,7 @@ from notifications import services
 from notifications.chart import line_chart_png
 from notifications.models import Delivery, Report
 from notifications.reports import daily_performance_run, daily_portfolio_run, equity_curve
+from positions import hooks
 from positions.models import PositionGroup
 from strategies.models import StrategyInstance, StrategySignal
 
@@ -106,7 +107,9 @@ def test_low_balance_warns_when_the_next_grid_cannot_be_funded(
 
 
 @pytest.mark.django_db
-def test_the_daily_analysis_runs_the_strategies_auto_disable(trader, service_settings, capture_http) -> None:
+def test_the_daily_analysis_runs_the_strategies_auto_disable(
+    trader, service_settings, capture_http, django_capture_on_commit_callbacks
+) -> None:
     configure_all(trader, capture_http, events=["strategy_disabled"])
     config = ExchangeConfigFactory.create(user=trader)
     instance = StrategyInstance.objects.create(
@@ -133,13 +136,27 @@ def test_the_daily_analysis_runs_the_strategies_auto_disable(trader, service_set
             price=Decimal("1"),
             group_id=group.pk,
         )
-    result = daily_performance_run()
+    # The instance tells of its own auto-disable (an engine event, after commit): caught here instead of
+    # going to the broker, then made into messages as the worker's task does.
+    announced: list[hooks.EngineEvent] = []
+    hooks.engine_event_unsubscribe(services.engine_event_enqueue)
+    hooks.engine_event_subscribe(announced.append)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            result = daily_performance_run()
+    finally:
+        hooks.engine_event_unsubscribe(announced.append)
+        hooks.engine_event_subscribe(services.engine_event_enqueue)
     assert result["strategies_disabled"] == 1
     instance.refresh_from_db()
     assert not instance.enabled
     (row,) = Report.objects.get(user=trader, kind="performance").data["strategies"]
     assert row["id"] == str(instance.pk) and row["enabled"] is False
     assert row["health"]["consecutive_losses"] == 11
+    (event,) = [e for e in announced if e.kind == hooks.STRATEGY_DISABLED]
+    assert event.user_id == str(trader.pk) and event.data["strategy_id"] == str(instance.pk)
+    payload = {"kind": event.kind, "user_id": event.user_id, "group_id": event.group_id, "data": event.data}
+    assert len(services.engine_event_notify(payload=payload)) == 4
     texts = set(Delivery.objects.filter(event_type="strategy_disabled").values_list("text", flat=True))
     assert texts == {"Strategy rsi (BTC/USDT) auto-disabled: 11 losing trades in a row (more than 10)"}
 

@@ -26,6 +26,7 @@ HOSTS = {"discord": ["discord.com", "discordapp.com"], "slack": ["hooks.slack.co
         ("order_placed", {"order_kind": "entry"}, "entry_placed"),
         ("guard_refused", {"guard": "pause"}, "guard_triggered"),
         ("sequence_anomaly", {}, "sequence_anomaly"),
+        ("strategy_disabled", {"reason": "x"}, "strategy_disabled"),
         ("order_rejected", {}, "order_rejected"),
         ("group_failed", {}, "group_failed"),
         ("something_else", {}, None),

@@ -20,6 +20,7 @@ from exchanges.models import ExchangeConfig
 from exchanges.selectors import exchange_config_enabled_for
 from positions import events
 from positions.choices import GroupStatus
+from positions.hooks import STRATEGY_DISABLED, engine_event_emit
 from positions.models import PositionGroup
 
 from ..choices import SignalAction
@@ -278,5 +279,17 @@ def strategy_health_check(*, instance: StrategyInstance, now: datetime) -> str |
             f"Strategy {instance.kind} disabled: {reason}",
             user=instance.user,
             details={"strategy_id": str(instance.pk)},
+        )
+        # Told to the owner's channels (notifications hears it through positions' hooks, after commit).
+        engine_event_emit(
+            kind=STRATEGY_DISABLED,
+            user_id=instance.user_id,
+            group_id="",
+            data={
+                "strategy_id": str(instance.pk),
+                "kind": instance.kind,
+                "symbols": list(instance.symbols),
+                "reason": reason,
+            },
         )
     return reason

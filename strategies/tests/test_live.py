@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from exchanges.candles import services as candle_services
+from positions import hooks
 from positions.models import PositionGroup, WebhookSignal
 from strategies.library import candles_frame, strategy_for
 from strategies.models import StrategyInstance, StrategySignal
@@ -145,7 +146,9 @@ def test_no_signal_on_a_quarantined_or_missing_candle(auth_client, sim_config, b
     assert (tick.evaluated, tick.skipped, tick.signals) == (0, 1, [])
 
 
-def test_a_failing_strategy_disables_itself_and_stays_disabled(auth_client, sim_config) -> None:
+def test_a_failing_strategy_disables_itself_and_stays_disabled(
+    auth_client, sim_config, django_capture_on_commit_callbacks
+) -> None:
     instance = StrategyInstance.objects.get(pk=_create(auth_client).json()["id"])
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(11):
@@ -168,8 +171,22 @@ def test_a_failing_strategy_disables_itself_and_stays_disabled(auth_client, sim_
             price=Decimal("1"),
             group_id=group.pk,
         )
-    tick = live.strategies_tick(now=datetime(2026, 2, 1, tzinfo=UTC), sync=False)
+    announced: list[hooks.EngineEvent] = []
+    hooks.engine_event_subscribe(announced.append)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            tick = live.strategies_tick(now=datetime(2026, 2, 1, tzinfo=UTC), sync=False)
+    finally:
+        hooks.engine_event_unsubscribe(announced.append)
     assert tick.disabled == [str(instance.pk)]
+    # Told to the apps above (notifications tells the owner): which instance and why.
+    (event,) = [e for e in announced if e.kind == hooks.STRATEGY_DISABLED]
+    assert event.data == {
+        "strategy_id": str(instance.pk),
+        "kind": "rsi",
+        "symbols": ["BTC/USDT"],
+        "reason": "11 losing trades in a row (more than 10)",
+    }
     instance.refresh_from_db()
     assert not instance.enabled
     assert instance.disabled_reason == "auto-disabled: 11 losing trades in a row (more than 10)"
