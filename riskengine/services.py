@@ -182,9 +182,15 @@ def risk_prices(*, groups: Iterable[PositionGroup]) -> tuple[dict[MarketKey, Dec
 
 
 def _rules(groups: Iterable[PositionGroup]) -> dict[MarketKey, MarketRules]:
+    """The market rules of the groups' markets, each market asked once (a symbol without rules is a query
+    each time it is asked)."""
     found: dict[MarketKey, MarketRules] = {}
+    asked: dict[tuple[str, str], MarketRules | None] = {}
     for group in groups:
-        rules = market_rule_get(exchange_name=group.exchange_config.exchange_name, symbol=group.symbol)
+        market = (group.exchange_config.exchange_name, group.symbol)
+        if market not in asked:
+            asked[market] = market_rule_get(exchange_name=market[0], symbol=market[1])
+        rules = asked[market]
         if rules is not None:
             found[(str(group.exchange_config_id), group.symbol)] = rules
     return found

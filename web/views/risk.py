@@ -40,16 +40,17 @@ WHOLE_KEYS = ("cooldown_minutes_after_loss", "max_alert_lag_seconds")  # whole n
 
 def _risk(request: HttpRequest) -> dict[str, Any]:
     decision, settings, config = risk_preview(user_id=request.user.pk)
-    names = {row.view.group_id: row.view.symbol for row in decision.groups}
+    ids = [row.view.group_id for row in decision.groups]
+    timeframes = dict(PositionGroup.objects.filter(pk__in=ids).values_list("pk", "timeframe")) if ids else {}
+    rows = [{"risk": row, "timeframe": timeframes.get(uuid.UUID(row.view.group_id), "")} for row in decision.groups]
     actions = list(RiskAction.objects.filter(user_id=request.user.pk).order_by("-last_seen_at")[:20])
     return {
         "enabled": settings.enabled,
         "risk_config": settings,
-        "risk_groups": decision.groups,
+        "risk_groups": rows,
         "plan": decision.plan,
         "would_offset": decision.offset,
         "decision_reason": decision.reason,
-        "group_names": names,
         "risk_actions": actions,
         "may_act": may_act(request.user),
     }
