@@ -131,23 +131,35 @@ def model_store(
             training_seconds=result.seconds,
             created_by_id=created_by_id,
         )
+        rival = None if deployed is None else _deployed_score(deployed, result)
         if deployed is None and result.score <= CHANCE:
             model.status_reason = f"holdout AUC {result.score:.4f} is no better than chance ({CHANCE})"
-        elif deployed is not None and result.score <= deployed.score:
-            beaten = f"the deployed model's {deployed.score:.4f} ({deployed.pk})"
+        elif deployed is not None and rival is not None and result.score <= rival[0]:
+            beaten = f"the deployed model's {rival[0]:.4f} {rival[1]} ({deployed.pk})"
             model.status_reason = f"holdout AUC {result.score:.4f} does not beat {beaten}"
         else:
-            if deployed is not None:
-                _retire(
-                    deployed, reason=f"replaced by {model.pk} (holdout AUC {result.score:.4f} > {deployed.score:.4f})"
-                )
             model.status = ModelStatus.DEPLOYED
             model.deployed_at = timezone.now()
-            model.status_reason = (
-                "first model deployed" if deployed is None else f"beats the deployed model's {deployed.score:.4f}"
-            )
+            model.status_reason = "first model deployed"
+            if deployed is not None and rival is not None:
+                model.status_reason = (
+                    f"holdout AUC {result.score:.4f} beats the deployed model's {rival[0]:.4f} {rival[1]}"
+                )
+                _retire(deployed, reason=f"replaced by {model.pk}: {model.status_reason}")
         model.save()
     return model
+
+
+def _deployed_score(deployed: FilterModel, result: TrainResult) -> tuple[float, str]:
+    """The deployed model's AUC to beat: on the new model's own holdout rows when it reads the same
+    features for the same horizon (like against like, whatever period each was trained on), else its
+    stored holdout score. The deployed model has not trained on those rows unless the new one was
+    trained on an earlier stretch than it; then the comparison favours the deployed model."""
+    if deployed.horizon == result.horizon and list(deployed.features) == list(result.features):
+        same = result.holdout_auc_of(bytes(deployed.booster))
+        if same is not None:
+            return same, "on the same holdout window"
+    return deployed.score, "on its own holdout window"
 
 
 def _retire(model: FilterModel, *, reason: str) -> None:

@@ -180,11 +180,21 @@ class TrainResult:
     seconds: float
     device: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # The holdout's features and labels, kept in memory (never stored) so that the registry can score the
+    # deployed model on the same rows (`holdout_auc_of`).
+    holdout_x: np.ndarray | None = field(default=None, repr=False, compare=False)
+    holdout_y: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def score(self) -> float:
         """The holdout AUC: what deploy-if-better compares."""
         return float(self.holdout["auc"])
+
+    def holdout_auc_of(self, booster_bytes: bytes) -> float | None:
+        """Another model's AUC on this result's holdout rows (None when they were not kept)."""
+        if self.holdout_x is None or self.holdout_y is None:
+            return None
+        return auc(self.holdout_y, predict(booster_load(booster_bytes), self.holdout_x))
 
 
 def labelled_rows(candles: pd.DataFrame, horizon: int) -> tuple[pd.DataFrame, pd.Series]:
@@ -249,6 +259,8 @@ def fit_walk_forward(
         seconds=round(time.perf_counter() - started, 3),
         device=device,
         extra={"fold_auc_mean": round(float(np.mean([fold["auc"] for fold in folds])), 6)},
+        holdout_x=x[final.test_start :],
+        holdout_y=y[final.test_start : final.test_end],
     )
 
 

@@ -6,6 +6,7 @@ import gzip
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analytics.ml import services
@@ -110,10 +111,13 @@ def test_walk_forward_training_learns_a_predictable_market():
 
 
 def _shuffled(candles, horizon: int):
-    """A model trained on the same rows with their labels shuffled: it can learn nothing."""
+    """A model trained on the same rows with their labels shuffled, so it learns nothing; its holdout keeps
+    the true labels, so it is scored as any model would be."""
     features, label = labelled_rows(candles, horizon)
-    shuffled = label.sample(frac=1.0, random_state=5)
-    shuffled.index = label.index
+    holdout = int(len(label) * 0.15)
+    values = label.to_numpy().copy()
+    np.random.default_rng(5).shuffle(values[:-holdout])
+    shuffled = pd.Series(values, index=label.index)
     checked = params_validate(FAST)
     return fit_walk_forward(features, shuffled, horizon=horizon, params=checked, candles=len(candles), device="cpu")
 
@@ -131,7 +135,8 @@ def test_a_worse_model_is_kept_as_a_candidate_and_the_deployed_one_stays():
     worse = _store(_shuffled(candles, 5))
     assert worse.score < good.score
     assert worse.status == ModelStatus.CANDIDATE
-    assert "does not beat the deployed model" in worse.status_reason and str(good.pk) in worse.status_reason
+    assert "does not beat the deployed model's" in worse.status_reason and str(good.pk) in worse.status_reason
+    assert "on the same holdout window" in worse.status_reason  # the deployed model scored on the new rows
     good.refresh_from_db()
     assert good.status == ModelStatus.DEPLOYED
     assert FilterModel.objects.count() == 2  # both kept, with their scores
@@ -161,6 +166,19 @@ def test_a_better_model_replaces_the_deployed_one_and_roll_back_restores_it():
     assert restored.pk == worse.pk and restored.status == ModelStatus.DEPLOYED
     assert better.status == ModelStatus.RETIRED
     assert FilterModel.objects.filter(status=ModelStatus.DEPLOYED).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_deployed_model_is_scored_on_the_new_models_holdout():
+    """A deployed model whose own holdout happened to score well is measured again on the new model's
+    holdout rows: like against like."""
+    candles = cyclic_frame()
+    lucky = services.model_deploy(model_id=_store(_shuffled(candles, 5)).pk)
+    FilterModel.objects.filter(pk=lucky.pk).update(score=0.9999)  # as if its own holdout had been kind
+    better = _store(train_on_candles(candles, horizon=5, params=FAST, device="cpu"))
+    assert better.score < 0.9999
+    assert better.status == ModelStatus.DEPLOYED, better.status_reason
+    assert "on the same holdout window" in better.status_reason
 
 
 @pytest.mark.django_db
