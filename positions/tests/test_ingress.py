@@ -353,3 +353,26 @@ def test_an_unreachable_database_is_a_503_that_says_a_resend_is_safe(client, tra
     assert WebhookSignal.objects.count() == 0
     again = post(client, trader, body)  # the database is back: the resend is simply the signal
     assert again.status_code == 202 and again.json()["classification"] == "new_entry"
+
+
+def test_a_guards_refusal_through_the_route_is_announced_after_the_answer(trader, sim_config):
+    """The route's intake commits on its own connection: its guard refusal reaches the hooks' subscribers
+    from the announcer thread once answered (docs/processes.md#notifications)."""
+    from positions import hooks
+    from positions.services.guards import guard_pause_set
+
+    guard_pause_set(user=trader, paused=True, actor=trader)
+    announced: list[hooks.EngineEvent] = []
+    hooks.engine_event_subscribe(announced.append)
+    try:
+        body = json.dumps(alert(trader.webhook_secret)).encode()
+        response = _asgi("POST", f"/api/webhook/{trader.pk}", body, _json_headers())
+        assert json.loads(response["body"])["reason"] == "pause: trading is paused: no new groups"
+        deadline = time.monotonic() + 5
+        while not announced and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        hooks.engine_event_unsubscribe(announced.append)
+    (event,) = announced
+    assert (event.kind, event.user_id) == (hooks.GUARD_REFUSED, str(trader.pk))
+    assert event.data["guard"] == "pause" and event.data["symbol"] == "BTC/USDT"
