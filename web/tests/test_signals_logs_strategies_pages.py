@@ -272,3 +272,22 @@ def test_strategies_page_queries_do_not_grow_with_the_instances(trader, exchange
         add(index)
     assert _count(client, "/strategies/") == few
     assert "+1.00" in client.get("/strategies/").content.decode()
+
+
+def test_live_regions_render_alone(trader, exchange):
+    """`?partial=<region>` renders the region live.js swaps in (docs/web.md#live); an unknown one is a 404."""
+    _signal(trader)
+    log_info("TRADING", "one", user=trader)
+    page = _login(trader)
+    for path, region, marker in (
+        ("/queue/", "queue", "Execution pool"),
+        ("/risk/", "risk", "Projected plan"),
+        ("/risk/", "guards", "Switches"),
+        ("/signals/", "signals", 'id="signals"'),
+        ("/logs/", "logs", 'id="logs"'),
+        ("/strategies/", "strategies", "Instances"),
+    ):
+        response = page.get(path, {"partial": region})
+        assert response.status_code == 200 and marker in response.content.decode(), (path, region)
+        assert "<html" not in response.content.decode()
+    assert page.get("/queue/", {"partial": "nope"}).status_code == 404
