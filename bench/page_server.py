@@ -80,7 +80,8 @@ def run(harness: Harness) -> dict[str, Any]:
         f"populated {made['groups']} groups, {made['legs']} DCA orders, {made['exits']} exit orders "
         f"in {time.monotonic() - started:.1f} s"
     )
-    big_client, small_client = Client(), Client()
+    # A host ALLOWED_HOSTS lets in (Django's test environment, which adds `testserver`, is not set up here).
+    big_client, small_client = Client(SERVER_NAME="localhost"), Client(SERVER_NAME="localhost")
     big_client.force_login(big)
     small_client.force_login(small)
     pages: dict[str, dict[str, Any]] = {}
@@ -89,6 +90,8 @@ def run(harness: Harness) -> dict[str, Any]:
     for path in _pages(big):
         times, queries, status = _measure(big_client, path, SAMPLES)
         _, queries_small, _ = _measure(small_client, small_paths.get(path, path), 1)
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}")
         pages[path] = {
             "p95_ms": round(percentile(times, 95), 1),
             "p50_ms": round(percentile(times, 50), 1),
