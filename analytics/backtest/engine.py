@@ -11,7 +11,7 @@ Only the driver is the backtester's own: an in-memory book of orders walked by t
 | aggregate TP, stop loss, trailing stop | `positions.rules.exits.exit_decide` |
 | pyramid take-profit | `positions.rules.exits.pyramids_at_take_profit`, `pyramid_tp_quantity` |
 | what a close sells, dust, stale DCA legs | `positions.rules.exits` |
-| held, cost, average, realized PnL, fees | `positions.rules.position.position_totals` |
+| held, cost, average, realized PnL, fees | `positions.rules.position.position_add` (`position_totals`' step) |
 | group states | `positions.rules.lifecycle.fill_state_target` |
 | the queue's promotion order and expiry | `positions.rules.pool` |
 | the risk plan across symbols | `riskengine.rules.plan_offset`, `timer_update`, the take-profit cut |
@@ -82,7 +82,7 @@ from positions.rules.intake import (
 )
 from positions.rules.lifecycle import LegFill, fill_state_target
 from positions.rules.pool import PoolState, pool_has_room, queue_expired, queue_rank
-from positions.rules.position import FillData, PositionTotals, position_totals
+from positions.rules.position import NO_FILLS, FillData, PositionRunning, PositionTotals, position_add
 from positions.webhook import ParsedSignal
 from riskengine.rules import (
     GroupView,
@@ -145,7 +145,7 @@ class Order:
 class Pyramid:
     index: int
     legs: list[Order]
-    fills: list[FillData] = field(default_factory=list)
+    running: PositionRunning = NO_FILLS  # its own buys' totals (pyramid_aggregate)
     tp_done: bool = False  # pyramid_aggregate: its TP was sold
 
 
@@ -165,8 +165,8 @@ class Group:
     pyramids: list[Pyramid] = field(default_factory=list)
     buys: list[Order] = field(default_factory=list)  # resting entry legs
     sells: list[Order] = field(default_factory=list)  # resting take-profits
-    fills: list[FillData] = field(default_factory=list)
-    totals: PositionTotals = position_totals((), base="", quote="")
+    running: PositionRunning = NO_FILLS
+    totals: PositionTotals = NO_FILLS.totals()
     exit_state: ExitState = ExitState(avg_entry=ZERO)
     last_pyramid_candle: datetime | None = None
     timer_started_at: datetime | None = None
@@ -541,7 +541,7 @@ class Backtest:
         for pyramid in group.pyramids:
             if pyramid.tp_done:
                 continue
-            totals = position_totals(pyramid.fills, base=group.base, quote=group.quote)
+            totals = pyramid.running.totals()
             out.append(PyramidHolding(index=pyramid.index, held=totals.held, avg_cost=totals.avg_entry))
         return out
 
@@ -552,7 +552,7 @@ class Backtest:
             pyramid = group.pyramids[index]
             for order in [o for o in group.buys if o.pyramid == index]:
                 self._cancel(group, order)
-            totals = position_totals(pyramid.fills, base=group.base, quote=group.quote)
+            totals = pyramid.running.totals()
             quantity = pyramid_tp_quantity(
                 pyramid_held=totals.held, group_held=group.totals.held, price=price, rules=group.rules
             )
@@ -578,7 +578,8 @@ class Backtest:
             at_ms,
             fee,
         )
-        group.pyramids[order.pyramid].fills.append(fill)
+        pyramid = group.pyramids[order.pyramid]
+        pyramid.running = position_add(pyramid.running, fill, base=group.base, quote=group.quote)
         self._book(group, fill, order.kind, at_ms)
         group.deepest = max(group.deepest, order.level)
         group.invested = max(group.invested, group.totals.cost)
@@ -600,9 +601,9 @@ class Backtest:
 
     def _book(self, group: Group, fill: FillData, kind: str, at_ms: int) -> None:
         """A fill into the group's position and the account (as the simulator's balances move)."""
-        group.fills.append(fill)
         before = group.totals.realized_pnl
-        group.totals = position_totals(group.fills, base=group.base, quote=group.quote)
+        group.running = position_add(group.running, fill, base=group.base, quote=group.quote)
+        group.totals = group.running.totals()
         self.realized += group.totals.realized_pnl - before
         if fill.side == "buy":
             self.cash -= fill.price * fill.quantity
@@ -790,7 +791,6 @@ class Backtest:
             max_pyramids=outcome.max_pyramids,
             tp_mode=outcome.tp_mode,
             last_pyramid_candle=outcome.candle,
-            totals=position_totals((), base=self.rules[symbol].base, quote=self.rules[symbol].quote),
         )
         self.next_id += 1
         self.groups[symbol] = group

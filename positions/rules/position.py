@@ -75,36 +75,73 @@ def net_bought(fills: Iterable[FillData], *, base: str) -> Decimal:
     return sum((fee_net_quantity(fill, base=base) for fill in fills if fill.side == BUY), ZERO)
 
 
+@dataclass(frozen=True, slots=True)
+class PositionRunning:
+    """`position_totals`' running sums after some fills, before the end's clamping: a caller that
+    learns of fills one at a time (the backtester) adds each with `position_add` instead of summing
+    every fill again; `position_totals` is the same fold over a whole list."""
+
+    bought: Decimal = ZERO
+    sold: Decimal = ZERO
+    held: Decimal = ZERO
+    cost: Decimal = ZERO
+    proceeds: Decimal = ZERO
+    realized: Decimal = ZERO
+    fees_quote: Decimal = ZERO
+
+    def totals(self) -> PositionTotals:
+        held, cost = self.held, self.cost
+        return PositionTotals(
+            bought=self.bought,
+            sold=self.sold,
+            held=max(held, ZERO),
+            cost=max(cost, ZERO),
+            avg_entry=(cost / held) if held > 0 else None,
+            proceeds=self.proceeds,
+            realized_pnl=self.realized,
+            fees_quote=self.fees_quote,
+        )
+
+
+NO_FILLS = PositionRunning()
+
+
+def position_add(running: PositionRunning, fill: FillData, *, base: str, quote: str) -> PositionRunning:
+    """The running sums after one more fill (average-cost accounting, see `position_totals`)."""
+    bought, sold, held, cost, proceeds, realized, fees_quote = (
+        running.bought,
+        running.sold,
+        running.held,
+        running.cost,
+        running.proceeds,
+        running.realized,
+        running.fees_quote,
+    )
+    base_fee = fee_in_base(fill, base=base)
+    quote_fee = fee_in_quote(fill, quote=quote)
+    fees_quote += quote_fee + base_fee * fill.price
+    if fill.side == BUY:
+        bought += fill.quantity
+        held += fill.quantity - base_fee
+        cost += fill.price * fill.quantity + quote_fee
+    else:
+        sold += fill.quantity
+        avg = cost / held if held > 0 else ZERO
+        net = net_proceeds(fill, base=base, quote=quote)
+        proceeds += net
+        realized += net - avg * fill.quantity
+        cost -= avg * fill.quantity
+        held -= fill.quantity
+    return PositionRunning(bought, sold, held, cost, proceeds, realized, fees_quote)
+
+
 def position_totals(fills: Iterable[FillData], *, base: str, quote: str) -> PositionTotals:
     """Average-cost accounting over fills in the order they executed.
 
     A buy adds its fee-net quantity and its cost (quote fee included); a sell realizes
     (net proceeds − average entry × quantity) and takes its share of the cost with it.
     """
-    bought = sold = held = cost = proceeds = realized = fees_quote = ZERO
+    running = NO_FILLS
     for fill in fills:
-        base_fee = fee_in_base(fill, base=base)
-        quote_fee = fee_in_quote(fill, quote=quote)
-        fees_quote += quote_fee + base_fee * fill.price
-        if fill.side == BUY:
-            bought += fill.quantity
-            held += fill.quantity - base_fee
-            cost += fill.price * fill.quantity + quote_fee
-        else:
-            sold += fill.quantity
-            avg = cost / held if held > 0 else ZERO
-            net = net_proceeds(fill, base=base, quote=quote)
-            proceeds += net
-            realized += net - avg * fill.quantity
-            cost -= avg * fill.quantity
-            held -= fill.quantity
-    return PositionTotals(
-        bought=bought,
-        sold=sold,
-        held=max(held, ZERO),
-        cost=max(cost, ZERO),
-        avg_entry=(cost / held) if held > 0 else None,
-        proceeds=proceeds,
-        realized_pnl=realized,
-        fees_quote=fees_quote,
-    )
+        running = position_add(running, fill, base=base, quote=quote)
+    return running.totals()
