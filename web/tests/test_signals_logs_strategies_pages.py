@@ -98,7 +98,8 @@ def test_signals_page_queries_do_not_grow_with_the_rows(trader):
 def test_logs_page_filters_and_shows_only_own_rows(client, trader, user_factory):
     log_info("TRADING", "Grid placed for BTC/USDT 1h", user=trader, details={"symbol": "BTC/USDT"})
     log_warning("RISK", "queue: no prices for ETH/USDT", user=trader)
-    log_info("TRADING", "someone else's BTC/USDT", user=user_factory())
+    other = user_factory()
+    log_info("TRADING", "someone else's BTC/USDT", user=other)
     assert client.get("/logs/").status_code == 302
     page = _login(trader)
     body = page.get("/logs/").content.decode()
@@ -113,6 +114,8 @@ def test_logs_page_filters_and_shows_only_own_rows(client, trader, user_factory)
     assert "Grid placed" not in page.get("/logs/", {"start": tomorrow}).content.decode()
     bad = page.get("/logs/", {"level": "LOUD", "end": "soon"}).content.decode()
     assert "unknown level" in bad and 'name="end" value="soon" aria-invalid="true"' in bad
+    everyone = _login(user_factory(role="admin")).get("/logs/").content.decode()
+    assert "someone else" in everyone and other.email in everyone
 
 
 def test_audit_log_only_for_managers_and_admins(trader, user_factory):

@@ -113,6 +113,7 @@ def _logs(request: HttpRequest) -> dict[str, Any]:
         "filters": filters,
         "filter_errors": errors,
         "query": query.urlencode(),
+        "show_user": request.user.sees_everything,  # whose row it is, when the viewer sees everyone's
     }
 
 
