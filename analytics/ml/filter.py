@@ -19,6 +19,7 @@ import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,8 @@ import pandas as pd
 import xgboost as xgb
 
 from core import sql
-from exchanges.candles.rules import TIMEFRAME_MS
+from exchanges.candles import rules as candle_rules
+from exchanges.candles.rules import TIMEFRAME_MS, CandleRow
 from exchanges.models import Candle
 from positions.entry_filter import EntryQuery, EntryVerdict
 from strategies.library import candles_frame
@@ -147,12 +149,49 @@ def entry_filter_provider(query: EntryQuery) -> sql.Steps[EntryVerdict]:
         booster = booster_load(bytes(stored["booster"]))
         BOOSTERS.put(model_id, booster)
     # The newest candle closed by the signal's time: its open is at least one interval earlier.
-    newest_open = query.at_ms - TIMEFRAME_MS.get(query.timeframe, 0)
-    candles = yield (
-        candles_statement,
-        [found["exchange_name"], query.symbol, query.timeframe, newest_open, SCORE_CANDLES],
-    )
-    return verdict(score_latest(booster, _frame(candles)), query.threshold, model_id=model_id)
+    interval = TIMEFRAME_MS.get(query.timeframe, 0)
+    exchange = found["exchange_name"]
+    row = yield candles_statement, [exchange, query.symbol, query.timeframe, query.at_ms - interval, SCORE_CANDLES]
+    frame = _frame(row)
+    if len(frame) < WARMUP and interval:
+        frame = yield from _built_from_lower(exchange, query.symbol, query.timeframe, query.at_ms)
+    return verdict(score_latest(booster, frame), query.threshold, model_id=model_id)
+
+
+def _built_from_lower(exchange: str, symbol: str, timeframe: str, at_ms: int) -> sql.Steps[pd.DataFrame]:
+    """The newest candles of `timeframe` closed by `at_ms`, built from the nearest lower stored timeframe
+    that has enough (as the candle selectors build a timeframe the store lacks, and as training read
+    them): complete buckets only."""
+    _, _, candles_statement = _statements()
+    target = TIMEFRAME_MS[timeframe]
+    for lower in candle_rules.lower_timeframes(timeframe):
+        source = TIMEFRAME_MS[lower]
+        row = yield (
+            candles_statement,
+            [exchange, symbol, lower, at_ms - source, (SCORE_CANDLES + 1) * (target // source)],
+        )
+        if row is None or not row["open_ms"]:
+            continue
+        # The store's one resampling rule works in Decimal, as the candle selectors use it.
+        rows = [
+            CandleRow(open_ms, *(Decimal(repr(value)) for value in values))
+            for open_ms, *values in zip(*(row[name] for name in _CANDLE_COLUMNS), strict=True)
+        ]
+        built = [
+            (
+                candle.open_ms,
+                float(candle.open),
+                float(candle.high),
+                float(candle.low),
+                float(candle.close),
+                float(candle.volume),
+            )
+            for candle in candle_rules.resample(rows, from_ms=source, to_ms=target)
+            if candle.open_ms <= at_ms - target
+        ]
+        if len(built) >= WARMUP:
+            return candles_frame(built)
+    return candles_frame([])
 
 
 # --- backtests and bulk analysis ------------------------------------------------------------------------

@@ -12,10 +12,10 @@ START_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 
 
 def cyclic_rows(
-    count: int = 1500, *, period: int = 40, seed: int = 3
+    count: int = 1500, *, period: int = 40, seed: int = 3, step_ms: int = HOUR
 ) -> list[tuple[int, float, float, float, float, float]]:
-    """Hourly candles whose close swings on a cycle of `period` candles with a little noise: where the
-    price sits in its swing (RSI, returns, %B) tells where it goes next."""
+    """Candles (hourly unless `step_ms` says otherwise) whose close swings on a cycle of `period` candles
+    with a little noise: where the price sits in its swing (RSI, returns, %B) tells where it goes next."""
     rng = np.random.default_rng(seed)
     t = np.arange(count + 1)
     close = 100.0 * np.exp(0.03 * np.sin(2 * np.pi * t / period) + 0.002 * rng.standard_normal(count + 1))
@@ -26,7 +26,7 @@ def cyclic_rows(
         low = min(open_, end) * (1 - 0.001 * rng.random())
         rows.append(
             (
-                START_MS + (i - 1) * HOUR,
+                START_MS + (i - 1) * step_ms,
                 round(open_, 4),
                 round(high, 4),
                 round(low, 4),

@@ -95,6 +95,22 @@ def test_an_entry_below_the_threshold_is_refused_with_the_score(client, trader, 
     assert PositionGroup.objects.count() == 1
 
 
+def test_a_model_of_a_timeframe_the_store_builds_from_a_lower_one(client, trader, sim_config):
+    """Only 30m candles stored: training reads them as 1h (the candle selectors build it), and so does the
+    live filter."""
+    half_hours = cyclic_rows(3000, period=80, step_ms=HOUR // 2)
+    lines = csv_lines(half_hours)
+    candle_services.candles_import(exchange_name="simulator", symbol="BTC/USDT", timeframe="30m", lines=lines)
+    model = services.model_train(exchange_name="simulator", symbol="BTC/USDT", timeframe="1h", horizon=5, params=FAST)
+    assert model.status == ModelStatus.DEPLOYED, model.status_reason
+    config = {"ml_filter_enabled": True, "ml_filter_threshold": "0.999", "max_alert_lag_seconds": 0}
+    config_set(user=trader, data=config, partial=True)
+    last_hour = [row for row in half_hours if row[0] % HOUR == 0][-1]
+    response = post(client, trader, _entry(trader, [last_hour], trade_id="T-ml-30m"))
+    assert response.status_code == 200, response.content
+    assert response.json()["reason"].startswith("ml_filter: score "), response.json()
+
+
 def test_a_strategy_entry_is_filtered_too(trader, deployed):
     """A built-in strategy's signal enters through the same intake (`strategy_signal_receive`)."""
     _, rows = deployed
