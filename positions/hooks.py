@@ -2,8 +2,12 @@
 
 `positions` must not import the apps that react to what it does (notifications, reports). They register
 a subscriber here at start-up (their `AppConfig.ready`); services call `engine_event_emit` inside their
-transaction and every subscriber is called once it commits, never for a rolled-back change. The webhook
-intake emits nothing: only the worker's order and state services do, so the webhook's path pays nothing.
+transaction and every subscriber is called once it commits, never for a rolled-back change.
+
+The webhook intake commits on its own connection (`core.sql`, on the event loop under daphne), so it does
+not use `engine_event_emit`: its few events (a guard's refusal, a sequence anomaly) ride on its result,
+and the caller hands them to `engine_events_announce` once the transaction has committed, which queues
+them for a thread of the process. The webhook's answer never waits for a subscriber.
 
 A subscriber must be quick (enqueue a task, no network call) and must not raise: one that fails is
 logged and the others still run; the trading path never sees its error.
