@@ -29,8 +29,9 @@ from exchanges.simulator.testing import SimulatorProcess  # no Django in the sim
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-BENCH_DB = "tradingsite_bench"
-TEMPLATE_DB = "tradingsite_bench_template"
+# BENCH_DB=name: another database (and template), so that two benches on one server do not drop each other's.
+BENCH_DB = os.environ.get("BENCH_DB") or "tradingsite_bench"
+TEMPLATE_DB = f"{BENCH_DB}_template"
 # The test settings with production's persistent database connections (see that module).
 SETTINGS = "tradingsite.settings.bench"
 WEB_ENV = {"WEBHOOK_RATE_LIMIT_PER_MINUTE": "100000"}
