@@ -13,15 +13,17 @@ nearest valid neighbour so that the pyramid's capital is still fully allotted (s
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from types import MappingProxyType
 from typing import Any
 
 from core.validation import InvalidValueError, decimal_bounded
 from exchanges.precision import (
     MarketRules,
+    OrderProblem,
     decimal_to_str,
     round_price_down,
     round_qty_down,
@@ -101,6 +103,11 @@ _EXACT_PRECISION = 80
 # by a weight sum such as 33.333...% × 3, which would otherwise lose a whole step when flooring.
 _SHARE_QUANTUM = Decimal("1e-18")
 _HUNDRED = Decimal(100)
+# The computing helpers below run at that precision through these contexts' own methods rather than by
+# entering a `localcontext` per operation (the same arithmetic, without a context switch per call: a
+# grid is computed for every pyramid, and a backtest computes thousands).
+_EXACT = Context(prec=_EXACT_PRECISION)
+_EXACT_FLOOR = Context(prec=_EXACT_PRECISION, rounding=ROUND_FLOOR)
 
 _DEFAULT_GRID_CONFIG: dict[str, Any] = {
     "levels": [
@@ -124,10 +131,10 @@ _PER_PYRAMID_KEYS = ("pyramid_specific_levels", "pyramid_capitals")
 
 def _plain(value: Decimal) -> Decimal:
     """Drop trailing zeros without exponent form (``2.50`` → ``2.5``, ``5E+1`` → ``50``)."""
-    normalized = value.normalize()
+    normalized = value.normalize(context=_EXACT)
     exponent = normalized.as_tuple().exponent
     if isinstance(exponent, int) and exponent > 0:
-        return normalized.quantize(Decimal(1))
+        return normalized.quantize(Decimal(1), context=_EXACT)
     return normalized
 
 
@@ -653,13 +660,17 @@ class GridLeg:
 
 def _tp_above(price: Decimal, tp_percent: Decimal, rules: MarketRules) -> Decimal:
     """``price × (1 + tp%)`` rounded down to the tick, but at least one tick above ``price``."""
-    with localcontext() as ctx:
-        ctx.prec = _EXACT_PRECISION
-        target = round_price_down(price * (1 + tp_percent / _HUNDRED), rules)
-        # Rounding down a small TP (or a tiny-priced coin) can land on or below the buy price, which
-        # would sell at a loss after fees; the next tick up is the smallest profitable sell.
-        floor_above = round_price_down(price, rules) + rules.tick_size
+    target = round_price_down(_EXACT.multiply(price, _growth(tp_percent)), rules)
+    # Rounding down a small TP (or a tiny-priced coin) can land on or below the buy price, which
+    # would sell at a loss after fees; the next tick up is the smallest profitable sell.
+    floor_above = _EXACT.add(round_price_down(price, rules), rules.tick_size)
     return max(target, floor_above)
+
+
+@functools.lru_cache(maxsize=256)
+def _growth(percent: Decimal) -> Decimal:
+    """``1 + percent / 100`` (a config's few percents, computed once each)."""
+    return _EXACT.add(1, _EXACT.divide(percent, _HUNDRED))
 
 
 def trade_tp_price(fill_price: Decimal, tp_percent: Decimal, rules: MarketRules) -> Decimal:
@@ -684,28 +695,37 @@ class _Draft:
     price: Decimal
     weight: Decimal
     merged: list[int]
+    # `_sized`'s answer for the weight it was worked out at (a merge changes the weight).
+    sized: tuple[Decimal, Decimal, list[OrderProblem]] | None = None
+    sized_weight: Decimal | None = None
 
 
+@functools.lru_cache(maxsize=1024)
 def _share(capital: Decimal, weight: Decimal, weight_sum: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = _EXACT_PRECISION
-        # Dividing by the weight sum (not by 100) keeps the total at the capital even when the
-        # weights sum to 100 ± 0.01.
-        return (capital * weight / weight_sum).quantize(_SHARE_QUANTUM, rounding=ROUND_HALF_EVEN)
+    # Dividing by the weight sum (not by 100) keeps the total at the capital even when the
+    # weights sum to 100 ± 0.01. (Memoized: the result is quantized, the same for equal inputs.)
+    return _EXACT.divide(_EXACT.multiply(capital, weight), weight_sum).quantize(
+        _SHARE_QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT
+    )
 
 
 def _quantity(share: Decimal, price: Decimal, rules: MarketRules) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = _EXACT_PRECISION
-        # Floor the quotient too, so that a quotient just under a step can never round up onto it.
-        ctx.rounding = ROUND_FLOOR
-        return round_qty_down(share / price, rules)
+    # Floor the quotient too, so that a quotient just under a step can never round up onto it.
+    return round_qty_down(_EXACT_FLOOR.divide(share, price), rules)
 
 
-def _sizing_problems(draft: _Draft, share: Decimal, rules: MarketRules) -> list[str]:
-    qty = _quantity(share, draft.price, rules)
-    mergeable = {"not_positive", "below_min_qty", "below_min_notional"}
-    return [p.code for p in validate_order(draft.price, qty, rules) if p.code in mergeable]
+_MERGEABLE = frozenset({"not_positive", "below_min_qty", "below_min_notional"})
+
+
+def _sized(draft: _Draft, capital: Decimal, weight_sum: Decimal, rules: MarketRules) -> tuple[Decimal, Decimal, bool]:
+    """The draft's (share, quantity, valid) at its current weight, worked out once per weight; valid:
+    no problem that merging can fix (it may still break a maximum, which `_build_legs` refuses)."""
+    if draft.sized is None or draft.sized_weight != draft.weight:
+        share = _share(capital, draft.weight, weight_sum)
+        qty = _quantity(share, draft.price, rules)
+        draft.sized, draft.sized_weight = (share, qty, validate_order(draft.price, qty, rules)), draft.weight
+    share, qty, problems = draft.sized
+    return share, qty, not any(p.code in _MERGEABLE for p in problems)
 
 
 def _nearest(draft: _Draft, candidates: Sequence[_Draft]) -> _Draft:
@@ -758,18 +778,16 @@ def compute_grid(
     capital = capital_for_pyramid(config, pyramid_index)
     weight_sum = sum((level.weight_percent for level in levels), Decimal(0))
 
-    with localcontext() as ctx:
-        ctx.prec = _EXACT_PRECISION
-        drafts = [
-            _Draft(
-                level=position,
-                source=level,
-                price=round_price_down(entry_price * (1 + level.gap_percent / _HUNDRED), rules),
-                weight=level.weight_percent,
-                merged=[],
-            )
-            for position, level in enumerate(levels)
-        ]
+    drafts = [
+        _Draft(
+            level=position,
+            source=level,
+            price=round_price_down(_EXACT.multiply(entry_price, _growth(level.gap_percent)), rules),
+            weight=level.weight_percent,
+            merged=[],
+        )
+        for position, level in enumerate(levels)
+    ]
 
     def absorb(target: _Draft, donor: _Draft) -> None:
         target.weight += donor.weight
@@ -788,7 +806,7 @@ def compute_grid(
         absorb(_nearest(draft, in_band), draft)
 
     def is_valid(draft: _Draft) -> bool:
-        return not _sizing_problems(draft, _share(capital, draft.weight, weight_sum), rules)
+        return _sized(draft, capital, weight_sum, rules)[2]
 
     # 2. Pool capital until at least one leg is orderable by itself.
     while not any(is_valid(draft) for draft in drafts):
@@ -839,17 +857,15 @@ def _build_legs(
     cost = Decimal(0)
     quantity_total = Decimal(0)
     for draft in drafts:
-        share = _share(capital, draft.weight, weight_sum)
-        qty = _quantity(share, draft.price, rules)
-        with localcontext() as ctx:
-            ctx.prec = _EXACT_PRECISION
-            notional = draft.price * qty
-            cost += notional
-            quantity_total += qty
-            cum_avg = (cost / quantity_total).quantize(_SHARE_QUANTUM, rounding=ROUND_HALF_EVEN)
-            weight_percent = _plain(draft.weight * _HUNDRED / weight_sum)
+        _, qty, _ = _sized(draft, capital, weight_sum, rules)
+        notional = _EXACT.multiply(draft.price, qty)
+        cost = _EXACT.add(cost, notional)
+        quantity_total = _EXACT.add(quantity_total, qty)
+        cum_avg = _EXACT.divide(cost, quantity_total).quantize(_SHARE_QUANTUM, rounding=ROUND_HALF_EVEN, context=_EXACT)
+        weight_percent = _weight_percent(draft.weight, weight_sum)
         # Merging only adds capital, so only the maximums can still be broken here.
-        problems = validate_order(draft.price, qty, rules)
+        assert draft.sized is not None
+        problems = draft.sized[2]
         if problems:
             raise GridError(
                 "above_maximum",
@@ -872,6 +888,12 @@ def _build_legs(
             )
         )
     return legs
+
+
+@functools.lru_cache(maxsize=1024)
+def _weight_percent(weight: Decimal, weight_sum: Decimal) -> Decimal:
+    """A leg's share of the pyramid's capital in percent (memoized: `_plain` writes equal values alike)."""
+    return _plain(_EXACT.divide(_EXACT.multiply(weight, _HUNDRED), weight_sum))
 
 
 def legs_to_json(legs: Sequence[GridLeg], rules: MarketRules | None = None) -> list[dict[str, Any]]:
