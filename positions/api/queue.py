@@ -96,7 +96,16 @@ class QueuePromoteView(APIView):
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request: AuthenticatedRequest, entry_id: str) -> Response:
         entry = _entry(request, entry_id)
-        promoted = queue_promote(user_id=request.user.pk, entry_id=entry.pk, force=self.force, actor=request.user)
+        refusals: dict[str, str] = {}
+        promoted = queue_promote(
+            user_id=request.user.pk, entry_id=entry.pk, force=self.force, actor=request.user, refusals=refusals
+        )
+        if not promoted and str(entry.pk) in refusals:
+            raise ApiError(
+                status_code=409,
+                code="guard_refused",
+                detail=f"A guard keeps it queued: {refusals[str(entry.pk)]}.",
+            )
         if not promoted:
             raise ApiError(
                 status_code=409,

@@ -247,6 +247,7 @@ def queue_promote(
     force: bool = False,
     entry_id: Any = None,
     actor: Any = None,
+    refusals: dict[str, str] | None = None,
 ) -> list[str]:
     """Open groups for queued signals while the pool has room (or once, ignoring the cap, with force).
 
@@ -255,7 +256,8 @@ def queue_promote(
     (`rules.guards.new_group_refusal`: pause, daily loss, cooldown, exposure cap, on the state now). One a
     guard still refuses stays queued with the reason (`blocked_reason`, a log line and a `guard_refused`
     engine event when the reason changes) until a later promotion admits it or its maximum age expires
-    it; the next entry is tried. Force ignores the pool's cap only, never a guard.
+    it; the next entry is tried. Force ignores the pool's cap only, never a guard. `refusals`, when given,
+    is filled with each entry a guard kept (its id -> the guard's reason).
     """
     promoted: list[str] = []
     queue_expire(user_id=user_id)
@@ -280,6 +282,8 @@ def queue_promote(
             refusal = _guard_refusal(entry=entry, merged=merged, capital=capital)
             if refusal is not None:
                 _still_blocked(entry=entry, refusal=refusal)
+                if refusals is not None:
+                    refusals[str(entry.pk)] = refusal.message
                 if force:
                     break
                 continue

@@ -115,7 +115,9 @@ def test_promotion_checks_the_guards_again_and_keeps_a_refused_entry_queued_with
         hooks.engine_event_unsubscribe(announced.append)
     # A force-add ignores the pool's cap, never a guard.
     config_set(user=trader, data={"max_open_groups": 2}, partial=True)
-    assert queue_promote(user_id=trader.pk, prices={}, force=True, entry_id=waiting.pk) == []
+    forced = api_client.post(f"/api/queue/{waiting.pk}/force-add")
+    assert forced.status_code == 409 and forced.json()["error"] == "guard_refused"
+    assert forced.json()["detail"] == f"A guard keeps it queued: {reason}."
     # The cap is raised: the next promotion admits it.
     config_set(user=trader, data={"max_open_groups": 3, "max_total_exposure_usd": "600"}, partial=True)
     (last,) = queue_promote(user_id=trader.pk, prices={})
