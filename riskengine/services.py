@@ -40,8 +40,8 @@ from accounts.logs import audit, log_info, log_warning
 from core.locks import advisory_lock_try, advisory_locks_try
 from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError
-from exchanges.precision import MarketRules
-from exchanges.selectors import market_rule_get
+from exchanges.precision import MarketRules, round_qty_down, validate_order
+from exchanges.selectors import market_rule_get, market_rules_get_many
 from exchanges.services import adapter_for
 from positions import ledger
 from positions.choices import (
@@ -182,15 +182,13 @@ def risk_prices(*, groups: Iterable[PositionGroup]) -> tuple[dict[MarketKey, Dec
 
 
 def _rules(groups: Iterable[PositionGroup]) -> dict[MarketKey, MarketRules]:
-    """The market rules of the groups' markets, each market asked once (a symbol without rules is a query
-    each time it is asked)."""
+    """The market rules of the groups' markets, read together (a fixed number of reads for any number of
+    markets: the risk page lists every open group)."""
+    groups = list(groups)
+    known = market_rules_get_many(markets=[(g.exchange_config.exchange_name, g.symbol) for g in groups])
     found: dict[MarketKey, MarketRules] = {}
-    asked: dict[tuple[str, str], MarketRules | None] = {}
     for group in groups:
-        market = (group.exchange_config.exchange_name, group.symbol)
-        if market not in asked:
-            asked[market] = market_rule_get(exchange_name=market[0], symbol=market[1])
-        rules = asked[market]
+        rules = known.get((group.exchange_config.exchange_name, group.symbol))
         if rules is not None:
             found[(str(group.exchange_config_id), group.symbol)] = rules
     return found
@@ -441,7 +439,9 @@ def risk_action_execute(*, action_id: Any) -> str:
         if order.status in FINAL_ORDER_STATUSES:
             continue
         adapter = adapter_for(order.exchange_config)
-        if not _take_profits_cut(group=order.group, selling=order.quantity, adapter=adapter):
+        if not _take_profits_cut(group=order.group, selling=order.quantity, adapter=adapter) or not _sale_fit(
+            order_id=order.pk
+        ):
             pending = True
             continue
         outcome = orders.order_submit(order_id=order.pk, adapter=adapter)
@@ -489,6 +489,42 @@ def _take_profits_cut(*, group: PositionGroup, selling: Decimal, adapter: Any) -
         tp.refresh_from_db()
         if tp.status == OrderStatus.CANCELED:
             ExitOrder.objects.filter(pk=tp.pk).update(last_error="cancelled by the risk engine (resized)")
+    return True
+
+
+def _sale_fit(*, order_id: Any) -> bool:
+    """Before a winner's sale is first sent, fit it to what the group holds beyond its TPs still resting:
+    the holding the plan read may be gone since (a TP that filled at once, its fill booked only when the
+    cut looked it up). A sale too big shrinks to what fits (rounded down to the step); one that nothing
+    valid fits is cancelled unsent and realizes nothing. False while another process is sending it."""
+    with advisory_lock_try(orders.SEND_LOCK_NAMESPACE, order_id) as ours:
+        if not ours:
+            return False
+        with transaction.atomic():
+            sale = ExitOrder.objects.select_for_update().select_related("group__exchange_config").get(pk=order_id)
+            if sale.status != OrderStatus.PENDING or sale.submit_attempts:
+                return True  # sent before: it is looked up, never changed
+            group = sale.group
+            resting = ExitOrder.objects.filter(
+                group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, *UNSENT_OR_UNKNOWN]
+            ).values_list("quantity", "filled_quantity")
+            room = group.filled_quantity - sum((quantity - filled for quantity, filled in resting), ZERO)
+            rules = market_rule_get(exchange_name=group.exchange_config.exchange_name, symbol=group.symbol)
+            if rules is None or sale.quantity <= room:
+                return True
+            quantity = round_qty_down(max(room, ZERO), rules)
+            price = sale.reference_price
+            why = f"the group holds {_s(group.filled_quantity)}, {_s(max(room, ZERO))} of it beyond its resting TPs"
+            if quantity <= 0 or (price is not None and validate_order(price, quantity, rules)):
+                sale.status, sale.canceled_at = OrderStatus.CANCELED, timezone.now()
+                sale.last_error = f"nothing left to sell: {why}"
+            else:
+                sale.last_error = f"resized from {_s(sale.quantity)}: {why}"
+                sale.quantity = quantity
+            sale.save(update_fields=["status", "canceled_at", "quantity", "last_error", "updated_at"])
+            log_warning(
+                "RISK", f"{group.symbol} risk sale {sale.client_order_id}: {sale.last_error}", user=group.user_id
+            )
     return True
 
 
