@@ -13,7 +13,7 @@ from analytics.ml import services
 from analytics.ml.features import FEATURES, features_frame, labels
 from analytics.ml.filter import backtest_entry_filter, model_booster, score_latest
 from analytics.ml.models import FilterModel, ModelStatus
-from analytics.ml.params import WARMUP, MLInputError, params_validate
+from analytics.ml.params import SCORE_CANDLES, WARMUP, MLInputError, params_validate
 from analytics.ml.training import fit_walk_forward, labelled_rows, train_on_candles, walk_forward_windows
 from analytics.tests.ml_support import HOUR, cyclic_frame
 from strategies.library import candles_frame
@@ -207,6 +207,10 @@ def test_the_backtest_filter_scores_each_entry_on_its_candle_and_the_ones_before
         expected = score_latest(booster, candles.iloc[: t + 1])
         assert expected is not None
         assert allow(decided_at, "BTC/USDT") == (expected >= 0.5)
+        # The live filter reads only the newest SCORE_CANDLES: the same score, to well within a rounding.
+        if t + 1 >= SCORE_CANDLES:
+            live = score_latest(booster, candles.iloc[t + 1 - SCORE_CANDLES : t + 1])
+            assert live is not None and abs(live - expected) < 1e-6
         answers.add(allow(decided_at, "BTC/USDT"))
     assert answers == {True, False}  # it filters some entries and passes others
     assert allow(int(opens[5]), "BTC/USDT") is True  # before the features are known: passes
