@@ -39,6 +39,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -176,6 +177,41 @@ def market_rule_get(*, exchange_name: str, symbol: str) -> MarketRules | None:
         found = row.to_rules()
         cache.set(_rules_key(exchange_name, found.symbol), market_rules_to_json(found), REDIS_TTL_S)
     memory.rules[wanted] = found
+    return found
+
+
+def market_rules_get_many(*, markets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], MarketRules]:
+    """`market_rule_get` of many (exchange, unified symbol) markets: memory, then one Redis read and one
+    query for the rest, whatever their number (a page of hundreds of pairs). Unknown markets are left out."""
+    found: dict[tuple[str, str], MarketRules] = {}
+    missing: dict[tuple[str, str], tuple[str, str]] = {}  # (exchange, SYMBOL) -> as asked
+    for exchange_name, symbol in markets:
+        wanted = symbol.strip().upper()
+        rules = _memory_of(exchange_name).rules.get(wanted)
+        if rules is not None:
+            found[(exchange_name, symbol)] = rules
+        else:
+            missing[(exchange_name, wanted)] = (exchange_name, symbol)
+    if not missing:
+        return found
+    keys = {_rules_key(exchange_name, wanted): (exchange_name, wanted) for exchange_name, wanted in missing}
+    loaded: dict[tuple[str, str], MarketRules] = {
+        keys[key]: market_rules_from_json(text) for key, text in cache.get_many(list(keys)).items() if text
+    }
+    unread = [market for market in missing if market not in loaded]
+    if unread:
+        rows = MarketRule.objects.annotate(upper_symbol=Upper("symbol")).filter(
+            exchange_name__in={exchange_name for exchange_name, _ in unread},
+            upper_symbol__in={wanted for _, wanted in unread},
+        )
+        for row in rows:
+            market = (row.exchange_name, row.symbol.upper())
+            if market in missing and market not in loaded:
+                loaded[market] = rules = row.to_rules()
+                cache.set(_rules_key(row.exchange_name, rules.symbol), market_rules_to_json(rules), REDIS_TTL_S)
+    for (exchange_name, wanted), rules in loaded.items():
+        _memory_of(exchange_name).rules[wanted] = rules
+        found[missing[(exchange_name, wanted)]] = rules
     return found
 
 

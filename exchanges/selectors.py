@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import QuerySet
@@ -56,6 +57,11 @@ def exchange_configs_enabled() -> QuerySet[ExchangeConfig]:
 def market_rule_get(*, exchange_name: str, symbol: str) -> MarketRules | None:
     """Rules of one unified symbol (``BTC/USDT``); ``None`` when unknown."""
     return rules.market_rule_get(exchange_name=exchange_name, symbol=symbol)
+
+
+def market_rules_get_many(*, markets: Sequence[tuple[str, str]]) -> dict[tuple[str, str], MarketRules]:
+    """Rules of many (exchange, unified symbol) markets in a fixed number of reads; unknown ones left out."""
+    return rules.market_rules_get_many(markets=markets)
 
 
 def market_rule_resolve(*, exchange_name: str, raw: str) -> MarketRules | None:
