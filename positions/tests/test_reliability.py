@@ -462,6 +462,8 @@ def _offset_checks(
     unsold = ExitOrder.objects.filter(pk__in=list(planned)).exclude(status="filled")
     for sale in unsold:
         print(f"offset sale not filled: {sale} {sale.client_order_id} {sale.last_error[:200]!r}")
+        if sale.status == "rejected":  # fitted to the holding before it was sent: the exchange had it
+            mismatches.append(f"offset sale {sale.client_order_id} of group {sale.group_id} was refused")
         for sim in sorted(sim_orders, key=lambda o: o["time"]):
             ours = db_orders.get(sim["clientOrderId"])
             if ours is not None and ours.group_id == sale.group_id:
