@@ -37,8 +37,10 @@ def _owner(email: str, groups: int) -> Any:
 
 
 def _pages(user: Any) -> list[str]:
+    # Imported here: `python -m bench` sets Django up (Harness) after importing the benches
     from django.test import RequestFactory
 
+    # (our apps' modules too: they need Django's apps loaded)
     from positions.models import PositionGroup
     from web.nav import navigation
 
@@ -52,6 +54,7 @@ def _pages(user: Any) -> list[str]:
 
 
 def _measure(client: Any, path: str, samples: int) -> tuple[list[float], int, int]:
+    # Imported here: `python -m bench` sets Django up (Harness) after importing the benches
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -70,6 +73,7 @@ def _measure(client: Any, path: str, samples: int) -> tuple[list[float], int, in
 
 
 def run(harness: Harness) -> dict[str, Any]:
+    # Imported here: `python -m bench` sets Django up (Harness) after importing the benches
     from django.test import Client
 
     started = time.monotonic()

@@ -33,8 +33,10 @@ new MutationObserver(function () {
 
 
 def run(harness: Harness) -> dict[str, Any]:
+    # Imported here: `python -m bench` sets Django up (Harness) after importing the benches
     from django.db import transaction
 
+    # (our apps' modules too: they need Django's apps loaded)
     from accounts.models import User
     from exchanges.models import ExchangeConfig
     from positions.events import publish_group
