@@ -338,15 +338,16 @@ def round_to_tick(value: Decimal, tick: Decimal, mode: RoundingMode | str) -> De
 
     The result carries the tick's decimals (tick ``0.01`` → ``Decimal("65000.00")``).
     """
+    power = _power_of_ten_tick(tick)
+    if power is not None and value.is_finite():
+        # A power-of-ten tick (0.01, 1): rounding to it is quantizing, which Decimal does directly.
+        rounding = _ROUNDING_BY_MODE.get(mode) or _DECIMAL_ROUNDING[_mode(mode)]
+        result = value.quantize(power, rounding=rounding, context=_EXACT_CONTEXT)
+        # A negative value that rounds to zero is 0, not −0 (as the general branch's subtraction gives).
+        return result.copy_abs() if result.is_zero() and not value.is_zero() else result
     if tick <= 0:
         raise ValueError(f"tick must be > 0, got {tick}")
     rounding = _mode(mode)
-    quantum = _tick_quantum(tick)
-    if quantum == tick and value.is_finite():
-        # A power-of-ten tick (0.01, 1): rounding to it is quantizing, which Decimal does directly.
-        result = value.quantize(quantum, rounding=_DECIMAL_ROUNDING[rounding], context=_EXACT_CONTEXT)
-        # A negative value that rounds to zero is 0, not −0 (as the general branch's subtraction gives).
-        return result.copy_abs() if result.is_zero() and not value.is_zero() else result
     with localcontext() as ctx:
         ctx.prec = _EXACT_PRECISION
         # Decimal's % keeps the dividend's sign, so ``value - remainder`` is the multiple toward zero.
@@ -376,6 +377,17 @@ _DECIMAL_ROUNDING = {
     RoundingMode.ROUND_DOWN: ROUND_FLOOR,
 }
 _EXACT_CONTEXT = Context(prec=_EXACT_PRECISION)
+# The same found by a member or its string value alike (a StrEnum member hashes as its value).
+_ROUNDING_BY_MODE: dict[str, str] = {str(mode): rounding for mode, rounding in _DECIMAL_ROUNDING.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _power_of_ten_tick(tick: Decimal) -> Decimal | None:
+    """`tick`'s quantum when `tick` is a positive power of ten (0.01, 1), else None (memoized per tick)."""
+    if not tick.is_finite() or tick <= 0:
+        return None
+    quantum = _tick_quantum(tick)
+    return quantum if quantum == tick else None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -139,6 +139,7 @@ class Order:
     fill_ms: int | None = None
     fee: Decimal = ZERO
     grid_price: Decimal = ZERO
+    leg_fill: LegFill = LegFill(OrderStatus.OPEN, ZERO)  # (status, filled) as the state machine reads it
 
 
 @dataclass(eq=False)
@@ -178,6 +179,8 @@ class Group:
     invested: Decimal = ZERO
     deepest: int = 0
     segments: list[tuple[int, float, float]] = field(default_factory=list)  # (t, held, cost) from t on
+    entry_legs: list[Order] = field(default_factory=list)  # every pyramid's legs, in order
+    made_uuid: uuid.UUID | None = None
 
     @property
     def base(self) -> str:
@@ -188,8 +191,14 @@ class Group:
         return self.rules.quote
 
     def legs(self) -> Iterable[Order]:
-        for pyramid in self.pyramids:
-            yield from pyramid.legs
+        return self.entry_legs
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        """The id the intake's view of the group carries (made once)."""
+        if self.made_uuid is None:
+            self.made_uuid = uuid.UUID(int=self.id + 1000)
+        return self.made_uuid
 
 
 @dataclass(eq=False)
@@ -578,6 +587,7 @@ class Backtest:
             at_ms,
             fee,
         )
+        order.leg_fill = LegFill(OrderStatus.FILLED, order.quantity)
         pyramid = group.pyramids[order.pyramid]
         pyramid.running = position_add(pyramid.running, fill, base=group.base, quote=group.quote)
         self._book(group, fill, order.kind, at_ms)
@@ -622,6 +632,7 @@ class Backtest:
 
     def _cancel(self, group: Group, order: Order) -> None:
         order.status = OrderStatus.CANCELED
+        order.leg_fill = LegFill(OrderStatus.CANCELED, order.filled)
         if order in group.buys:
             group.buys.remove(order)
         if order in group.sells:
@@ -630,7 +641,7 @@ class Backtest:
         self.changed = True
 
     def _status(self, group: Group) -> None:
-        legs = [LegFill(o.status, o.filled) for o in group.legs()]
+        legs = [o.leg_fill for o in group.entry_legs]
         target = fill_state_target(group.status, legs)
         if target is not None:
             group.status = target
@@ -677,7 +688,7 @@ class Backtest:
         open_group = None
         if group is not None:
             open_group = OpenGroup(
-                id=uuid.UUID(int=group.id + 1000),
+                id=group.uuid,
                 user_id=USER_ID,
                 symbol=symbol,
                 timeframe=self.timeframe,
@@ -832,6 +843,7 @@ class Backtest:
             for leg in legs
         ]
         group.pyramids.append(Pyramid(plan.index, orders))
+        group.entry_legs.extend(orders)
         group.version += 1
         self.changed = True
         for order, leg in zip(orders, legs, strict=True):

@@ -11,6 +11,7 @@ the gateway reads under the user's lock before deciding again (`NEEDS_POOL`).
 
 from __future__ import annotations
 
+import functools
 import hmac
 import uuid
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from ..choices import GroupStatus, SignalClassification, SignalStatus
 from ..config import effective_config_shared
 from ..grid import GridConfig, GridLevel, capital_for_pyramid, levels_for_pyramid
 from ..webhook import ParsedSignal, WebhookError, candle_start
-from .guards import GuardState, guard_settings, new_group_refusal, pause_refusal, stale_alert
+from .guards import GuardSettings, GuardState, guard_settings, new_group_refusal, pause_refusal, stale_alert
 from .pool import PoolState, pool_has_room, queue_admits
 
 SIDE: Final = "long"  # spot: every group is a long
@@ -193,7 +194,7 @@ def decide(context: IntakeContext | None, alert: Alert, now: datetime) -> Outcom
         parsed = _admit(context, alert)
     except WebhookError as exc:
         return Rejected(exc, user_known=True)
-    lag = guard_settings(_user_config(context, alert, parsed)).max_alert_lag_seconds
+    lag = _user_guards(context, alert, parsed).max_alert_lag_seconds
     stale = stale_alert(signal_time=parsed.signal_time, now=now, max_lag_seconds=lag)
     if stale is not None:
         kind = SignalClassification.EXIT if parsed.is_exit else SignalClassification.NONE
@@ -288,13 +289,22 @@ def _user_config(context: IntakeContext, alert: Alert, parsed: ParsedSignal) -> 
     return merged
 
 
+def _user_guards(context: IntakeContext, alert: Alert, parsed: ParsedSignal) -> GuardSettings:
+    """The guard settings of `_user_config` (read at every alert; memoized by the same content)."""
+    return _guards_cached(context.engine_config or "", alert.symbol, parsed.timeframe)
+
+
+@functools.lru_cache(maxsize=512)
+def _guards_cached(engine_config: str, symbol: str, timeframe: str) -> GuardSettings:
+    merged, _ = effective_config_shared(engine_config, symbol=symbol, timeframe=timeframe)
+    return guard_settings(merged)
+
+
 def _pyramid(group: OpenGroup, parsed: ParsedSignal, now: datetime, *, context: IntakeContext, alert: Alert) -> Outcome:
     candle = signal_candle(parsed, now)
     skipped = None
     guard = ""
-    paused = pause_refusal(
-        context.guards, new_group=False, settings=guard_settings(_user_config(context, alert, parsed))
-    )
+    paused = pause_refusal(context.guards, new_group=False, settings=_user_guards(context, alert, parsed))
     if paused is not None:
         skipped, guard = (SignalStatus.IGNORED, paused.message), paused.guard
     elif group.status == GroupStatus.CLOSING:
