@@ -32,7 +32,7 @@ import numpy as np
 
 from accounts.models import User
 from core.chart import line_chart_png
-from exchanges.candles.selectors import candles_range
+from exchanges.candles.selectors import candles_range_many
 from positions.choices import FINAL_GROUP_STATUSES, GroupStatus
 from positions.config import effective_config
 from positions.models import Fill, PositionGroup
@@ -109,7 +109,20 @@ def _walk(group: PositionGroup, fills: list[tuple[datetime, FillData]]) -> Group
 def _walks(user: User) -> list[GroupWalk]:
     groups = {
         group.pk: group
-        for group in PositionGroup.objects.filter(user=user).select_related("exchange_config").order_by("created_at")
+        for group in PositionGroup.objects.filter(user=user)
+        .select_related("exchange_config")
+        # What the numbers read of a group: whole rows of hundreds of groups cost more than the sums.
+        .only(
+            "id",
+            "symbol",
+            "timeframe",
+            "status",
+            "created_at",
+            "closed_at",
+            "exchange_config_id",
+            "exchange_config__exchange_name",
+        )
+        .order_by("created_at")
     }
     fills: dict[Any, list[tuple[datetime, FillData]]] = defaultdict(list)
     rows = (
@@ -125,19 +138,13 @@ def _walks(user: User) -> list[GroupWalk]:
 def _closes(walks: Iterable[GroupWalk], first: date, last: date) -> dict[tuple[str, str], dict[date, Decimal]]:
     """Daily closes of every (exchange, symbol) held at some point, from the candle store."""
     wanted = {(walk.group.exchange_config.exchange_name, walk.group.symbol) for walk in walks}
-    closes: dict[tuple[str, str], dict[date, Decimal]] = {}
-    for exchange_name, symbol in wanted:
-        rows = candles_range(
-            exchange_name=exchange_name,
-            symbol=symbol,
-            timeframe="1d",
-            start_ms=_ms(_day_start(first)),
-            end_ms=_ms(_day_start(last)),
-        )
-        closes[(exchange_name, symbol)] = {
-            datetime.fromtimestamp(row.open_ms / 1000, tz=UTC).date(): row.close for row in rows
-        }
-    return closes
+    found = candles_range_many(
+        markets=list(wanted), timeframe="1d", start_ms=_ms(_day_start(first)), end_ms=_ms(_day_start(last))
+    )
+    return {
+        market: {datetime.fromtimestamp(row.open_ms / 1000, tz=UTC).date(): row.close for row in rows}
+        for market, rows in found.items()
+    }
 
 
 def _floating_by_day(

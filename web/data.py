@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, DecimalField, ExpressionWrapper, F, Prefetch, Q, QuerySet, Sum
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, OuterRef, Prefetch, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from positions.choices import FINAL_GROUP_STATUSES, RESTING_ORDER_STATUSES, OrderStatus
@@ -21,18 +21,24 @@ MONEY = DecimalField(max_digits=38, decimal_places=18)
 
 
 def groups_with_legs(qs: QuerySet[PositionGroup]) -> QuerySet[PositionGroup]:
-    """Annotate legs filled / total and the capital resting in unfilled legs (one query with the groups)."""
-    resting = Q(dca_orders__status__in=RESTING_ORDER_STATUSES)
+    """Annotate legs filled / total and the capital resting in unfilled legs (one query with the groups).
+
+    Correlated subqueries, not a join and GROUP BY: PostgreSQL evaluates them for the rows a page returns
+    (after ORDER BY ... LIMIT), where a join aggregated every leg of every group first, and a paginator's
+    COUNT stays a plain count of groups."""
+    legs = DCAOrder.objects.filter(group=OuterRef("pk")).order_by().values("group")
+    resting = legs.filter(status__in=RESTING_ORDER_STATUSES)
     return qs.annotate(
-        legs_total=Count("dca_orders", distinct=True),
-        legs_filled=Count("dca_orders", filter=Q(dca_orders__status=OrderStatus.FILLED), distinct=True),
+        legs_total=Coalesce(Subquery(legs.annotate(n=Count("pk")).values("n")), 0),
+        legs_filled=Coalesce(Subquery(legs.filter(status=OrderStatus.FILLED).annotate(n=Count("pk")).values("n")), 0),
         capital_resting=Coalesce(
-            Sum(
-                ExpressionWrapper(
-                    F("dca_orders__price") * (F("dca_orders__quantity") - F("dca_orders__filled_quantity")),
-                    output_field=MONEY,
-                ),
-                filter=resting,
+            Subquery(
+                resting.annotate(
+                    total=Sum(
+                        ExpressionWrapper(F("price") * (F("quantity") - F("filled_quantity")), output_field=MONEY)
+                    )
+                ).values("total"),
+                output_field=MONEY,
             ),
             ZERO,
             output_field=MONEY,

@@ -125,6 +125,54 @@ def candles_range(
     return []
 
 
+def candles_range_many(
+    *, markets: Sequence[tuple[str, str]], timeframe: str, start_ms: int, end_ms: int
+) -> dict[tuple[str, str], list[CandleRow]]:
+    """`candles_range` of many (exchange, symbol) markets over one window, clean candles only, in two
+    statements whatever their number (the performance page marks hundreds of pairs to market); only a
+    market whose timeframe must be built from a lower one costs a `candles_range` of its own."""
+    wanted = sorted(set(markets))
+    if not wanted:
+        return {}
+    pairs = ", ".join(["(%s, %s)"] * len(wanted))
+    keys: list[str] = [value for market in wanted for value in market]
+    found: dict[tuple[str, str], list[CandleRow]] = {market: [] for market in wanted}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT exchange_name, symbol, {_COLUMNS} FROM {Candle._meta.db_table}"
+            f" WHERE (exchange_name, symbol) IN ({pairs}) AND timeframe = %s AND NOT quarantined"
+            " AND open_time >= %s AND open_time <= %s ORDER BY exchange_name, symbol, open_time",
+            [
+                *keys,
+                timeframe,
+                datetime.fromtimestamp(start_ms / 1000, tz=UTC),
+                datetime.fromtimestamp(end_ms / 1000, tz=UTC),
+            ],
+        )
+        for exchange_name, symbol, *row in cursor.fetchall():
+            found[(exchange_name, symbol)].append(CandleRow(*row))
+    missing = [market for market, rows in found.items() if not rows]
+    if not missing:
+        return found
+    lower = set(rules.lower_timeframes(timeframe))
+    stored = (
+        Candle.objects.filter(exchange_name__in={m[0] for m in missing}, symbol__in={m[1] for m in missing})
+        .values_list("exchange_name", "symbol", "timeframe")
+        .distinct()
+        .order_by()
+    )
+    timeframes: dict[tuple[str, str], set[str]] = {}
+    for exchange_name, symbol, stored_timeframe in stored:
+        timeframes.setdefault((exchange_name, symbol), set()).add(stored_timeframe)
+    for market in missing:
+        held = timeframes.get(market, set())
+        if timeframe not in held and held & lower:
+            found[market] = candles_range(
+                exchange_name=market[0], symbol=market[1], timeframe=timeframe, start_ms=start_ms, end_ms=end_ms
+            )
+    return found
+
+
 def candles_tails(
     *, series: Sequence[Series], count: int, after_ms: dict[Series, int] | None = None
 ) -> dict[Series, list[FloatCandle]]:

@@ -11,6 +11,7 @@ from accounts.choices import LogLevel
 from accounts.models import SystemLog
 from positions.config import resolve_engine_config
 from positions.models import EngineConfig, QueuedSignal, WebhookSignal
+from positions.selectors import group_list
 from positions.services.guards import guard_status
 from positions.services.queue import pool_used
 from riskengine.models import RiskAction
@@ -30,9 +31,19 @@ def _groups(request: HttpRequest) -> dict[str, Any]:
 
 def _summary(request: HttpRequest) -> dict[str, Any]:
     user = request.user
-    groups = open_groups(user, limit=500)
-    rows = group_rows(groups)
-    unrealized = sum((row["unrealized"] or ZERO for row in rows), ZERO)
+    # Every open group's PnL for the totals: the few columns `group_pnl` reads, not the table's legs join.
+    groups = list(
+        group_list(viewer=user, status="open").only(
+            "exchange_config_id",
+            "symbol",
+            "filled_quantity",
+            "avg_entry_price",
+            "total_cost",
+            "sold_quantity",
+            "realized_pnl",
+        )
+    )
+    unrealized = sum((row["unrealized"] or ZERO for row in group_rows(groups)), ZERO)
     realized = realized_total(user)
     invested = sum((g.total_cost for g in groups), ZERO)
     stored = EngineConfig.objects.filter(user=user).values_list("data", flat=True).first() or {}

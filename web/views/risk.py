@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 
 from accounts.middleware import client_ip
@@ -26,6 +27,7 @@ from ..pages import Region, render_page
 
 FLAGS = {"block": ("blocked", True), "unblock": ("blocked", False), "skip-once": ("skip_once", True)}
 FLATTEN_WORD = "FLATTEN"
+PER_PAGE = 50
 LIMIT_FIELDS = (
     ("max_total_exposure_usd", "Exposure cap (USD)", "Filled cost plus resting entry legs; empty: no cap."),
     ("exposure_action", "Over the cap", "Queue or reject a new group that would pass the cap."),
@@ -40,14 +42,22 @@ WHOLE_KEYS = ("cooldown_minutes_after_loss", "max_alert_lag_seconds")  # whole n
 
 def _risk(request: HttpRequest) -> dict[str, Any]:
     decision, settings, config = risk_preview(user_id=request.user.pk)
-    ids = [row.view.group_id for row in decision.groups]
+    # The engine weighs every open group; the table shows them a page at a time (rendering hundreds of rows
+    # was most of the page's time), in the decision's order.
+    page = Paginator(decision.groups, PER_PAGE).get_page(request.GET.get("page"))
+    ids = [row.view.group_id for row in page.object_list]
     timeframes = dict(PositionGroup.objects.filter(pk__in=ids).values_list("pk", "timeframe")) if ids else {}
-    rows = [{"risk": row, "timeframe": timeframes.get(uuid.UUID(row.view.group_id), "")} for row in decision.groups]
+    rows = [{"risk": row, "timeframe": timeframes.get(uuid.UUID(row.view.group_id), "")} for row in page.object_list]
+    query = request.GET.copy()
+    for name in ("page", "partial"):
+        query.pop(name, None)
     actions = list(RiskAction.objects.filter(user_id=request.user.pk).order_by("-last_seen_at")[:20])
     return {
         "enabled": settings.enabled,
         "risk_config": settings,
         "risk_groups": rows,
+        "page": page,
+        "page_query": query.urlencode(),
         "plan": decision.plan,
         "would_offset": decision.offset,
         "decision_reason": decision.reason,
