@@ -2,10 +2,11 @@
 
 from django.urls import path
 
+from .views import backtests as backtest_views
 from .views import dashboard
-from .views import performance as performance_views
 from .views import group as group_views
 from .views import logs as logs_views
+from .views import performance as performance_views
 from .views import positions as positions_views
 from .views import queue as queue_views
 from .views import risk as risk_views
@@ -56,4 +57,21 @@ urlpatterns = [
     path("settings/config.json", settings_views.config_download, name="settings-config-download"),
     path("settings/restore", settings_views.config_restore, name="settings-config-restore"),
     path("performance/", performance_views.performance, name="performance"),
+    path("backtests/", backtest_views.backtests, name="backtests"),
+    path("backtests/run", backtest_views.backtest_submit, name="backtest-run"),
+    path("backtests/compare", backtest_views.backtest_compare, name="backtest-compare"),
+    path("backtests/tasks/<uuid:task_id>/revoke", backtest_views.task_revoke_view, name="task-revoke"),
+    path("backtests/optimize/", backtest_views.optimizations, name="optimizations"),
+    path("backtests/optimize/run", backtest_views.optimize_submit, name="optimize-run"),
+    path("backtests/optimize/<uuid:task_id>/", backtest_views.optimization_detail, name="optimization"),
+    path(
+        "backtests/optimize/<uuid:task_id>/apply/<int:rank>",
+        backtest_views.optimization_apply,
+        name="optimization-apply",
+    ),
+    path("backtests/models/", backtest_views.models, name="models"),
+    path("backtests/models/train", backtest_views.train_submit, name="model-train"),
+    path("backtests/models/<uuid:model_id>/<str:action>", backtest_views.model_action, name="model-action"),
+    path("backtests/<uuid:backtest_id>/", backtest_views.backtest_detail, name="backtest"),
+    path("backtests/<uuid:backtest_id>/candles", backtest_views.backtest_candles, name="backtest-candles"),
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -136,3 +136,11 @@ def pretty_json(value: Any) -> str:
     """A stored JSON body, indented, with secret-named keys and secret-looking strings redacted once more
     (`accounts.logs.scrub`: bodies are stored redacted; a page never shows a secret)."""
     return json.dumps(scrub(value), indent=2, ensure_ascii=False, default=str)
+
+
+@register.filter
+def ms_time(value: Any) -> SafeString | str:
+    """Epoch milliseconds (a backtest's times) as `{% when %}` shows a datetime."""
+    if value is None or value == "":
+        return "—"
+    return when(datetime.fromtimestamp(int(value) / 1000, tz=UTC))
