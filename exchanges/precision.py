@@ -526,27 +526,25 @@ def validate_order(price: Decimal, qty: Decimal, rules: MarketRules) -> list[Ord
         # Multiples and minimums are meaningless for a zero or negative number.
         return problems
 
-    with localcontext() as ctx:
-        ctx.prec = _EXACT_PRECISION
-        if price % rules.tick_size != 0:
-            problems.append(
-                OrderProblem(
-                    "price",
-                    "price_not_multiple",
-                    f"price {decimal_to_str(price)} is not a multiple of the tick size "
-                    f"{decimal_to_str(rules.tick_size)}",
-                )
+    # At the exact precision, through the context's own methods (no context switch: called per order).
+    exact = _EXACT_CONTEXT
+    if exact.remainder(price, rules.tick_size) != 0:
+        problems.append(
+            OrderProblem(
+                "price",
+                "price_not_multiple",
+                f"price {decimal_to_str(price)} is not a multiple of the tick size {decimal_to_str(rules.tick_size)}",
             )
-        if qty % rules.step_size != 0:
-            problems.append(
-                OrderProblem(
-                    "quantity",
-                    "qty_not_multiple",
-                    f"quantity {decimal_to_str(qty)} is not a multiple of the step size "
-                    f"{decimal_to_str(rules.step_size)}",
-                )
+        )
+    if exact.remainder(qty, rules.step_size) != 0:
+        problems.append(
+            OrderProblem(
+                "quantity",
+                "qty_not_multiple",
+                f"quantity {decimal_to_str(qty)} is not a multiple of the step size {decimal_to_str(rules.step_size)}",
             )
-        notional = price * qty
+        )
+    notional = exact.multiply(price, qty)
 
     if rules.min_price is not None and price < rules.min_price:
         problems.append(

@@ -642,7 +642,8 @@ class GridLeg:
     the pyramid's capital it carries (including any sub-minimum levels merged into it, listed in
     ``merged_levels``). ``cum_avg_price`` is the quantity-weighted average price if this leg and
     every leg before it fill (kept to 18 decimals), and ``cum_tp_price`` is that average plus the
-    aggregate TP percent, rounded down to the tick.
+    aggregate TP percent, rounded down to the tick. The two TP prices are worked out when first read
+    (the backtester places thousands of grids and reads neither: it prices a TP from the actual fill).
     """
 
     level: int
@@ -652,10 +653,19 @@ class GridLeg:
     price: Decimal
     quantity: Decimal
     notional: Decimal
-    tp_price: Decimal
     cum_avg_price: Decimal
-    cum_tp_price: Decimal
+    aggregate_tp_percent: Decimal
+    rules: MarketRules = field(repr=False, compare=False)
     merged_levels: tuple[int, ...] = ()
+
+    @functools.cached_property
+    def tp_price(self) -> Decimal:
+        """The leg's own take-profit: its price plus ``tp_percent``, rounded down to the tick."""
+        return _tp_above(self.price, self.tp_percent, self.rules)
+
+    @functools.cached_property
+    def cum_tp_price(self) -> Decimal:
+        return _tp_above(self.cum_avg_price, self.aggregate_tp_percent, self.rules)
 
 
 def _tp_above(price: Decimal, tp_percent: Decimal, rules: MarketRules) -> Decimal:
@@ -881,9 +891,9 @@ def _build_legs(
                 price=draft.price,
                 quantity=qty,
                 notional=notional,
-                tp_price=_tp_above(draft.price, draft.source.tp_percent, rules),
                 cum_avg_price=cum_avg,
-                cum_tp_price=_tp_above(cum_avg, aggregate_tp_percent, rules),
+                aggregate_tp_percent=aggregate_tp_percent,
+                rules=rules,
                 merged_levels=tuple(sorted(draft.merged)),
             )
         )
