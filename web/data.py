@@ -17,7 +17,7 @@ from positions.models import DCAOrder, ExitOrder, Fill, GroupEvent, PositionGrou
 from positions.selectors import group_list, group_pnl, last_prices
 
 ZERO = Decimal("0")
-MONEY = DecimalField(max_digits=38, decimal_places=18)
+MONEY: DecimalField[Decimal, Decimal] = DecimalField(max_digits=38, decimal_places=18)
 
 
 def groups_with_legs(qs: QuerySet[PositionGroup]) -> QuerySet[PositionGroup]:
@@ -88,9 +88,11 @@ def equity_points(user: Any, limit: int = 500) -> list[dict[str, Any]]:
     rows = list(qs.order_by("-closed_at").values_list("closed_at", "realized_pnl")[:limit])
     rows.reverse()
     total = ZERO
-    points = []
+    points: list[dict[str, float | int]] = []
     for closed_at, pnl in rows:
         total += pnl or ZERO
+        if closed_at is None:  # excluded by the filter; for the type checker
+            continue
         second = int(closed_at.timestamp())
         if points and points[-1]["time"] == second:  # the chart needs one point per distinct time
             points[-1]["value"] = float(total)

@@ -14,15 +14,23 @@ from typing import Any
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from accounts.models import User
+
+
+class AuthedRequest(HttpRequest):
+    """The request of a `login_required` page: its user is a `User`, never anonymous."""
+
+    user: User  # narrower than HttpRequest's: `login_required` guarantees it
+
 
 @dataclass(frozen=True)
 class Region:
     template: str
-    data: Callable[[HttpRequest], dict[str, Any]]
+    data: Callable[[AuthedRequest], dict[str, Any]]
 
 
 def render_page(
-    request: HttpRequest,
+    request: AuthedRequest,
     template: str,
     regions: Mapping[str, Region],
     context: Mapping[str, Any] | None = None,

@@ -168,6 +168,7 @@ def test_the_portfolio_report_carries_its_chart_where_the_channel_takes_a_file(
     configure_all(trader, capture_http, events=["daily_report"])
     daily_portfolio_run()
     report = Report.objects.get(user=trader, kind="portfolio")
+    assert report.chart_png is not None
     png, name = bytes(report.chart_png), f"equity-{report.day.isoformat()}.png"
     assert _png_size(png) == (640, 240)
     for delivery in Delivery.objects.filter(status="pending"):

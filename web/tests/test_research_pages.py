@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.test import Client
 
+from accounts.models import User
 from accounts.tests.factories import UserFactory
 from analytics.models import BackgroundTask, BacktestRun
 from exchanges.tests.factories import ExchangeConfigFactory
@@ -18,14 +19,14 @@ from web.demo import populate
 pytestmark = pytest.mark.django_db
 
 
-def _client(role: str = "trader") -> tuple[object, Client]:
+def _client(role: str = "trader") -> tuple[User, Client]:
     user = UserFactory.create(role=role)
     client = Client()
     client.force_login(user)
     return user, client
 
 
-def _run(owner: object) -> BacktestRun:
+def _run(owner: User) -> BacktestRun:
     return BacktestRun.objects.create(
         owner=owner, symbol="BTC/USDT", timeframe="1h", exchange_name="binance",
         params={"source": "strategy", "strategy": {"kind": "rsi", "params": {}}},

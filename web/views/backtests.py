@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 
@@ -33,7 +33,7 @@ from positions.services.configs import config_get, config_set
 from strategies.params import SPECS
 
 from ..acting import back, may_act, trader_action
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 TIMEFRAMES = ("1m", "5m", "15m", "30m", "1h", "4h", "1d")
 CHART_CANDLES = 3000  # the deals chart's candles at most (the run's period, evenly thinned)
@@ -43,22 +43,22 @@ RUN_FIELDS = ("source", "strategy", "strategy_params", "symbol", "timeframe", "e
 # ------------------------------------------------------------------------------------------ reading
 
 
-def _tasks(request: HttpRequest, kind: str) -> list[BackgroundTask]:
+def _tasks(request: AuthedRequest, kind: str) -> list[BackgroundTask]:
     return tasks_framework.task_list(owner=request.user, kind=kind, limit=20)
 
 
-def _runs(request: HttpRequest) -> dict[str, Any]:
+def _runs(request: AuthedRequest) -> dict[str, Any]:
     runs = list(
         BacktestRun.objects.filter(owner=request.user).defer("deals", "equity", "fills").order_by("-created_at")[:50]
     )
     return {"runs": runs, "tasks": _tasks(request, "backtest"), "may_act": may_act(request.user)}
 
 
-def _optimizations(request: HttpRequest) -> dict[str, Any]:
+def _optimizations(request: AuthedRequest) -> dict[str, Any]:
     return {"tasks": _tasks(request, "optimize"), "may_act": may_act(request.user)}
 
 
-def _models(request: HttpRequest) -> dict[str, Any]:
+def _models(request: AuthedRequest) -> dict[str, Any]:
     return {
         "models": list(ml_selectors.model_list()[:100]),
         "tasks": _tasks(request, "train"),
@@ -82,7 +82,7 @@ def _day(value: str) -> int | None:
 
 
 def _form_context(
-    request: HttpRequest, form: dict[str, Any] | None = None, errors: dict[str, Any] | None = None
+    request: AuthedRequest, form: dict[str, Any] | None = None, errors: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     return {
         "form": form or {"source": "strategy", "strategy": "rsi", "exchange": "binance", "timeframe": "1h"},
@@ -101,7 +101,7 @@ MODEL_REGIONS = {"models": Region("web/partials/ml_models.html", _models)}
 
 
 @login_required
-def backtests(request: HttpRequest) -> HttpResponse:
+def backtests(request: AuthedRequest) -> HttpResponse:
     return render_page(request, "web/backtests.html", REGIONS, _form_context(request))
 
 
@@ -154,7 +154,7 @@ def _errors(fields: dict[str, list[str]]) -> dict[str, str]:
     return {key: "; ".join(reasons) for key, reasons in shown.items()}
 
 
-def _submit(request: HttpRequest, kind: str, data: dict[str, Any]) -> tuple[BackgroundTask | None, dict[str, str]]:
+def _submit(request: AuthedRequest, kind: str, data: dict[str, Any]) -> tuple[BackgroundTask | None, dict[str, str]]:
     try:
         return tasks_framework.task_submit(owner=request.user, kind=kind, data=data), {}
     except tasks_framework.TaskInputError as exc:
@@ -164,7 +164,7 @@ def _submit(request: HttpRequest, kind: str, data: dict[str, Any]) -> tuple[Back
 
 
 @trader_action
-def backtest_submit(request: HttpRequest) -> HttpResponse:
+def backtest_submit(request: AuthedRequest) -> HttpResponse:
     data, form = _request_data(request.POST, request.FILES)
     task, errors = _submit(request, "backtest", data)
     if task is None:
@@ -174,7 +174,7 @@ def backtest_submit(request: HttpRequest) -> HttpResponse:
 
 
 @trader_action
-def task_revoke_view(request: HttpRequest, task_id: Any) -> HttpResponse:
+def task_revoke_view(request: AuthedRequest, task_id: Any) -> HttpResponse:
     task = tasks_framework.task_get(owner=request.user, task_id=task_id)
     if task is None:
         raise Http404("No such task.")
@@ -188,7 +188,7 @@ def task_revoke_view(request: HttpRequest, task_id: Any) -> HttpResponse:
 # ------------------------------------------------------------------------------------------ one run
 
 
-def _run(request: HttpRequest, backtest_id: Any) -> BacktestRun:
+def _run(request: AuthedRequest, backtest_id: Any) -> BacktestRun:
     run = backtest_get(owner=request.user, backtest_id=backtest_id)
     if run is None:
         raise Http404("No such backtest.")
@@ -227,7 +227,7 @@ def _chart_data(run: BacktestRun) -> dict[str, Any]:
 
 
 @login_required
-def backtest_detail(request: HttpRequest, backtest_id: Any) -> HttpResponse:
+def backtest_detail(request: AuthedRequest, backtest_id: Any) -> HttpResponse:
     run = _run(request, backtest_id)
     deals = run.deals or []
     return render(
@@ -238,7 +238,7 @@ def backtest_detail(request: HttpRequest, backtest_id: Any) -> HttpResponse:
 
 
 @login_required
-def backtest_candles(request: HttpRequest, backtest_id: Any) -> JsonResponse:
+def backtest_candles(request: AuthedRequest, backtest_id: Any) -> JsonResponse:
     """The run's candles for the deals chart, from the candle store (at most CHART_CANDLES, evenly kept)."""
     run = _run(request, backtest_id)
     params = run.params or {}
@@ -269,7 +269,7 @@ def backtest_candles(request: HttpRequest, backtest_id: Any) -> JsonResponse:
 
 
 @login_required
-def backtest_compare(request: HttpRequest) -> HttpResponse:
+def backtest_compare(request: AuthedRequest) -> HttpResponse:
     ids = [value for value in request.GET.getlist("run") if value][:2]
     if len(ids) != 2:
         messages.warning(request, "Pick two runs to compare.")
@@ -289,7 +289,7 @@ def backtest_compare(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def optimizations(request: HttpRequest) -> HttpResponse:
+def optimizations(request: AuthedRequest) -> HttpResponse:
     context = _form_context(request)
     context["form"].update(
         {"objective": "return", "method": "grid", "space": '{"tp_aggregate_percent": ["1", "2", "3"]}'}
@@ -298,7 +298,7 @@ def optimizations(request: HttpRequest) -> HttpResponse:
 
 
 @trader_action
-def optimize_submit(request: HttpRequest) -> HttpResponse:
+def optimize_submit(request: AuthedRequest) -> HttpResponse:
     data, form = _request_data(request.POST, request.FILES)
     extra = {
         name: request.POST.get(name, "").strip()
@@ -331,7 +331,7 @@ def optimize_submit(request: HttpRequest) -> HttpResponse:
     return back(request, "web:optimizations", "Optimization started: its progress shows below.")
 
 
-def _optimization(request: HttpRequest, task_id: Any) -> BackgroundTask:
+def _optimization(request: AuthedRequest, task_id: Any) -> BackgroundTask:
     task = tasks_framework.task_get(owner=request.user, task_id=task_id)
     if task is None or task.kind != "optimize":
         raise Http404("No such optimization.")
@@ -356,7 +356,7 @@ def _diff(current: dict[str, Any], values: dict[str, Any]) -> list[dict[str, Any
 
 
 @login_required
-def optimization_detail(request: HttpRequest, task_id: Any) -> HttpResponse:
+def optimization_detail(request: AuthedRequest, task_id: Any) -> HttpResponse:
     task = _optimization(request, task_id)
     result = task.result or {}
     current = config_get(user=request.user)
@@ -384,7 +384,7 @@ def optimization_detail(request: HttpRequest, task_id: Any) -> HttpResponse:
 
 
 @trader_action
-def optimization_apply(request: HttpRequest, task_id: Any, rank: int) -> HttpResponse:
+def optimization_apply(request: AuthedRequest, task_id: Any, rank: int) -> HttpResponse:
     task = _optimization(request, task_id)
     results = (task.result or {}).get("results") or []
     chosen = next((item for item in results if item.get("rank") == rank), None)
@@ -405,7 +405,7 @@ def optimization_apply(request: HttpRequest, task_id: Any, rank: int) -> HttpRes
 
 
 @login_required
-def models(request: HttpRequest) -> HttpResponse:
+def models(request: AuthedRequest) -> HttpResponse:
     context = _form_context(request)
     context["form"].update({"horizon": "12", "timeframe": "1h"})
     context["operator"] = _operator(request.user)
@@ -418,7 +418,7 @@ def _operator(user: Any) -> bool:
 
 
 @trader_action
-def train_submit(request: HttpRequest) -> HttpResponse:
+def train_submit(request: AuthedRequest) -> HttpResponse:
     form = {
         name: request.POST.get(name, "").strip()
         for name in ("symbol", "timeframe", "exchange", "horizon", "start", "end")
@@ -440,7 +440,7 @@ def train_submit(request: HttpRequest) -> HttpResponse:
 
 
 @trader_action
-def model_action(request: HttpRequest, model_id: Any, action: str) -> HttpResponse:
+def model_action(request: AuthedRequest, model_id: Any, action: str) -> HttpResponse:
     if not _operator(request.user):
         raise PermissionDenied("Only an operator deploys or rolls back models.")
     model = ml_selectors.model_get(model_id=model_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 
 from accounts.choices import LogLevel
 from accounts.models import SystemLog
@@ -17,19 +17,19 @@ from positions.services.queue import pool_used
 from riskengine.models import RiskAction
 
 from ..data import ZERO, capital_locked, equity_points, group_rows, open_groups, realized_total
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 
 def _mine(qs, user):  # type: ignore[no-untyped-def]
     return qs if user.sees_everything else qs.filter(user=user)
 
 
-def _groups(request: HttpRequest) -> dict[str, Any]:
+def _groups(request: AuthedRequest) -> dict[str, Any]:
     rows = group_rows(open_groups(request.user, limit=50))
     return {"group_rows": rows}
 
 
-def _summary(request: HttpRequest) -> dict[str, Any]:
+def _summary(request: AuthedRequest) -> dict[str, Any]:
     user = request.user
     # Every open group's PnL for the totals: the few columns `group_pnl` reads, not the table's legs join.
     groups = list(
@@ -76,5 +76,5 @@ REGIONS = {
 
 
 @login_required
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: AuthedRequest) -> HttpResponse:
     return render_page(request, "web/dashboard.html", REGIONS, {"equity": equity_points(request.user)})

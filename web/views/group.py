@@ -18,7 +18,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -37,7 +37,7 @@ from riskengine.services import FlagRefusedError, risk_flag_set
 
 from ..acting import may_act, trader_action
 from ..data import group_page
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ FLAGS = {  # URL word -> (risk flag, value, message)
 # ------------------------------------------------------------------------------------------------ reads
 
 
-def _group(request: HttpRequest) -> PositionGroup:
+def _group(request: AuthedRequest) -> PositionGroup:
     """The group of the URL with its page's data, read once per request; 404 for another user's."""
     found = getattr(request, "_web_group", None)
     if found is None:
@@ -89,7 +89,7 @@ def _order_key(order: DCAOrder | ExitOrder) -> tuple[Any, ...]:
     return (order.created_at, 1, 0, 0, order.client_order_id)
 
 
-def _context(request: HttpRequest) -> dict[str, Any]:
+def _context(request: AuthedRequest) -> dict[str, Any]:
     cached = getattr(request, "_web_group_context", None)
     if cached is not None:
         return cached
@@ -146,7 +146,7 @@ REGIONS = {
 
 
 @login_required
-def group(request: HttpRequest, group_id: uuid.UUID) -> HttpResponse:
+def group(request: AuthedRequest, group_id: uuid.UUID) -> HttpResponse:
     found = _group(request)
     return render_page(
         request,
@@ -239,7 +239,7 @@ def _stored_from(group: PositionGroup, start_ms: int, end_ms: int) -> list[list[
 
 
 @login_required
-def group_candles(request: HttpRequest, group_id: uuid.UUID) -> JsonResponse:
+def group_candles(request: AuthedRequest, group_id: uuid.UUID) -> JsonResponse:
     """The chart's data as JSON: candles (the store, else the exchange), price lines and fill markers."""
     context = _context(request)
     group = context["group"]
@@ -302,7 +302,7 @@ def group_candles(request: HttpRequest, group_id: uuid.UUID) -> JsonResponse:
 # ------------------------------------------------------------------------------------------------ actions
 
 
-def _own(request: HttpRequest, group_id: uuid.UUID) -> PositionGroup:
+def _own(request: AuthedRequest, group_id: uuid.UUID) -> PositionGroup:
     """The acting user's own group, as the API finds it; 404 otherwise."""
     found = PositionGroup.objects.filter(pk=group_id, user=request.user).first()
     if found is None:
@@ -310,13 +310,13 @@ def _own(request: HttpRequest, group_id: uuid.UUID) -> PositionGroup:
     return found
 
 
-def _back(request: HttpRequest, group_id: uuid.UUID, message: str, level: int = messages.SUCCESS) -> HttpResponse:
+def _back(request: AuthedRequest, group_id: uuid.UUID, message: str, level: int = messages.SUCCESS) -> HttpResponse:
     messages.add_message(request, level, message)
     return redirect("web:group", group_id=group_id)
 
 
 @trader_action
-def group_close(request: HttpRequest, group_id: uuid.UUID) -> HttpResponse:
+def group_close(request: AuthedRequest, group_id: uuid.UUID) -> HttpResponse:
     found = _own(request, group_id)
     try:
         group_close_request(group=found, actor=request.user, ip=client_ip(request))
@@ -326,7 +326,7 @@ def group_close(request: HttpRequest, group_id: uuid.UUID) -> HttpResponse:
 
 
 @trader_action
-def group_stop(request: HttpRequest, group_id: uuid.UUID) -> HttpResponse:
+def group_stop(request: AuthedRequest, group_id: uuid.UUID) -> HttpResponse:
     found = _own(request, group_id)
     try:
         cancelled = group_stop_averaging(group=found, actor=request.user, ip=client_ip(request))
@@ -336,7 +336,7 @@ def group_stop(request: HttpRequest, group_id: uuid.UUID) -> HttpResponse:
 
 
 @trader_action
-def group_flag(request: HttpRequest, group_id: uuid.UUID, flag: str) -> HttpResponse:
+def group_flag(request: AuthedRequest, group_id: uuid.UUID, flag: str) -> HttpResponse:
     if flag not in FLAGS:
         raise Http404("No such action.")
     found = _own(request, group_id)

@@ -12,7 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -23,7 +23,7 @@ from accounts.logs import audit
 from accounts.middleware import client_ip
 from accounts.models import AuditLog, SystemLog
 
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 TAIL = 100  # rows per page of the tail
 # Events whose work writes log rows: the tail re-reads on them (no event is published per log row).
@@ -74,6 +74,7 @@ def log_rows(user: Any, params: Any) -> tuple[QuerySet[Any], str, dict[str, str]
     if problem:
         errors["end"] = problem
     qs: QuerySet[Any]
+    text_fields: tuple[str, ...]
     if kind == "audit":
         qs = selectors.log_list_audit(viewer=user, start=start, end=end)
         text_fields = ("action", "resource", "resource_id")
@@ -98,7 +99,7 @@ def log_rows(user: Any, params: Any) -> tuple[QuerySet[Any], str, dict[str, str]
     return qs, kind, filters, errors
 
 
-def _logs(request: HttpRequest) -> dict[str, Any]:
+def _logs(request: AuthedRequest) -> dict[str, Any]:
     qs, kind, filters, errors = log_rows(request.user, request.GET)
     page = Paginator(qs, TAIL).get_page(request.GET.get("page"))
     rows = list(page.object_list)
@@ -121,7 +122,7 @@ REGIONS = {"logs": Region("web/partials/log_tail.html", _logs)}
 
 
 @login_required
-def logs(request: HttpRequest) -> HttpResponse:
+def logs(request: AuthedRequest) -> HttpResponse | StreamingHttpResponse:
     fmt = request.GET.get("export")
     if fmt in ("csv", "json"):
         return _export(request, fmt)
@@ -134,7 +135,7 @@ def logs(request: HttpRequest) -> HttpResponse:
     return render_page(request, "web/logs.html", REGIONS, context)
 
 
-def _export(request: HttpRequest, fmt: str) -> HttpResponse:
+def _export(request: AuthedRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
     qs, kind, _, errors = log_rows(request.user, request.GET)
     if errors:
         return HttpResponse(

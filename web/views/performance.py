@@ -9,12 +9,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.utils import timezone
 
 from analytics.performance import performance_compute
 
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 
 def _bars(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -27,7 +27,7 @@ def _bars(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     ]
 
 
-def _numbers(request: HttpRequest) -> dict[str, Any]:
+def _numbers(request: AuthedRequest) -> dict[str, Any]:
     numbers = performance_compute(user=request.user, now=timezone.now())
     equity = [
         {"time": row["day"], "realized": float(row["realized"]), "total": float(row["total"])}
@@ -57,5 +57,5 @@ REGIONS = {"numbers": Region("web/partials/performance_numbers.html", _numbers)}
 
 
 @login_required
-def performance(request: HttpRequest) -> HttpResponse:
+def performance(request: AuthedRequest) -> HttpResponse:
     return render_page(request, "web/performance.html", REGIONS)

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 
 from exchanges.candles.rules import TIMEFRAME_MS
 from exchanges.precision import compact_symbol
@@ -17,14 +17,14 @@ from positions.choices import FINAL_GROUP_STATUSES
 from positions.selectors import group_list
 
 from ..data import group_rows, groups_with_legs
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 PER_PAGE = 50
 STATUSES = (("all", "All"), ("open", "Open"), ("closed", "Closed"))
 SEARCH_MAX = 64
 
 
-def _filters(request: HttpRequest) -> tuple[dict[str, str], dict[str, str]]:
+def _filters(request: AuthedRequest) -> tuple[dict[str, str], dict[str, str]]:
     """The filters as typed, and an error per field whose value is not one we know (that filter is then
     left out, the rest still apply)."""
     values = {
@@ -45,7 +45,7 @@ def _filters(request: HttpRequest) -> tuple[dict[str, str], dict[str, str]]:
     return values, errors
 
 
-def _groups(request: HttpRequest) -> dict[str, Any]:
+def _groups(request: AuthedRequest) -> dict[str, Any]:
     values, errors = _filters(request)
     symbol = values["symbol"] if "symbol" not in errors else None
     qs = group_list(viewer=request.user, symbol=symbol or None)
@@ -84,7 +84,7 @@ REGIONS = {"groups": Region("web/partials/positions_table.html", _groups)}
 
 
 @login_required
-def positions(request: HttpRequest) -> HttpResponse:
+def positions(request: AuthedRequest) -> HttpResponse:
     _, errors = _filters(request)
     return render_page(
         request,

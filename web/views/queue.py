@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.utils import timezone
 
 from accounts.middleware import client_ip
@@ -27,7 +27,7 @@ from positions.services.queue import (
 )
 
 from ..acting import back, may_act, trader_action
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 RULE_TITLES = {
     "pyramid_continuation": "Continues an open group",
@@ -37,7 +37,7 @@ RULE_TITLES = {
 }
 
 
-def _queue(request: HttpRequest) -> dict[str, Any]:
+def _queue(request: AuthedRequest) -> dict[str, Any]:
     """The user's own queue (as `/api/queue`): prices in one batched request per exchange config."""
     user_id = request.user.pk
     entries = list(QueuedSignal.objects.filter(user_id=user_id).select_related("exchange_config"))
@@ -74,18 +74,18 @@ REGIONS = {"queue": Region("web/partials/queue_table.html", _queue)}
 
 
 @login_required
-def queue(request: HttpRequest) -> HttpResponse:
+def queue(request: AuthedRequest) -> HttpResponse:
     return render_page(request, "web/queue.html", REGIONS)
 
 
-def _entry(request: HttpRequest, entry_id: uuid.UUID) -> QueuedSignal:
+def _entry(request: AuthedRequest, entry_id: uuid.UUID) -> QueuedSignal:
     entry = QueuedSignal.objects.filter(pk=entry_id, user_id=request.user.pk).first()
     if entry is None:
         raise Http404("No such queued signal.")
     return entry
 
 
-def _promote(request: HttpRequest, entry_id: uuid.UUID, *, force: bool) -> HttpResponse:
+def _promote(request: AuthedRequest, entry_id: uuid.UUID, *, force: bool) -> HttpResponse:
     entry = _entry(request, entry_id)
     promoted = queue_promote(user_id=request.user.pk, entry_id=entry.pk, force=force, actor=request.user)
     if not promoted:
@@ -101,17 +101,17 @@ def _promote(request: HttpRequest, entry_id: uuid.UUID, *, force: bool) -> HttpR
 
 
 @trader_action
-def queue_promote_view(request: HttpRequest, entry_id: uuid.UUID) -> HttpResponse:
+def queue_promote_view(request: AuthedRequest, entry_id: uuid.UUID) -> HttpResponse:
     return _promote(request, entry_id, force=False)
 
 
 @trader_action
-def queue_force_add_view(request: HttpRequest, entry_id: uuid.UUID) -> HttpResponse:
+def queue_force_add_view(request: AuthedRequest, entry_id: uuid.UUID) -> HttpResponse:
     return _promote(request, entry_id, force=True)
 
 
 @trader_action
-def queue_remove_view(request: HttpRequest, entry_id: uuid.UUID) -> HttpResponse:
+def queue_remove_view(request: AuthedRequest, entry_id: uuid.UUID) -> HttpResponse:
     entry = _entry(request, entry_id)
     queue_delete(entry=entry, actor=request.user, ip=client_ip(request))
     return back(request, "web:queue", f"Removed {entry.symbol} {entry.timeframe} from the queue.")

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 
 from accounts.middleware import client_ip
 from positions.api.guards import SETTING_KEYS
@@ -23,7 +23,7 @@ from riskengine.models import RiskAction
 from riskengine.services import FlagRefusedError, RiskBusyError, risk_evaluate, risk_flag_set, risk_preview
 
 from ..acting import back, may_act, trader_action
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 FLAGS = {"block": ("blocked", True), "unblock": ("blocked", False), "skip-once": ("skip_once", True)}
 FLATTEN_WORD = "FLATTEN"
@@ -40,7 +40,7 @@ _WHOLE = re.compile(r"-?[0-9]+")
 WHOLE_KEYS = ("cooldown_minutes_after_loss", "max_alert_lag_seconds")  # whole numbers in the JSON
 
 
-def _risk(request: HttpRequest) -> dict[str, Any]:
+def _risk(request: AuthedRequest) -> dict[str, Any]:
     decision, settings, config = risk_preview(user_id=request.user.pk)
     # The engine weighs every open group; the table shows them a page at a time (rendering hundreds of rows
     # was most of the page's time), in the decision's order.
@@ -66,7 +66,7 @@ def _risk(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def _guards(request: HttpRequest) -> dict[str, Any]:
+def _guards(request: AuthedRequest) -> dict[str, Any]:
     return {"guards": guard_status(user=request.user), "may_act": may_act(request.user), "flatten_word": FLATTEN_WORD}
 
 
@@ -84,7 +84,7 @@ def _limit_values(user: Any) -> dict[str, Any]:
 
 
 def _page(
-    request: HttpRequest,
+    request: AuthedRequest,
     *,
     values: dict[str, Any] | None = None,
     errors: dict[str, list[str]] | None = None,
@@ -106,12 +106,12 @@ def _page(
 
 
 @login_required
-def risk(request: HttpRequest) -> HttpResponse:
+def risk(request: AuthedRequest) -> HttpResponse:
     return _page(request)
 
 
 @trader_action
-def risk_run_view(request: HttpRequest) -> HttpResponse:
+def risk_run_view(request: AuthedRequest) -> HttpResponse:
     try:
         action = risk_evaluate(user_id=request.user.pk, trigger="run_now", actor=request.user)
     except RiskBusyError:
@@ -121,7 +121,7 @@ def risk_run_view(request: HttpRequest) -> HttpResponse:
 
 
 @trader_action
-def risk_flag_view(request: HttpRequest, group_id: uuid.UUID, flag: str) -> HttpResponse:
+def risk_flag_view(request: AuthedRequest, group_id: uuid.UUID, flag: str) -> HttpResponse:
     if flag not in FLAGS:
         raise Http404("No such flag.")
     group = PositionGroup.objects.filter(pk=group_id, user_id=request.user.pk).first()
@@ -141,7 +141,7 @@ def risk_flag_view(request: HttpRequest, group_id: uuid.UUID, flag: str) -> Http
 
 
 @trader_action
-def guard_pause_view(request: HttpRequest) -> HttpResponse:
+def guard_pause_view(request: AuthedRequest) -> HttpResponse:
     paused = request.POST.get("paused") == "true"
     guard_pause_set(user=request.user, paused=paused, actor=request.user, reason="by the user", ip=client_ip(request))
     text = (
@@ -151,7 +151,7 @@ def guard_pause_view(request: HttpRequest) -> HttpResponse:
 
 
 @trader_action
-def guard_flatten_view(request: HttpRequest) -> HttpResponse:
+def guard_flatten_view(request: AuthedRequest) -> HttpResponse:
     typed = request.POST.get("confirm", "").strip()
     if typed != FLATTEN_WORD:
         return back(
@@ -170,7 +170,7 @@ def guard_flatten_view(request: HttpRequest) -> HttpResponse:
 
 
 @trader_action
-def guard_reset_view(request: HttpRequest) -> HttpResponse:
+def guard_reset_view(request: AuthedRequest) -> HttpResponse:
     guard_daily_loss_reset(user=request.user, actor=request.user, ip=client_ip(request))
     return back(request, "web:risk", "Daily loss reset: losses realized before now no longer count today.")
 
@@ -187,7 +187,7 @@ def _form_value(name: str, raw: str | None) -> Any:
 
 
 @trader_action
-def guard_limits_view(request: HttpRequest) -> HttpResponse:
+def guard_limits_view(request: AuthedRequest) -> HttpResponse:
     data = {name: _form_value(name, request.POST.get(name)) for name in SETTING_KEYS}
     try:
         configs.config_set(user=request.user, data=data, partial=True, ip=client_ip(request))

@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -38,6 +38,7 @@ from positions.services.configs import config_set
 from positions.webhook import alert_template, timeframe_normalize
 
 from .. import config_form
+from ..pages import AuthedRequest
 
 EXCHANGE_SUGGESTIONS = ("simulator", "binance", "bybit", "okx", "kucoin", "kraken", "coinbase")
 SECRET_FIELDS = {
@@ -52,9 +53,9 @@ def _back(anchor: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(f"/settings/#{anchor}")
 
 
-def _require_trader(request: HttpRequest) -> None:
+def _require_trader(request: AuthedRequest) -> None:
     """The API's trading permission (`accounts.permissions.IsTraderOrHigher`): viewers only read."""
-    if not user_may_trade(user=request.user):  # type: ignore[arg-type]
+    if not user_may_trade(user=request.user):
         raise PermissionDenied("Viewers can read but not change anything; this needs the trader role.")
 
 
@@ -142,7 +143,7 @@ def _channel_views(
 
 
 def _render(
-    request: HttpRequest,
+    request: AuthedRequest,
     *,
     status: int = 200,
     engine: config_form.EngineForm | None = None,
@@ -157,7 +158,7 @@ def _render(
     exchanges = list(exchange_selectors.exchange_config_list(user=user))
     overrides = stored.get("overrides") or {}
     context = {
-        "may_trade": user_may_trade(user=user),  # type: ignore[arg-type]
+        "may_trade": user_may_trade(user=user),
         "keys": exchanges,
         "modes": ExchangeMode.choices,
         "exchange_suggestions": EXCHANGE_SUGGESTIONS,
@@ -172,7 +173,7 @@ def _render(
         "account": AccountSerializer(user).data,
         "alerts": _alert_messages(user, exchanges),
         "channels": channels or _channel_views(user),
-        "deliveries": list(notification_selectors.delivery_list(user=user, limit=20)),  # type: ignore[arg-type]
+        "deliveries": list(notification_selectors.delivery_list(user=user, limit=20)),
         "restore_errors": restore_errors,
         "stored_keys": len([k for k in stored if k != "overrides"]),
     }
@@ -181,7 +182,7 @@ def _render(
 
 @login_required
 @require_GET
-def settings_page(request: HttpRequest) -> HttpResponse:
+def settings_page(request: AuthedRequest) -> HttpResponse:
     return _render(request)
 
 
@@ -196,7 +197,7 @@ def _errors_of(exc: ValidationError) -> dict[str, list[str]]:
 
 @login_required
 @require_POST
-def key_add(request: HttpRequest) -> HttpResponse:
+def key_add(request: AuthedRequest) -> HttpResponse:
     _require_trader(request)
     post = request.POST
     exchange, mode = post.get("exchange", "").strip(), post.get("mode", "")
@@ -222,7 +223,7 @@ def key_add(request: HttpRequest) -> HttpResponse:
     return _back("keys")
 
 
-def _own_key(request: HttpRequest, exchange: str) -> Any:
+def _own_key(request: AuthedRequest, exchange: str) -> Any:
     config = exchange_selectors.exchange_config_get(user=request.user, exchange_name=exchange)
     if config is None:
         raise Http404("No such exchange config.")
@@ -231,7 +232,7 @@ def _own_key(request: HttpRequest, exchange: str) -> Any:
 
 @login_required
 @require_POST
-def key_validate(request: HttpRequest, exchange: str) -> HttpResponse:
+def key_validate(request: AuthedRequest, exchange: str) -> HttpResponse:
     _require_trader(request)
     config = exchange_services.exchange_config_validate(
         config=_own_key(request, exchange), actor=request.user, ip=client_ip(request)
@@ -245,7 +246,7 @@ def key_validate(request: HttpRequest, exchange: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def key_mode(request: HttpRequest, exchange: str) -> HttpResponse:
+def key_mode(request: AuthedRequest, exchange: str) -> HttpResponse:
     _require_trader(request)
     config = _own_key(request, exchange)
     try:
@@ -266,7 +267,7 @@ def key_mode(request: HttpRequest, exchange: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def key_delete(request: HttpRequest, exchange: str) -> HttpResponse:
+def key_delete(request: AuthedRequest, exchange: str) -> HttpResponse:
     _require_trader(request)
     config = _own_key(request, exchange)
     try:
@@ -283,7 +284,7 @@ def key_delete(request: HttpRequest, exchange: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def engine_save(request: HttpRequest) -> HttpResponse:
+def engine_save(request: AuthedRequest) -> HttpResponse:
     _require_trader(request)
     stored = _stored(request.user)
     typed: dict[str, str] = {}
@@ -338,7 +339,7 @@ def _scope(user: Any, symbol: str, timeframe: str, errors: dict[str, list[str]])
 
 @login_required
 @require_POST
-def override_save(request: HttpRequest) -> HttpResponse:
+def override_save(request: AuthedRequest) -> HttpResponse:
     _require_trader(request)
     post = request.POST
     stored = _stored(request.user)
@@ -383,7 +384,7 @@ def override_save(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def override_delete(request: HttpRequest) -> HttpResponse:
+def override_delete(request: AuthedRequest) -> HttpResponse:
     _require_trader(request)
     stored = _stored(request.user)
     overrides = dict(stored.get("overrides") or {})
@@ -405,8 +406,8 @@ def override_delete(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def webhook_regenerate(request: HttpRequest) -> HttpResponse:
-    webhook_secret_regenerate(user=request.user, ip=client_ip(request))  # type: ignore[arg-type]
+def webhook_regenerate(request: AuthedRequest) -> HttpResponse:
+    webhook_secret_regenerate(user=request.user, ip=client_ip(request))
     messages.success(request, "New webhook secret made: update the message in your TradingView alerts.")
     return _back("webhook")
 
@@ -422,7 +423,7 @@ def _own_kind(kind: str) -> str:
 
 @login_required
 @require_POST
-def notification_save(request: HttpRequest, kind: str) -> HttpResponse:
+def notification_save(request: AuthedRequest, kind: str) -> HttpResponse:
     kind = _own_kind(kind)
     post = request.POST
     values: dict[str, Any] = {"enabled": post.get("enabled") == "on", "events": post.getlist("events")}
@@ -433,7 +434,7 @@ def notification_save(request: HttpRequest, kind: str) -> HttpResponse:
     if secret_name and post.get(secret_name, "").strip():
         values[secret_name] = post.get(secret_name, "").strip()
     try:
-        notification_services.notification_settings_set(user=request.user, data={"channels": {kind: values}})  # type: ignore[arg-type]
+        notification_services.notification_settings_set(user=request.user, data={"channels": {kind: values}})
     except notification_services.ChannelSettingsError as exc:
         own = {path.split(".", 1)[1] if path.startswith(kind + ".") else path: why for path, why in exc.fields.items()}
         typed = {kind: {k: v for k, v in values.items() if k != secret_name}}
@@ -445,11 +446,11 @@ def notification_save(request: HttpRequest, kind: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def notification_test(request: HttpRequest, kind: str) -> HttpResponse:
+def notification_test(request: AuthedRequest, kind: str) -> HttpResponse:
     kind = _own_kind(kind)
     label = ChannelKind(kind).label
     try:
-        delivery = notification_services.channel_test(user=request.user, kind=kind)  # type: ignore[arg-type]
+        delivery = notification_services.channel_test(user=request.user, kind=kind)
     except notification_services.ChannelSettingsError as exc:
         messages.error(request, f"{label}: {'; '.join(exc.fields.values())}.")
         return _back("notifications")
@@ -465,7 +466,7 @@ def notification_test(request: HttpRequest, kind: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def config_download(request: HttpRequest) -> HttpResponse:
+def config_download(request: AuthedRequest) -> HttpResponse:
     """The values the user set (defaults apply to the rest), as `PUT /api/config` takes them back."""
     body = json.dumps(_stored(request.user), indent=2, sort_keys=True)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -476,7 +477,7 @@ def config_download(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def config_restore(request: HttpRequest) -> HttpResponse:
+def config_restore(request: AuthedRequest) -> HttpResponse:
     _require_trader(request)
     upload = request.FILES.get("file")
     errors: dict[str, list[str]] = {}

@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -20,7 +20,7 @@ from positions.choices import SignalClassification, SignalStatus
 from positions.models import WebhookSignal
 
 from ..acting import symbol_filter
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 PAGE_SIZE = 50
 OUTCOMES = [(value, label) for value, label in SignalStatus.choices] + [
@@ -70,7 +70,7 @@ def signal_rows(user: Any, params: Any) -> tuple[QuerySet[WebhookSignal], dict[s
     return qs.order_by("-received_at"), filters, errors
 
 
-def _signals(request: HttpRequest) -> dict[str, Any]:
+def _signals(request: AuthedRequest) -> dict[str, Any]:
     qs, filters, errors = signal_rows(request.user, request.GET)
     page = Paginator(qs.select_related("group"), PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
@@ -89,5 +89,5 @@ REGIONS = {"signals": Region("web/partials/signal_table.html", _signals)}
 
 
 @login_required
-def signals(request: HttpRequest) -> HttpResponse:
+def signals(request: AuthedRequest) -> HttpResponse:
     return render_page(request, "web/signals.html", REGIONS)

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from strategies.rules import health_compute
 from strategies.services import StrategyInputError
 
 from ..acting import back, may_act, trader_action
-from ..pages import Region, render_page
+from ..pages import AuthedRequest, Region, render_page
 
 FIELDS = (
     "kind",
@@ -36,7 +36,7 @@ FIELDS = (
 )
 
 
-def _strategies(request: HttpRequest) -> dict[str, Any]:
+def _strategies(request: AuthedRequest) -> dict[str, Any]:
     instances = list(selectors.strategy_list(user=request.user))
     trades = services.strategy_trades_many(instances=instances)
     now = timezone.now()
@@ -50,7 +50,7 @@ def _strategies(request: HttpRequest) -> dict[str, Any]:
 REGIONS = {"strategies": Region("web/partials/strategy_table.html", _strategies)}
 
 
-def _own(request: HttpRequest, strategy_id: Any) -> StrategyInstance:
+def _own(request: AuthedRequest, strategy_id: Any) -> StrategyInstance:
     instance = selectors.strategy_get(user=request.user, strategy_id=strategy_id)
     if instance is None:
         raise Http404("No such strategy.")
@@ -88,7 +88,7 @@ def _blank() -> dict[str, Any]:
 
 
 def _form(
-    request: HttpRequest,
+    request: AuthedRequest,
     *,
     instance: StrategyInstance | None,
     values: dict[str, Any],
@@ -128,7 +128,7 @@ def _form(
     }
 
 
-def _page(request: HttpRequest, form: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
+def _page(request: AuthedRequest, form: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
     if form is None:
         editing = request.GET.get("edit")
         if editing:
@@ -143,11 +143,11 @@ def _page(request: HttpRequest, form: dict[str, Any] | None = None, status: int 
 
 
 @login_required
-def strategies(request: HttpRequest) -> HttpResponse:
+def strategies(request: AuthedRequest) -> HttpResponse:
     return _page(request)
 
 
-def _typed(request: HttpRequest) -> dict[str, Any]:
+def _typed(request: AuthedRequest) -> dict[str, Any]:
     """The form as typed, for showing it again."""
     post = request.POST
     kind = post.get("kind", "")
@@ -189,7 +189,7 @@ def _data(typed: dict[str, Any], *, creating: bool) -> dict[str, Any]:
 
 
 def _refused(
-    request: HttpRequest, instance: StrategyInstance | None, typed: dict[str, Any], exc: StrategyInputError
+    request: AuthedRequest, instance: StrategyInstance | None, typed: dict[str, Any], exc: StrategyInputError
 ) -> HttpResponse:
     messages.error(request, "Not saved: see the fields marked below.")
     if typed["kind"] not in SPECS:
@@ -198,7 +198,7 @@ def _refused(
 
 
 @trader_action
-def strategy_new_view(request: HttpRequest) -> HttpResponse:
+def strategy_new_view(request: AuthedRequest) -> HttpResponse:
     typed = _typed(request)
     try:
         instance = services.strategy_create(user=request.user, data=_data(typed, creating=True))
@@ -210,7 +210,7 @@ def strategy_new_view(request: HttpRequest) -> HttpResponse:
 
 
 @trader_action
-def strategy_edit_view(request: HttpRequest, strategy_id: uuid.UUID) -> HttpResponse:
+def strategy_edit_view(request: AuthedRequest, strategy_id: uuid.UUID) -> HttpResponse:
     instance = _own(request, strategy_id)
     typed = _typed(request)
     try:
@@ -221,13 +221,13 @@ def strategy_edit_view(request: HttpRequest, strategy_id: uuid.UUID) -> HttpResp
 
 
 @trader_action
-def strategy_enable_view(request: HttpRequest, strategy_id: uuid.UUID) -> HttpResponse:
+def strategy_enable_view(request: AuthedRequest, strategy_id: uuid.UUID) -> HttpResponse:
     instance = services.strategy_enable(instance=_own(request, strategy_id), actor=request.user)
     return back(request, "web:strategies", f"Strategy {instance.get_kind_display()} enabled.")
 
 
 @trader_action
-def strategy_disable_view(request: HttpRequest, strategy_id: uuid.UUID) -> HttpResponse:
+def strategy_disable_view(request: AuthedRequest, strategy_id: uuid.UUID) -> HttpResponse:
     instance = services.strategy_disable(
         instance=_own(request, strategy_id), reason="disabled by its owner", actor=request.user
     )
@@ -235,7 +235,7 @@ def strategy_disable_view(request: HttpRequest, strategy_id: uuid.UUID) -> HttpR
 
 
 @trader_action
-def strategy_delete_view(request: HttpRequest, strategy_id: uuid.UUID) -> HttpResponse:
+def strategy_delete_view(request: AuthedRequest, strategy_id: uuid.UUID) -> HttpResponse:
     instance = _own(request, strategy_id)
     services.strategy_delete(instance=instance, actor=request.user)
     return back(request, "web:strategies", f"Strategy {instance.get_kind_display()} deleted.")
