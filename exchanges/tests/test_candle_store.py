@@ -263,11 +263,12 @@ def test_many_markets_read_together_serve_what_each_read_alone_serves(django_ass
     services.candles_import(exchange_name="binance", symbol="BTC/USDT", timeframe="1d", lines=_csv(daily))
     services.candles_import(exchange_name="binance", symbol="ETH/USDT", timeframe="1h", lines=_csv(_hourly(72)))
     markets = [("binance", "BTC/USDT"), ("binance", "ETH/USDT"), ("binance", "SOL/USDT"), ("kraken", "BTC/USDT")]
-    window = {"timeframe": "1d", "start_ms": day, "end_ms": 3 * day}
     with django_assert_max_num_queries(5):  # two, and candles_range building the ETH/USDT days from hours
-        together = selectors.candles_range_many(markets=markets, **window)
+        together = selectors.candles_range_many(markets=markets, timeframe="1d", start_ms=day, end_ms=3 * day)
     for exchange_name, symbol in markets:
-        alone = selectors.candles_range(exchange_name=exchange_name, symbol=symbol, **window)
+        alone = selectors.candles_range(
+            exchange_name=exchange_name, symbol=symbol, timeframe="1d", start_ms=day, end_ms=3 * day
+        )
         assert together[(exchange_name, symbol)] == alone, symbol
     assert [row.close for row in together[("binance", "BTC/USDT")]] == [101, 102, 103]
     assert len(together[("binance", "ETH/USDT")]) == 2  # days 1 and 2 are whole in 72 hours
