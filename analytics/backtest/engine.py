@@ -101,6 +101,7 @@ ZERO = Decimal("0")
 INF = math.inf
 SECRET = "backtest"
 USER_ID = uuid.UUID(int=1)
+USER_ID_TEXT = str(USER_ID)
 CONFIG_ID = uuid.UUID(int=2)
 EXCHANGE = "backtest"
 TRADING = (GroupStatus.PARTIALLY_FILLED, GroupStatus.ACTIVE)
@@ -758,7 +759,7 @@ class Backtest:
             body={},
         )
         return Alert(
-            user_id=str(USER_ID),
+            user_id=USER_ID_TEXT,
             raw=b"",
             ip=None,
             started=0.0,
