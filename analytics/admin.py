@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import tasks_framework
+from .advisor import admin as advisor_admin  # noqa: F401  the advisor's settings and reviews (docs/advisor.md)
 from .ml import admin as ml_admin  # noqa: F401  the model registry's console (docs/ml.md#registry)
 from .models import BackgroundTask, BacktestRun
 

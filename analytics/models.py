@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from .advisor.models import AdvisorReview, AdvisorSettings  # noqa: F401  the advisor's rows (docs/advisor.md)
 from .choices import TaskKind, TaskStatus
 from .ml.models import FilterModel, ModelStatus  # noqa: F401  the ML model registry lives with the ML code (docs/ml.md)
 

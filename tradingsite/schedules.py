@@ -57,6 +57,9 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule("beat heartbeat", "tradingsite.beat_heartbeat", Every(30), "Proves beat, broker and a worker run"),
     Schedule("resume stale notifications", "notifications.resume_stale", Every(300), "Messages a dead worker held"),
     Schedule("daily performance", "notifications.daily_performance", DailyAt(1), "Yesterday's deals per user"),
+    Schedule(
+        "advisor review", "analytics.advisor_daily", DailyAt(1, 30), "LLM review of yesterday per user, when enabled"
+    ),
     Schedule("log cleanup", "accounts.cleanup_logs", DailyAt(2), "System > 30 days, audit > 90 days"),
     Schedule("database backup", "tradingsite.backup", DailyAt(3), "pg_dump into BACKUP_DIR when it is set"),
     Schedule("portfolio report", "notifications.daily_portfolio", DailyAt(8), "Balances, PnL, equity chart"),

@@ -1,5 +1,6 @@
 from django.urls import include, path
 
+from ..advisor import api as advisor_api
 from . import views
 
 urlpatterns = [
@@ -10,4 +11,5 @@ urlpatterns = [
     path("backtests/<uuid:backtest_id>", views.BacktestDetailView.as_view(), name="backtests-detail"),
     path("metrics/performance", views.PerformanceView.as_view(), name="metrics-performance"),
     path("ml/", include("analytics.ml.urls")),  # the model registry (docs/ml.md#registry)
+    path("advisor/reviews", advisor_api.ReviewListView.as_view(), name="advisor-reviews"),  # docs/advisor.md
 ]

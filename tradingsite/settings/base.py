@@ -249,7 +249,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Heavy work (backtests, optimization, training) has its own queue and worker processes, so trading never
 # waits behind it (docs/processes.md#heavy-worker); the trading worker consumes only the default queue.
-CELERY_TASK_ROUTES = {"analytics.run_task": {"queue": "heavy"}}
+CELERY_TASK_ROUTES = {"analytics.run_task": {"queue": "heavy"}, "analytics.advisor_daily": {"queue": "heavy"}}
 TASK_MAX_ACTIVE_PER_USER = int(env("TASK_MAX_ACTIVE_PER_USER", "3") or 3)  # pending or running, per user
 TASK_UPLOAD_MAX_BYTES = 512 * 1024  # a signals or TradingView trades CSV sent with a backtest
 

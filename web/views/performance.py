@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.utils import timezone
 
+from analytics.advisor.selectors import review_describe, review_list
 from analytics.performance import performance_compute
 
 from ..pages import AuthedRequest, Region, render_page
@@ -50,6 +51,8 @@ def _numbers(request: AuthedRequest) -> dict[str, Any]:
             {"low": b["from"], "high": b["to"], "count": b["count"], "height": b["count"] / top * 100}
             for b in histogram
         ],
+        # the advisor's newest reviews (docs/advisor.md#shown): one query; no section while there are none
+        "advisor_reviews": [review_describe(review) for review in review_list(user=request.user)],
     }
 
 
