@@ -6,7 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Prefetch, QuerySet
+from django.db.models import DecimalField, ExpressionWrapper, F, Prefetch, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
 
 from exchanges.precision import unified_symbol
 
@@ -86,12 +87,21 @@ def last_prices(*, groups: list[PositionGroup]) -> dict[str, Decimal]:
 def resting_entry_notional(*, user_id: Any) -> dict[str, Decimal]:
     """Capital locked in resting entry legs per symbol: price × unfilled quantity of the user's legs open
     on an exchange (docs/performance.md)."""
-    locked: dict[str, Decimal] = {}
-    for symbol, price, quantity, filled in DCAOrder.objects.filter(
-        group__user_id=user_id, status__in=[OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED]
-    ).values_list("group__symbol", "price", "quantity", "filled_quantity"):
-        locked[symbol] = locked.get(symbol, Decimal("0")) + (price or Decimal("0")) * (quantity - filled)
-    return locked
+    # Summed by PostgreSQL per symbol: a few rows, not one per resting leg (thousands for a big account).
+    rows = (
+        DCAOrder.objects.filter(group__user_id=user_id, status__in=[OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED])
+        .values("group__symbol")
+        .order_by()
+        .annotate(
+            locked=Sum(
+                ExpressionWrapper(
+                    Coalesce(F("price"), Value(Decimal("0"))) * (F("quantity") - F("filled_quantity")),
+                    output_field=DecimalField(max_digits=38, decimal_places=18),
+                )
+            )
+        )
+    )
+    return {row["group__symbol"]: row["locked"] for row in rows}
 
 
 def leg_and_pyramid_pnl(*, group: PositionGroup, price: Decimal | None) -> dict[str, dict[str, Any]]:
