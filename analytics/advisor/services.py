@@ -72,10 +72,11 @@ def advisor_settings_clean(values: dict[str, Any]) -> dict[str, Any]:
                 clean[name] = _money(clean[name], name)
             except ValidationError as exc:
                 errors.update(exc.message_dict)
-    if "timeout_seconds" in clean and not 1 <= int(clean["timeout_seconds"]) <= MAX_TIMEOUT_S:
-        errors["timeout_seconds"] = [f"from 1 to {MAX_TIMEOUT_S} seconds"]
-    if "max_output_tokens" in clean and not 1 <= int(clean["max_output_tokens"]) <= 100_000:
-        errors["max_output_tokens"] = ["from 1 to 100000 tokens"]
+    for name, top, unit in (("timeout_seconds", MAX_TIMEOUT_S, "seconds"), ("max_output_tokens", 100_000, "tokens")):
+        if name in clean:
+            value = clean[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+                errors[name] = [f"a whole number of {unit} from 1 to {top}"]
     if "allowed_actions" in clean:
         allowed = clean["allowed_actions"] or []
         unknown = [kind for kind in allowed if kind not in rules.ACTION_KINDS] if isinstance(allowed, list) else None

@@ -23,6 +23,8 @@ from analytics.advisor import rules, selectors, services
 from analytics.advisor.models import AdvisorReview, AdvisorSettings, ReviewStatus
 from analytics.ml.models import FilterModel, ModelStatus
 from analytics.models import BackgroundTask
+from analytics.tasks import advisor_daily
+from analytics.tasks_framework import HEAVY_QUEUE
 from analytics.tests.advisor_server import StandInLLM
 from analytics.tests.ml_support import csv_lines, cyclic_rows
 from exchanges import crypto
@@ -265,6 +267,9 @@ def test_settings_are_validated_naming_the_field() -> None:
     with pytest.raises(ValidationError) as bad_action:
         services.advisor_settings_update(actor=None, allowed_actions=["flatten"])
     assert "allowed_actions" in bad_action.value.message_dict
+    with pytest.raises(ValidationError) as bad_timeout:
+        services.advisor_settings_update(actor=None, timeout_seconds="soon", max_output_tokens=0)
+    assert set(bad_timeout.value.message_dict) == {"timeout_seconds", "max_output_tokens"}
     with pytest.raises(ValidationError) as secret_in_url:
         services.advisor_settings_update(actor=None, base_url="https://user:pw@api.example.com")
     assert "base_url" in secret_in_url.value.message_dict
@@ -303,6 +308,11 @@ def test_key_rotation_re_encrypts_the_advisor_key(settings: Any) -> None:
     settings.ENCRYPTION_KEYS = [key_b]
     row = AdvisorSettings.objects.get()
     assert crypto.decrypt(row.api_key_encrypted, context=row.encryption_context()) == API_KEY
+
+
+def test_the_daily_task_runs_on_the_heavy_queue() -> None:
+    assert advisor_daily.app.amqp.router.route({}, advisor_daily.name)["queue"].name == HEAVY_QUEUE
+    assert advisor_daily.apply().get() == {"users": 0, "running": 0, "ok": 0, "failed": 0, "skipped": 0}  # off
 
 
 def test_the_performance_page_reads_the_reviews_in_one_query(trader: Any) -> None:
