@@ -306,17 +306,29 @@ class Backtest:
 
     def _signals_setup(self) -> None:
         by_t: dict[int, list[Signal]] = {}
-        for number, signal in enumerate(self.request.signals, start=1):
+        signals = self.request.signals
+        # Each signal's candle (its index in its series) and that candle's place on the common time axis,
+        # located for all of a symbol's signals at once.
+        located: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for symbol, candles in self.series.items():
+            at = np.array([s.time_ms for s in signals if s.symbol == symbol], dtype=np.int64)
+            found = np.searchsorted(candles.open_ms, at, side="right") - 1
+            place = np.searchsorted(self.times, candles.open_ms[np.maximum(found, 0)]) if len(at) else found
+            located[symbol] = (found, place)
+        seen = dict.fromkeys(self.series, 0)
+        for number, signal in enumerate(signals, start=1):
             where = signal.source or f"signal {number}"
             series = self.series.get(signal.symbol)
             if series is None:
                 raise BacktestError({where: [f"unknown symbol {signal.symbol!r}: no candles for it"]})
-            index = int(np.searchsorted(series.open_ms, signal.time_ms, side="right")) - 1
+            indexes, places = located[signal.symbol]
+            k = seen[signal.symbol]
+            seen[signal.symbol] = k + 1
+            index = int(indexes[k])
             if index < 0 or signal.time_ms >= int(series.open_ms[index]) + self.interval:
                 moment = datetime.fromtimestamp(signal.time_ms / 1000, tz=UTC).isoformat()
                 raise BacktestError({where: [f"no {self.timeframe} candle of {signal.symbol} at {moment}"]})
-            t = int(np.searchsorted(self.times, series.open_ms[index]))
-            by_t.setdefault(t, []).append(signal)
+            by_t.setdefault(int(places[k]), []).append(signal)
         self.signals_at = by_t
         self.signal_ts = sorted(by_t)
         self.next_signal = 0  # the first of `signal_ts` not yet passed
@@ -508,7 +520,7 @@ class Backtest:
         if avg is not None:
             current = group.exit_state
             if current.avg_entry != avg:  # the live group row's average follows its fills
-                current = dataclasses.replace(current, avg_entry=avg)
+                current = ExitState(avg, current.stop_loss_price, current.trailing)
             decision = exit_decide(state=current, price=price, settings=group.exit_settings)
             state = ExitState(avg, decision.stop_loss_price, decision.trailing)
             if state != group.exit_state:
