@@ -21,7 +21,7 @@ Money is Decimal (strings in the answer); ratios are floats.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db.models import BigIntegerField, F, Func, Prefetch
+from django.db.models import BigIntegerField, Count, F, Func, Max, Prefetch, Q
 
 from accounts.models import User
 from core.chart import line_chart_png
@@ -117,7 +117,39 @@ _EPOCH_US = Func(
 )
 
 
+# The walks are the user's whole fill history folded: they change only when a fill is booked or a group
+# opens, ends or is saved. Each process keeps the latest walks of its recent users with the version they
+# were read at (two small aggregates), so a page re-read on every live event does not fold the history
+# again (docs/performance.md).
+_WALKS_KEPT = 64
+_walks_kept: OrderedDict[Any, tuple[tuple[Any, ...], list[GroupWalk]]] = OrderedDict()
+
+
+def _walks_version(user: User) -> tuple[Any, ...]:
+    groups = PositionGroup.objects.filter(user=user).aggregate(
+        count=Count("pk"),
+        final=Count("pk", filter=Q(status__in=FINAL_GROUP_STATUSES)),
+        closed=Max("closed_at"),
+        saved=Max("updated_at"),
+    )
+    fills = Fill.objects.filter(group__user=user).aggregate(count=Count("pk"), last=Max("recorded_at"))
+    return (*groups.values(), *fills.values())
+
+
 def _walks(user: User) -> list[GroupWalk]:
+    version = _walks_version(user)
+    kept = _walks_kept.get(user.pk)
+    if kept is not None and kept[0] == version:
+        _walks_kept.move_to_end(user.pk)
+        return kept[1]
+    walks = _walks_read(user)
+    _walks_kept[user.pk] = (version, walks)
+    while len(_walks_kept) > _WALKS_KEPT:
+        _walks_kept.popitem(last=False)
+    return walks
+
+
+def _walks_read(user: User) -> list[GroupWalk]:
     groups = {
         group.pk: group
         for group in PositionGroup.objects.filter(user=user)

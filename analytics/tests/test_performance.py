@@ -217,3 +217,16 @@ def test_the_api_answers_json_csv_and_png_for_the_owner_only(ledger) -> None:
     other.force_authenticate(UserFactory.create(role="trader"))
     empty = other.get("/api/metrics/performance").json()
     assert empty["realized_pnl"]["all"] == "0" and empty["deals"]["deals"] == 0 and empty["exposure"] == []
+
+
+def test_a_new_fill_and_a_group_that_ends_are_counted_at_once(ledger) -> None:
+    # The fill walks are kept between reads (analytics.performance._walks): each change must still show.
+    assert performance_compute(user=ledger, now=NOW, capital=D("10000"))["realized_pnl"]["all"] == "-63.925"
+    g3 = PositionGroup.objects.get(user=ledger, status="active")
+    # G3 sells its last 0.005 @ 64000 (fee 0.32): 320 − 0.32 − 310.31 = +9.37, realized in all −54.555.
+    _fill(_sell(g3, "64000", "0.005"), "64000", "0.005", "0.32", at(25, 3))
+    numbers = performance_compute(user=ledger, now=NOW, capital=D("10000"))
+    assert numbers["realized_pnl"]["all"] == "-54.555"
+    assert numbers["deals"]["deals"] == 2  # G3 is still open
+    PositionGroup.objects.filter(pk=g3.pk).update(status="closed", closed_at=at(25, 3))
+    assert performance_compute(user=ledger, now=NOW, capital=D("10000"))["deals"]["deals"] == 3
