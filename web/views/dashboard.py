@@ -33,7 +33,9 @@ def _summary(request: AuthedRequest) -> dict[str, Any]:
     user = request.user
     # Every open group's PnL for the totals: the few columns `group_pnl` reads, not the table's legs join.
     groups = list(
-        group_list(viewer=user, status="open").only(
+        group_list(viewer=user, status="open")
+        .select_related(None)
+        .only(
             "exchange_config_id",
             "symbol",
             "filled_quantity",
