@@ -57,12 +57,22 @@ def fill_state_target(current: str, legs: Iterable[LegFill]) -> str | None:
     """
     if current not in FOLLOWS_FILLS:
         return None
-    counted = [leg for leg in legs if leg.status not in DROPPED_LEG_STATUSES]
+    # One pass over the legs (it runs after every fill): whether any counts, all counted filled, any filled part.
+    counted = some_filled = False
+    all_filled = True
+    for leg in legs:
+        if leg.status in DROPPED_LEG_STATUSES:
+            continue
+        counted = True
+        if leg.status != OrderStatus.FILLED:
+            all_filled = False
+        if not some_filled and leg.filled_quantity > 0:
+            some_filled = True
     if not counted:
         return None
-    if all(leg.status == OrderStatus.FILLED for leg in counted):
+    if all_filled:
         target: str = S.ACTIVE
-    elif any(leg.filled_quantity > 0 for leg in counted):
+    elif some_filled:
         target = S.PARTIALLY_FILLED
     else:
         return None
