@@ -326,7 +326,7 @@ def _new_group(context: IntakeContext, pool: PoolState, alert: Alert, parsed: Pa
     merged, grid = effective_config_shared(context.engine_config, symbol=alert.symbol, timeframe=parsed.timeframe)
     refusal = new_group_refusal(
         context.guards,
-        guard_settings(merged),
+        _user_guards(context, alert, parsed),  # guard_settings(merged), memoized
         symbol=alert.symbol,
         capital=capital_for_pyramid(grid, 0),
         now=now,
