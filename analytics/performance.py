@@ -203,6 +203,8 @@ def _floating_by_day(
         if not walk.steps:
             continue
         series = closes.get((walk.group.exchange_config.exchange_name, walk.group.symbol), {})
+        if not series:
+            continue  # no close on any day: counted at cost every day, i.e. nothing
         day = walk.steps[0].at.astimezone(UTC).date()
         index = -1
         while day < today:

@@ -17,6 +17,8 @@ from analytics.performance import performance_compute
 
 from ..pages import AuthedRequest, Region, render_page
 
+EXPOSURE_SHOWN = 20
+
 
 def _bars(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """Rows with a bar width (% of the largest absolute value) for the CSS bars of the PnL tables."""
@@ -40,8 +42,12 @@ def _numbers(request: AuthedRequest) -> dict[str, Any]:
     for deal in extremes:
         deal["closed"] = datetime.fromisoformat(deal["closed_at"]) if deal.get("closed_at") else None
     top = max((bucket.get("count", 0) for bucket in histogram), default=0) or 1
+    # The largest holdings by value; the rest counted below the table (the API lists every pair).
+    exposure = sorted(numbers["exposure"], key=lambda row: -abs(Decimal(row["value"] or "0")))
     return {
         "perf": numbers,
+        "exposure_rows": exposure[:EXPOSURE_SHOWN],
+        "exposure_more": max(len(exposure) - EXPOSURE_SHOWN, 0),
         "equity_points": equity,
         "by_day": _bars(numbers["pnl_by_day"][-31:][::-1], "pnl"),
         "by_week": _bars(numbers["pnl_by_week"][-12:][::-1], "pnl"),
