@@ -255,7 +255,9 @@ def test_sign_up_to_a_closed_grid_trade_in_the_browser(stack, browser, simulator
     shot("group-legs-filled")
 
     # Close at market from the group page; the browser asks first.
-    driver.find_element(By.XPATH, "//button[normalize-space()='Close at market']").click()
+    close = driver.find_element(By.XPATH, "//button[normalize-space()='Close at market']")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", close)  # not under the top bar
+    close.click()
     alert = _until(driver, expected_conditions.alert_is_present(), "the confirmation")
     assert "at market" in alert.text
     alert.accept()
