@@ -18,7 +18,6 @@ from positions.config import ConfigError, parse_engine_config
 
 from . import tasks_framework
 from .backtest import CandleSeries
-from .backtest.signals import strategy_signals
 from .backtest_task import _candles, _market_rules, _signals, backtest_validate
 from .optimize.runner import Problem, optimize
 from .optimize.search import (
@@ -91,6 +90,10 @@ def optimize_run(context: TaskContext) -> dict[str, Any]:
     if not candles:
         raise TaskInputError({"start": ["the period's candles are gone"]})
     if params["source"] == "strategy":
+        # Imported here: strategies' signals need pandas, which web processes (they import this module to
+        # validate a request) must not load.
+        from .backtest.signals import strategy_signals
+
         strategy = params["strategy"]
         signals = strategy_signals(strategy["kind"], strategy["params"], candles, symbol=symbol)
     else:
