@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 
 from exchanges import rules
 from exchanges.adapters.factory import public_adapter
@@ -122,6 +123,27 @@ def test_the_storing_process_forgets_at_once_and_pruned_markets_are_gone() -> No
     with pytest.raises(rules.NotCachedError):  # not in the index: only the database can say
         rules.market_symbol_resolve(exchange_name=EXCHANGE, raw="ETHUSDT", cached_only=True)
     assert MarketRule.objects.filter(exchange_name=EXCHANGE).count() == 1
+
+
+@pytest.mark.django_db
+def test_many_markets_read_together_in_one_query_then_from_memory(django_assert_num_queries: Any) -> None:
+    rules.market_rules_store(exchange_name=EXCHANGE, rules=[market(base) for base in ("BTC", "ETH", "SOL", "XRP")])
+    cache.clear()  # the store has just filled Redis: start from the database
+    rules.market_rules_forget_local(EXCHANGE)
+    wanted = [(EXCHANGE, "BTC/USDT"), (EXCHANGE, "eth/usdt"), (EXCHANGE, "SOL/USDT"), (EXCHANGE, "NOPE/USDT")]
+    with django_assert_num_queries(1):
+        found = rules.market_rules_get_many(markets=wanted)
+    assert {key: value.symbol for key, value in found.items()} == {
+        (EXCHANGE, "BTC/USDT"): "BTC/USDT",
+        (EXCHANGE, "eth/usdt"): "ETH/USDT",
+        (EXCHANGE, "SOL/USDT"): "SOL/USDT",
+    }  # an unknown market is left out, as market_rule_get answers None
+    rules.market_rules_forget_local(EXCHANGE)
+    with django_assert_num_queries(1):  # from Redis now; only the unknown one is asked of the database
+        assert rules.market_rules_get_many(markets=wanted) == found
+    with django_assert_num_queries(1):  # from memory; the unknown one again
+        assert rules.market_rules_get_many(markets=wanted) == found
+    assert found[(EXCHANGE, "BTC/USDT")] == rules.market_rule_get(exchange_name=EXCHANGE, symbol="BTC/USDT")
 
 
 @pytest.mark.django_db
