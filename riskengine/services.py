@@ -41,7 +41,7 @@ from core.locks import advisory_lock_try, advisory_locks_try
 from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError
 from exchanges.precision import MarketRules, round_qty_down, validate_order
-from exchanges.selectors import market_rule_get
+from exchanges.selectors import market_rule_get, market_rules_get_many
 from exchanges.services import adapter_for
 from positions import ledger
 from positions.choices import (
@@ -182,15 +182,13 @@ def risk_prices(*, groups: Iterable[PositionGroup]) -> tuple[dict[MarketKey, Dec
 
 
 def _rules(groups: Iterable[PositionGroup]) -> dict[MarketKey, MarketRules]:
-    """The market rules of the groups' markets, each market asked once (a symbol without rules is a query
-    each time it is asked)."""
+    """The market rules of the groups' markets, read together (a fixed number of reads for any number of
+    markets: the risk page lists every open group)."""
+    groups = list(groups)
+    known = market_rules_get_many(markets=[(g.exchange_config.exchange_name, g.symbol) for g in groups])
     found: dict[MarketKey, MarketRules] = {}
-    asked: dict[tuple[str, str], MarketRules | None] = {}
     for group in groups:
-        market = (group.exchange_config.exchange_name, group.symbol)
-        if market not in asked:
-            asked[market] = market_rule_get(exchange_name=market[0], symbol=market[1])
-        rules = asked[market]
+        rules = known.get((group.exchange_config.exchange_name, group.symbol))
         if rules is not None:
             found[(str(group.exchange_config_id), group.symbol)] = rules
     return found
