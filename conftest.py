@@ -84,8 +84,13 @@ def celery_worker_app():
 def celery_worker(transactional_db, celery_worker_app):
     """A real celery worker (threads, real broker and result backend) for end-to-end tests."""
     from celery.contrib.testing.worker import start_worker
+    from django.conf import settings
 
     celery_worker_app.loader.import_default_modules()
+    # The project's broker and result store, whatever an earlier test pointed the app at (the reliability
+    # test runs on its own Redis): a worker on a stale URL would fail every later test.
+    celery_worker_app.close()
+    celery_worker_app.conf.update(broker_url=settings.CELERY_BROKER_URL, result_backend=settings.CELERY_RESULT_BACKEND)
     with start_worker(
         celery_worker_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
     ) as worker:

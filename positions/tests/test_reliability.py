@@ -314,6 +314,9 @@ def _own_redis(redis_server: RedisServer, settings: Any, monkeypatch: Any) -> It
     """Point this process's cache, channel layer and celery producer at `redis_server` for the test."""
     from tradingsite.celery import app
 
+    # Read (and so load) celery's configuration before the settings change: loaded after, its defaults would
+    # keep this test's Redis for every later test.
+    saved = {key: app.conf[key] for key in ("broker_url", "result_backend")}
     url = redis_server.url
     cache = {**settings.CACHES["default"], "LOCATION": url}
     settings.CACHES = {"default": cache}
@@ -324,7 +327,6 @@ def _own_redis(redis_server: RedisServer, settings: Any, monkeypatch: Any) -> It
     # Celery reads these environment variables before its own settings (celery.app.utils.Settings).
     monkeypatch.setenv("CELERY_BROKER_URL", url)
     monkeypatch.setenv("CELERY_RESULT_BACKEND", url)
-    saved = {key: app.conf[key] for key in ("broker_url", "result_backend")}
 
     def use(conf: dict[str, Any]) -> None:
         app.close()  # drop pooled broker connections
