@@ -19,6 +19,17 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _decimal_context():
+    """Each test starts from the decimal context the one before found: a library that changes its thread's
+    context (ccxt's synchronous client sets half-up rounding) must not change later tests' arithmetic."""
+    import decimal
+
+    saved = decimal.getcontext().copy()
+    yield
+    decimal.setcontext(saved)
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     """Rate limits and caches live in Redis: every test starts from an empty key space."""
     yield

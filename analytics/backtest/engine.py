@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Any
 
 import numpy as np
@@ -1045,5 +1045,11 @@ class Backtest:
 
 
 def run_backtest(request: BacktestRequest, progress: Callable[[float], None] | None = None) -> BacktestResult:
-    """Replay `request` through the engine's rules (docs/backtests.md). Raises `BacktestError` on bad input."""
-    return Backtest(request, progress).run()
+    """Replay `request` through the engine's rules (docs/backtests.md). Raises `BacktestError` on bad input.
+
+    The arithmetic runs in Python's default decimal context (28 digits, half-even), whatever context the
+    calling thread has been left with: ccxt's synchronous client, for one, sets its thread's rounding to
+    half-up. The same alerts then give the same amounts to the last digit wherever the backtest runs.
+    """
+    with localcontext(Context(prec=28, rounding=ROUND_HALF_EVEN)):
+        return Backtest(request, progress).run()

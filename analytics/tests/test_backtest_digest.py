@@ -116,3 +116,24 @@ def test_three_symbols(three_symbols, name, config):
     series, rules, signals = three_symbols
     request = BacktestRequest(candles=series, timeframe="1h", signals=signals, config=config, market_rules=rules)
     assert digest(run_backtest(request)) == DIGESTS[name]
+
+
+def test_the_callers_decimal_context_changes_nothing(year):
+    """ccxt's synchronous client leaves its thread on half-up rounding with underflow trapped; a backtest run
+    from such a thread gives the same amounts to the last digit."""
+    import decimal
+
+    rows, _, signals, rules = year
+    part = rows[:TWO_MONTHS]
+    end = part[-1].open_ms
+    request = BacktestRequest(
+        candles={SYMBOL: part},
+        timeframe="5m",
+        signals=[s for s in signals if s.time_ms <= end],
+        config=MODES["two_months_hybrid_trailing"],
+        market_rules={SYMBOL: rules},
+    )
+    with decimal.localcontext() as context:
+        context.rounding = decimal.ROUND_HALF_UP
+        context.traps[decimal.Underflow] = True
+        assert digest(run_backtest(request)) == DIGESTS["two_months_hybrid_trailing"]
