@@ -54,6 +54,19 @@ def qty(value: Any) -> str:
 
 
 @register.filter
+def avg_price(value: Any) -> str:
+    """An average price (a quotient, stored with up to 18 decimals) shown with 8 significant digits at
+    most, without trailing zeros: `65065.06506506506` → `65065.065`."""
+    number = _decimal(value)
+    if number is None:
+        return "—"
+    if number == 0 or not number.is_finite():
+        return f"{number:f}"
+    places = max(0, 8 - (number.adjusted() + 1))
+    return f"{number.quantize(Decimal(1).scaleb(-places)).normalize():f}"
+
+
+@register.filter
 def pnl_class(value: Any) -> str:
     """`pos` / `neg` / empty, for colouring."""
     number = _decimal(value)
