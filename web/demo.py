@@ -87,7 +87,7 @@ def populate(
             live_at=opened,
             filled_at=opened,
             closed_at=opened + timedelta(hours=3) if closed else None,
-            close_reason="take_profit" if closed else "",
+            close_reason="tp_leg" if closed else "",
         )
         pyramid = Pyramid(
             group=group,
@@ -152,7 +152,7 @@ def populate(
                 id=exit_id,
                 group=group,
                 exchange_config=exchange_config,
-                purpose="take_profit",
+                purpose="tp_leg",
                 leg=leg,
                 pyramid=pyramid,
                 symbol=group.symbol,
