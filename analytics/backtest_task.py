@@ -58,7 +58,7 @@ def _bad(field: str, reason: str) -> TaskInputError:
     return TaskInputError({field: [reason]})
 
 
-def _time_ms(raw: Any, field: str) -> int | None:
+def time_ms_parse(raw: Any, field: str) -> int | None:
     """Epoch milliseconds, or an ISO 8601 time (UTC when it names no zone)."""
     if raw in (None, ""):
         return None
@@ -109,7 +109,7 @@ def _strategy(data: dict[str, Any]) -> dict[str, Any]:
     return {"kind": kind.strip().lower(), "params": values}
 
 
-def _symbol(exchange: str, raw: Any) -> str:
+def symbol_resolve(exchange: str, raw: Any) -> str:
     """The unified symbol of `BTCUSDT` or `BTC/USDT`: through market rules when held, else the stored
     candles' symbol written without its slash."""
     if not isinstance(raw, str) or not raw.strip():
@@ -151,8 +151,8 @@ def backtest_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
         timeframe = candle_services.candle_timeframe_check(str(data.get("timeframe") or "").strip())
     except CandleInputError as exc:
         raise _bad(exc.field_name or "request", str(exc)) from None
-    symbol = _symbol(exchange, data.get("symbol"))
-    start, end = _time_ms(data.get("start"), "start"), _time_ms(data.get("end"), "end")
+    symbol = symbol_resolve(exchange, data.get("symbol"))
+    start, end = time_ms_parse(data.get("start"), "start"), time_ms_parse(data.get("end"), "end")
     if start is not None and end is not None and end <= start:
         raise _bad("end", "must be after start")
     if not _has_candles(exchange=exchange, symbol=symbol, timeframe=timeframe, start=start, end=end):
@@ -166,9 +166,9 @@ def backtest_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
             raise _bad("detail_timeframe", f"must be a lower timeframe that divides {timeframe}")
         if not _has_candles(exchange=exchange, symbol=symbol, timeframe=detail, start=start, end=end):
             raise _bad("detail_timeframe", f"no stored {detail} candles of {symbol} in this period")
-    _market_rules(exchange, symbol)
+    market_rules_for(exchange, symbol)
     if source != "strategy":
-        _signals(params, symbol)
+        uploaded_signals(params, symbol)
     config = data.get("config")
     if config is None:
         config = config_get(user=owner)
@@ -193,7 +193,7 @@ def backtest_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _market_rules(exchange: str, symbol: str) -> MarketRules:
+def market_rules_for(exchange: str, symbol: str) -> MarketRules:
     """The exchange's rules for `symbol` as the engine holds them, else an operator's fallback, else the
     built-in Binance rules (what `manage.py backtest` uses without `--exchange-info`)."""
     rules = exchange_selectors.market_rule_resolve(
@@ -207,7 +207,7 @@ def _market_rules(exchange: str, symbol: str) -> MarketRules:
         raise _bad("symbol", f"no market rules for {symbol} on {exchange}") from None
 
 
-def _signals(params: dict[str, Any], symbol: str) -> list[Signal]:
+def uploaded_signals(params: dict[str, Any], symbol: str) -> list[Signal]:
     """The alerts of an uploaded CSV; `TaskInputError` naming the field and row of the first bad one."""
     # Imported here: the parsers load pandas (for the strategies' signals), which web processes only need
     # once a CSV backtest is submitted.
@@ -237,7 +237,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _candles(params: dict[str, Any], timeframe: str) -> list[CandleRow]:
+def stored_candles(params: dict[str, Any], timeframe: str) -> list[CandleRow]:
     return candle_selectors.candles_range(
         exchange_name=params["exchange"],
         symbol=params["symbol"],
@@ -250,32 +250,37 @@ def _candles(params: dict[str, Any], timeframe: str) -> list[CandleRow]:
 def backtest_run(context: TaskContext) -> BacktestResult:
     """Load the candles and run the backtester; progress 0-5 % loading, 5-100 % the replay."""
     params = context.params
-    candles = _candles(params, params["timeframe"])
-    detail = _candles(params, params["detail_timeframe"]) if params.get("detail_timeframe") else None
+    candles = stored_candles(params, params["timeframe"])
+    detail = stored_candles(params, params["detail_timeframe"]) if params.get("detail_timeframe") else None
     if not candles:
         raise TaskInputError({"start": ["the period's candles are gone"]})
     context.progress(5)
     return _replay(params=params, candles=candles, detail=detail, context=context)
 
 
+def request_signals(params: dict[str, Any], candles: list[CandleRow]) -> list[Signal]:
+    """The alerts of a stored request: its strategy's on `candles`, or its uploaded CSV's (also the
+    optimizer's)."""
+    if params["source"] != "strategy":
+        return uploaded_signals(params, params["symbol"])
+    # Imported here: strategies' signals need pandas, loaded only where a backtest runs.
+    from .backtest.signals import strategy_signals
+
+    strategy = params["strategy"]
+    return strategy_signals(strategy["kind"], strategy["params"], candles, symbol=params["symbol"])
+
+
 def _replay(
     *, params: dict[str, Any], candles: list[CandleRow], detail: list[CandleRow] | None, context: TaskContext
 ) -> BacktestResult:
     symbol = params["symbol"]
-    if params["source"] == "strategy":
-        # Imported here: strategies' signals need pandas, loaded only where a backtest runs.
-        from .backtest.signals import strategy_signals
-
-        strategy = params["strategy"]
-        signals = strategy_signals(strategy["kind"], strategy["params"], candles, symbol=symbol)
-    else:
-        signals = _signals(params, symbol)
+    signals = request_signals(params, candles)
     request = BacktestRequest(
         candles={symbol: candles},
         timeframe=params["timeframe"],
         signals=signals,
         config=params["config"],
-        market_rules={symbol: _market_rules(params["exchange"], symbol)},
+        market_rules={symbol: market_rules_for(params["exchange"], symbol)},
         detail_candles={symbol: detail} if detail else None,
     )
     try:

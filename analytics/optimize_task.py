@@ -18,7 +18,7 @@ from positions.config import ConfigError, parse_engine_config
 
 from . import tasks_framework
 from .backtest import CandleSeries
-from .backtest_task import _candles, _market_rules, _signals, backtest_validate
+from .backtest_task import backtest_validate, market_rules_for, request_signals, stored_candles
 from .optimize.runner import Problem, optimize
 from .optimize.search import (
     METHODS,
@@ -86,19 +86,11 @@ def optimize_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
 def optimize_run(context: TaskContext) -> dict[str, Any]:
     params = context.params
     symbol = params["symbol"]
-    candles = _candles(params, params["timeframe"])
+    candles = stored_candles(params, params["timeframe"])
     if not candles:
         raise TaskInputError({"start": ["the period's candles are gone"]})
-    if params["source"] == "strategy":
-        # Imported here: strategies' signals need pandas, which web processes (they import this module to
-        # validate a request) must not load.
-        from .backtest.signals import strategy_signals
-
-        strategy = params["strategy"]
-        signals = strategy_signals(strategy["kind"], strategy["params"], candles, symbol=symbol)
-    else:
-        signals = _signals(params, symbol)
-    rules = _market_rules(params["exchange"], symbol)
+    signals = request_signals(params, candles)
+    rules = market_rules_for(params["exchange"], symbol)
     context.progress(2)
     series = CandleSeries.from_rows(candles)
     windows = []

@@ -21,7 +21,7 @@ from positions.config import engine_setting
 from positions.services.configs import config_get
 
 from .. import tasks_framework
-from ..backtest_task import _symbol, _time_ms
+from ..backtest_task import symbol_resolve, time_ms_parse
 from ..choices import TaskKind
 from ..tasks_framework import TaskContext, TaskInputError
 from . import selectors, services
@@ -59,7 +59,7 @@ def train_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
     stored candles included."""
     _unknown(data, TRAIN_FIELDS)
     exchange, timeframe = _series(data)
-    symbol = _symbol(exchange, data.get("symbol"))
+    symbol = symbol_resolve(exchange, data.get("symbol"))
     if data.get("params") is not None and not isinstance(data.get("params"), dict):
         raise _bad("params", "must be a JSON object")
     try:
@@ -67,7 +67,7 @@ def train_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
         params = params_validate(data.get("params") or {})
     except MLInputError as exc:
         raise _bad(exc.field_name, str(exc)) from None
-    start, end = _time_ms(data.get("start"), "start"), _time_ms(data.get("end"), "end")
+    start, end = time_ms_parse(data.get("start"), "start"), time_ms_parse(data.get("end"), "end")
     if start is not None and end is not None and end <= start:
         raise _bad("end", "must be after start")
     needed = WARMUP + MIN_ROWS + horizon
@@ -152,7 +152,7 @@ def bulk_validate(owner: User, data: dict[str, Any]) -> dict[str, Any]:
         # BTCUSDT is resolved as the backtests resolve it (market rules or stored candles of `exchange`);
         # a symbol without a deployed model is reported in the result, not refused.
         text = item.strip().upper()
-        symbols.append(text if "/" in text else _symbol(exchange, text))
+        symbols.append(text if "/" in text else symbol_resolve(exchange, text))
     return {"symbols": symbols, "timeframe": timeframe}
 
 
