@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from celery import current_app
@@ -31,6 +32,8 @@ from core.jsontypes import JSONValue
 from exchanges.crypto import decrypt, encrypt
 from exchanges.kv import kv_key, redis_client
 from positions.hooks import EngineEvent
+from positions.rules.guards import daily_loss_reached_by
+from positions.services.guards import guard_status
 
 from . import rules, senders
 from .choices import ChannelKind, DeliveryStatus, EventType
@@ -277,7 +280,44 @@ def engine_event_notify(*, payload: Mapping[str, Any]) -> list[Delivery]:
     text = rules.message_text(event_type, data, link=_link(str(payload.get("group_id") or "")))
     at = payload.get("at")
     occurred = datetime.fromtimestamp(float(at), tz=UTC) if at else None
-    return notify(user_id=payload["user_id"], event_type=event_type, text=text, occurred_at=occurred)
+    sent = notify(user_id=payload["user_id"], event_type=event_type, text=text, occurred_at=occurred)
+    if payload["kind"] == "group_closed":
+        sent += _daily_loss_reached(payload, data, occurred)
+    return sent
+
+
+def _daily_loss_reached(
+    payload: Mapping[str, Any], data: Mapping[str, JSONValue], occurred: datetime | None
+) -> list[Delivery]:
+    """The daily-loss guard's message when this loss close is the one that reached the limit: the trader hears
+    it now, not only when the next entry is refused (docs/processes.md#notifications)."""
+    try:
+        closed_pnl = Decimal(str(data.get("realized_pnl")))
+    except ArithmeticError:
+        return []
+    if closed_pnl >= 0:
+        return []
+    user = User.objects.filter(pk=payload["user_id"]).first()
+    if user is None:
+        return []
+    status = guard_status(user=user)
+    limit = status["daily_loss_limit_usd"]
+    realized = status["realized_today"]
+    if limit is None or realized is None:
+        return []
+    if not daily_loss_reached_by(realized_today=Decimal(realized), closed_pnl=closed_pnl, limit=Decimal(limit)):
+        return []
+    guard_data: dict[str, JSONValue] = {
+        "guard": "daily_loss",
+        "symbol": data.get("symbol"),
+        "timeframe": data.get("timeframe"),
+        "action": "close",
+        "outcome": "reached: new groups are refused",
+        "reason": f"realized loss today {status['loss_today']} reached daily_loss_limit_usd {limit}"
+        " (until 00:00 UTC or an operator's reset)",
+    }
+    text = rules.message_text(rules.GUARD_TRIGGERED, guard_data, link=_link(str(payload.get("group_id") or "")))
+    return notify(user_id=payload["user_id"], event_type=rules.GUARD_TRIGGERED, text=text, occurred_at=occurred)
 
 
 # ----------------------------------------------------------------------------------------- delivery

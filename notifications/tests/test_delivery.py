@@ -10,10 +10,13 @@ from django.utils import timezone
 
 from accounts.models import SystemLog
 from exchanges.crypto import decrypt
+from exchanges.tests.factories import ExchangeConfigFactory
 from notifications import commands, rules, services
 from notifications.choices import ChannelKind
 from notifications.models import Delivery, NotificationChannel
 from positions.hooks import EngineEvent
+from positions.models import PositionGroup
+from positions.services.configs import config_set
 from tradingsite.celery import app
 
 from .conftest import CHAT, TOKEN, configure_all
@@ -233,3 +236,29 @@ def test_a_delivery_left_pending_by_a_dead_worker_is_sent_again(trader, service_
     finally:
         app.send_task = original
     assert sent == [(services.DELIVER_TASK, (str(stale.pk),))]
+
+
+def test_the_loss_close_that_reaches_the_daily_limit_is_told_at_once(trader, service_settings, capture_http) -> None:
+    configure_all(trader, capture_http, events=["guard_triggered"])
+    config_set(user=trader, data={"daily_loss_limit_usd": "50"}, partial=True)
+    config = ExchangeConfigFactory.create(user=trader)
+
+    def close(symbol: str, pnl: str) -> list:
+        group = PositionGroup.objects.create(
+            user=trader, exchange_config=config, symbol=symbol, timeframe="1h", status="closed",
+            closed_at=timezone.now(), realized_pnl=pnl,
+        )  # fmt: skip
+        payload = {
+            **_fill_payload(trader.pk),
+            "kind": "group_closed",
+            "group_id": str(group.pk),
+            "data": {"symbol": symbol, "timeframe": "1h", "close_reason": "stop_loss", "realized_pnl": pnl},
+        }
+        return services.engine_event_notify(payload=payload)
+
+    assert close("ETH/USDT", "-30") == []  # 30 lost today: under the limit, and only guard messages are on
+    reached = close("BTC/USDT", "-25")  # 55 lost: this close reached 50
+    assert len(reached) == 4 and {d.event_type for d in reached} == {"guard_triggered"}
+    text = reached[0].text
+    assert "daily_loss" in text and "reached" in text and "55" in text and "50" in text
+    assert close("SOL/USDT", "-5") == []  # already past the limit: told once, not at every loss

@@ -147,3 +147,12 @@ def sequence_anomaly(*, prev_market_position: str | None, is_exit: bool, has_gro
     if is_exit and not has_group and not queued:
         return "an exit arrived with nothing open or queued for this symbol"
     return None
+
+
+def daily_loss_reached_by(*, realized_today: Decimal, closed_pnl: Decimal, limit: Decimal | None) -> bool:
+    """Whether the close that realized `closed_pnl` (already counted in `realized_today`) is the one that took
+    today's realized loss to `limit`: the loss was under the limit without it and is at or over it with it."""
+    if limit is None or closed_pnl >= 0:
+        return False
+    loss_now = -realized_today
+    return loss_now + closed_pnl < limit <= loss_now

@@ -8,6 +8,7 @@ from decimal import Decimal as D  # noqa: N817  (worked examples read better sho
 from positions.rules.guards import (
     GuardSettings,
     GuardState,
+    daily_loss_reached_by,
     new_group_refusal,
     pause_refusal,
     sequence_anomaly,
@@ -73,3 +74,12 @@ def test_sequence_anomaly() -> None:
     assert sequence_anomaly(prev_market_position="flat", is_exit=False, has_group=False, queued=False) is None
     assert sequence_anomaly(prev_market_position="long", is_exit=True, has_group=False, queued=False)
     assert sequence_anomaly(prev_market_position="long", is_exit=True, has_group=False, queued=True) is None
+
+
+def test_daily_loss_reached_by_is_the_crossing_close_only() -> None:
+    assert daily_loss_reached_by(realized_today=D("-55"), closed_pnl=D("-25"), limit=D("50"))
+    assert daily_loss_reached_by(realized_today=D("-50"), closed_pnl=D("-50"), limit=D("50"))
+    assert not daily_loss_reached_by(realized_today=D("-60"), closed_pnl=D("-5"), limit=D("50"))
+    assert not daily_loss_reached_by(realized_today=D("-30"), closed_pnl=D("-30"), limit=D("50"))
+    assert not daily_loss_reached_by(realized_today=D("-55"), closed_pnl=D("10"), limit=D("50"))
+    assert not daily_loss_reached_by(realized_today=D("-55"), closed_pnl=D("-25"), limit=None)
