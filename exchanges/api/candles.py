@@ -26,6 +26,9 @@ def _invalid(exc: CandleInputError) -> ApiError:
     return ApiError(status_code=400, code="invalid", detail=str(exc), fields={exc.field_name: [str(exc)]})
 
 
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last moment a datetime holds
+
+
 def _time_ms(raw: str | None, name: str) -> int | None:
     """Epoch ms, or an ISO 8601 time."""
     if raw in (None, ""):
@@ -33,13 +36,22 @@ def _time_ms(raw: str | None, name: str) -> int | None:
     assert raw is not None
     try:
         if raw.isdigit():
-            return int(raw)
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+            value = int(raw)
+        else:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            value = int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+    except (ValueError, OverflowError):
         raise ApiError(
             status_code=400, code="invalid", detail=f"{name}: not a time", fields={name: ["epoch ms or ISO 8601"]}
         ) from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+    if not 0 <= value <= MAX_TIME_MS:  # a number no date holds (found by tradingsite/tests/test_fuzz.py)
+        raise ApiError(
+            status_code=400,
+            code="invalid",
+            detail=f"{name}: out of range",
+            fields={name: [f"epoch ms from 0 to {MAX_TIME_MS} (year 9999)"]},
+        )
+    return value
 
 
 def _required(request: Request, name: str, data: Any) -> str:

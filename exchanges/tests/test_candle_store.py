@@ -250,6 +250,13 @@ def test_backfill_api_answers_202_with_a_task(auth_client, settings) -> None:
         "/api/candles/backfill", {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h"}, format="json"
     )
     assert bad.status_code == 400 and "since" in bad.json()["fields"]
+    for since in ("138999112440059491516416", "99999-01-01T00:00:00"):  # no date holds them: 400, not 500
+        huge = auth_client.post(
+            "/api/candles/backfill",
+            {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1h", "since": since},
+            format="json",
+        )
+        assert huge.status_code == 400 and "since" in huge.json()["fields"], since
 
 
 def test_rules_module_used_by_the_store_is_pure() -> None:
