@@ -5,9 +5,20 @@ background task and the optimizer; `signals` builds the alert streams and `files
 """
 
 from .engine import run_backtest
-from .types import BacktestError, BacktestRequest, BacktestResult, CandleSeries, Deal, FillRow, LegRecord, Signal
+from .types import (
+    CONTRACT_METRICS,
+    BacktestError,
+    BacktestRequest,
+    BacktestResult,
+    CandleSeries,
+    Deal,
+    FillRow,
+    LegRecord,
+    Signal,
+)
 
 __all__ = [
+    "CONTRACT_METRICS",
     "BacktestError",
     "BacktestRequest",
     "BacktestResult",

@@ -13,6 +13,26 @@ from exchanges.candles.rules import CandleRow
 from exchanges.fillmodel import DEFAULT_COMMISSION_RATE
 from exchanges.precision import MarketRules, decimal_to_str
 
+# The metrics `manage.py backtest` prints (CONTRACT §4) and the optimizer keeps for every candidate.
+CONTRACT_METRICS = (
+    "candles",
+    "seconds",
+    "deals",
+    "trades",
+    "total_return_pct",
+    "cagr_pct",
+    "win_rate",
+    "max_drawdown_pct",
+    "max_floating_drawdown_pct",
+    "max_safety_orders_used",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "profit_factor",
+    "realized_pnl",
+    "fees",
+    "exposure_pct",
+)
 ENTRY = "entry"
 EXIT = "exit"
 ACTIONS = (ENTRY, EXIT)

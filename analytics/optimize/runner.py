@@ -20,31 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from analytics.backtest import BacktestRequest, CandleSeries, Signal, run_backtest
+from analytics.backtest import CONTRACT_METRICS, BacktestRequest, CandleSeries, Signal, run_backtest
 from exchanges.fillmodel import DEFAULT_COMMISSION_RATE
 from exchanges.precision import MarketRules
 
 from .search import TimeWindow, apply_values, monte_carlo_drawdown, objective_value
 
-# The metrics a candidate's row keeps (the contract's backtest keys).
-KEPT = (
-    "candles",
-    "deals",
-    "trades",
-    "total_return_pct",
-    "cagr_pct",
-    "win_rate",
-    "max_drawdown_pct",
-    "max_floating_drawdown_pct",
-    "max_safety_orders_used",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "profit_factor",
-    "realized_pnl",
-    "fees",
-    "exposure_pct",
-)
+# A candidate's row keeps the contract's metrics (the run's own timing aside).
+KEPT = tuple(key for key in CONTRACT_METRICS if key != "seconds")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics.backtest import BacktestError, BacktestRequest, CandleSeries, run_backtest
+from analytics.backtest import CONTRACT_METRICS, BacktestError, BacktestRequest, CandleSeries, run_backtest
 from analytics.backtest.files import (
     load_market_rules,
     read_candles,
@@ -24,26 +24,6 @@ from analytics.backtest.files import (
 )
 from analytics.backtest.signals import signals_from_csv, signals_from_tradingview, strategy_signals
 from exchanges.candles.rules import TIMEFRAME_MS
-
-CONTRACT_KEYS = (
-    "candles",
-    "seconds",
-    "deals",
-    "trades",
-    "total_return_pct",
-    "cagr_pct",
-    "win_rate",
-    "max_drawdown_pct",
-    "max_floating_drawdown_pct",
-    "max_safety_orders_used",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "profit_factor",
-    "realized_pnl",
-    "fees",
-    "exposure_pct",
-)
 
 
 def _json_object(text: str, field: str) -> dict[str, Any]:
@@ -83,7 +63,7 @@ class Command(BaseCommand):
             result = self._run(opts)
         except BacktestError as exc:
             raise CommandError(str(exc)) from None
-        metrics = {key: result.metrics[key] for key in CONTRACT_KEYS}
+        metrics = {key: result.metrics[key] for key in CONTRACT_METRICS}
         metrics["seconds"] = round(time.perf_counter() - started, 3)
         metrics["signals"] = result.signal_outcomes
         for option, writer in (("fills_out", write_fills), ("trades_out", write_trades), ("equity_out", write_equity)):
