@@ -804,7 +804,7 @@ class Backtest:
             rules=self.rules[symbol],
             exit_settings=ExitSettings(
                 tp_mode=outcome.tp_mode,
-                tp_aggregate_percent=Decimal(str(config["tp_aggregate_percent"])),
+                tp_aggregate_percent=ExitSettings.aggregate_percent_of(config),
                 stop_loss_percent=None if stop is None else Decimal(str(stop)),
                 trailing_enabled=bool(config["trailing_enabled"]),
                 trailing_activation_percent=Decimal(str(config["trailing_activation_percent"])),

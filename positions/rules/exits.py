@@ -7,21 +7,26 @@ docs/engine.md#stop-loss and docs/engine.md#trailing-stop.
 Take-profit modes:
 - `per_leg`: each filled leg gets a resting limit sell for its fee-net filled quantity at
   `fill_price × (1 + tp_percent/100)` (`leg_take_profit`);
-- `aggregate`: the whole group closes at `avg_entry × (1 + tp_aggregate_percent/100)` (`exit_decide`);
+- `aggregate`: the whole group closes at `avg_entry × (1 + aggregate TP/100)` (`exit_decide`);
 - `hybrid`: both; the first trigger wins;
-- `pyramid_aggregate`: each pyramid sells its own quantity at its own average + tp_aggregate_percent
+- `pyramid_aggregate`: each pyramid sells its own quantity at its own average + the aggregate TP
   (`pyramids_at_take_profit`, `pyramid_tp_quantity`).
+
+The aggregate TP percent of a config is `ExitSettings.aggregate_percent_of`: a generated grid's `tp_percent`,
+else `tp_aggregate_percent` (docs/engine.md#aggregate).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
+from core.jsontypes import JSONValue
 from exchanges.precision import MarketRules, round_qty_down, validate_order
 
 from ..choices import ExitPurpose, Side, TpMode
+from ..config import engine_setting
 from ..grid import trade_tp_price
 
 ZERO = Decimal("0")
@@ -78,7 +83,11 @@ def leg_take_profit(
 
 @dataclass(frozen=True, slots=True)
 class ExitSettings:
-    """The exit part of a group's config snapshot, with defaults filled in (`positions.config`)."""
+    """The exit part of a group's config snapshot, with defaults filled in (`positions.config`).
+
+    `tp_aggregate_percent` is the percent every aggregate take-profit adds to an average (`aggregate`,
+    `hybrid`, `pyramid_aggregate`): build it with `aggregate_percent_of` from the config.
+    """
 
     tp_mode: str
     tp_aggregate_percent: Decimal
@@ -86,6 +95,20 @@ class ExitSettings:
     trailing_enabled: bool
     trailing_activation_percent: Decimal
     trailing_stop_percent: Decimal
+
+    @staticmethod
+    def aggregate_percent_of(config: Mapping[str, JSONValue] | None) -> Decimal:
+        """The aggregate TP percent of a config (a group's snapshot or a resolved config): the generator's
+        `tp_percent` when the grid is generated, else `tp_aggregate_percent` (docs/engine.md#aggregate).
+
+        A 3Commas-style grid's TP is, by construction, a TP on the average entry: the grid preview's
+        `cum_tp_price` (`GridConfig.aggregate_tp_percent`) uses the same percent, so the live check, the
+        backtest and the preview agree.
+        """
+        generator = engine_setting(config, "generator")
+        if isinstance(generator, Mapping) and generator.get("tp_percent") is not None:
+            return Decimal(str(generator["tp_percent"]))
+        return Decimal(str(engine_setting(config, "tp_aggregate_percent")))
 
 
 @dataclass(frozen=True, slots=True)

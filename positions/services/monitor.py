@@ -217,7 +217,7 @@ def exit_settings(group: PositionGroup) -> ExitSettings:
     stop = engine_setting(config, "stop_loss_percent")
     return ExitSettings(
         tp_mode=group.tp_mode,
-        tp_aggregate_percent=_percent(engine_setting(config, "tp_aggregate_percent")),
+        tp_aggregate_percent=ExitSettings.aggregate_percent_of(config),
         stop_loss_percent=None if stop is None else _percent(stop),
         trailing_enabled=bool(engine_setting(config, "trailing_enabled")),
         trailing_activation_percent=_percent(engine_setting(config, "trailing_activation_percent")),
@@ -320,7 +320,7 @@ def pyramid_take_profits(*, group_id: Any, price: Decimal) -> int:
     if rules is None:
         return 0
     base, quote = base_quote(group.symbol)
-    tp_percent = _percent(engine_setting(group.config, "tp_aggregate_percent"))
+    tp_percent = ExitSettings.aggregate_percent_of(group.config)
     pending = {
         pyramid.index: pyramid
         for pyramid in Pyramid.objects.filter(group=group).exclude(tp_orders__purpose=ExitPurpose.TAKE_PROFIT_PYRAMID)
