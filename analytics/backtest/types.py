@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -81,6 +82,40 @@ class CandleSeries:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled with the rows' prices as one text (an optimizer sends the series to each pool process).
+
+        A hundred thousand rows of Decimals pickle one object at a time (0.9 s for a year of 5m, 0.45 s to
+        load); as text, where `str` keeps each Decimal's digits and exponent exactly, it is a few times
+        less both ways."""
+        text = " ".join(str(value) for row in self.rows for value in row[1:])
+        columns = (self.open_ms, self.open, self.high, self.low, self.close, self.volume)
+        return _series_from_text, (*columns, text)
+
+
+def _series_from_text(
+    open_ms: np.ndarray,
+    open_: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    close: np.ndarray,
+    volume: np.ndarray,
+    text: str,
+) -> CandleSeries:
+    """`CandleSeries.__reduce__`'s way back: each row's Decimals from the text, in row order.
+
+    The cyclic garbage collector is paused meanwhile: building a hundred thousand tuples would otherwise
+    start a collection every 700 of them, each walking what was built so far (half the time)."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        values = iter(map(Decimal, text.split(" ")) if text else ())
+        rows = list(map(CandleRow._make, zip(open_ms.tolist(), values, values, values, values, values, strict=True)))
+    finally:
+        if paused:
+            gc.enable()
+    return CandleSeries(open_ms, open_, high, low, close, volume, rows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import pickle
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -47,9 +48,10 @@ class Problem:
 _PROBLEM: Problem | None = None  # a pool process's problem, set once when it starts (`_init`)
 
 
-def _init(problem: Problem) -> None:
+def _init(problem: bytes) -> None:
+    """A pool process's start: the problem, pickled once by the parent for all its processes."""
     global _PROBLEM
-    _PROBLEM = problem
+    _PROBLEM = pickle.loads(problem)
 
 
 def _series_between(series: CandleSeries, start_ms: int | None, end_ms: int | None) -> CandleSeries:
@@ -128,7 +130,9 @@ def run_jobs(
     try:
         context = multiprocessing.get_context("forkserver")
         workers_count = min(count, len(jobs))
-        with ProcessPoolExecutor(workers_count, mp_context=context, initializer=_init, initargs=(problem,)) as pool:
+        # Pickled here once: handed to each process as bytes, not pickled again for every one of them.
+        shared = pickle.dumps(problem, protocol=pickle.HIGHEST_PROTOCOL)
+        with ProcessPoolExecutor(workers_count, mp_context=context, initializer=_init, initargs=(shared,)) as pool:
             futures = [pool.submit(_job, index, window) for index, window in jobs]
             for done, future in enumerate(as_completed(futures), start=1):
                 index, window, row = future.result()

@@ -3,9 +3,12 @@ and the `optimize` task from the API on a real heavy worker."""
 
 from __future__ import annotations
 
+import pickle
 import time
+from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 
 from accounts.tests.factories import UserClient, UserFactory
@@ -23,6 +26,7 @@ from analytics.optimize.search import (
     space_check,
     walk_forward,
 )
+from exchanges.candles.rules import CandleRow
 from exchanges.candles.services import candles_store
 
 SPACE = {"tp_aggregate_percent": ["1", "2", "3"], "tp_mode": ["aggregate", "per_leg"]}
@@ -170,3 +174,22 @@ def test_the_optimize_task_runs_from_the_api_and_refuses_bad_searches(heavy_work
     result = body["result"]
     assert result["candidates"] == 6 and len(result["results"]) == 6
     assert result["walk_forward"]["out_of_sample"]["deals"] >= 0
+
+
+def test_a_series_pickles_to_the_same_decimals_digit_for_digit() -> None:
+    """The optimizer sends the candles to its processes pickled (as text): every Decimal comes back with
+    its digits, exponent and sign, and the float columns unchanged."""
+    rows = [
+        CandleRow(
+            1_000, Decimal("92792.05"), Decimal("92848.010"), Decimal("1E-8"), Decimal("-0"), Decimal("51.41651")
+        ),
+        CandleRow(2_000, Decimal("0.00001234"), Decimal("3"), Decimal("2.50"), Decimal("2.5"), Decimal("0")),
+    ]
+    series = CandleSeries.from_rows(rows)
+    back = pickle.loads(pickle.dumps(series))
+    assert [tuple(map(str, row)) for row in back.rows] == [tuple(map(str, row)) for row in rows]
+    assert all(type(row) is CandleRow for row in back.rows)
+    for name in ("open_ms", "open", "high", "low", "close", "volume"):
+        assert np.array_equal(getattr(back, name), getattr(series, name))
+    empty = pickle.loads(pickle.dumps(CandleSeries.from_rows([])))
+    assert len(empty) == 0
