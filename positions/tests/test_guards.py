@@ -227,6 +227,25 @@ def test_guards_list_each_override_with_its_limits_and_what_blocks_there(api_cli
     }
 
 
+def test_a_limit_set_only_in_a_symbol_override_is_listed_and_applied(client, api_client, trader, sim_config):
+    # No top-level limit: the cap exists only for BTC/USDT, and the intake applies it there.
+    config_set(
+        user=trader,
+        data={"overrides": {"BTC/USDT": {"max_total_exposure_usd": "100", "exposure_action": "reject"}}},
+        partial=True,
+    )
+    api_client.force_authenticate(trader)
+    body = api_client.get("/api/guards").json()
+    assert body["max_total_exposure_usd"] is None and body["exposure_action"] == "queue" and body["blocking"] is None
+    (btc,) = body["overrides"]
+    assert (btc["scope"], btc["max_total_exposure_usd"], btc["exposure_action"]) == ("BTC/USDT", "100", "reject")
+    assert btc["overridden"] == ["exposure_action", "max_total_exposure_usd"]
+    reason = "exposure 0.00 + 200.00 would pass max_total_exposure_usd 100"
+    assert btc["blocking"] == {"guard": "exposure", "reason": reason}
+    assert _entry(client, trader).json()["reason"] == f"exposure: {reason}"
+    assert _entry(client, trader, symbol="ETHUSDT", trade_id="T-2").status_code == 202
+
+
 @pytest.mark.parametrize(
     ("url", "body", "field"),
     [
