@@ -122,3 +122,34 @@ def test_promotion_checks_the_guards_again_and_keeps_a_refused_entry_queued_with
     config_set(user=trader, data={"max_open_groups": 3, "max_total_exposure_usd": "600"}, partial=True)
     (last,) = queue_promote(user_id=trader.pk, prices={})
     assert PositionGroup.objects.get(pk=last).symbol == "XRP/USDT" and not QueuedSignal.objects.exists()
+
+
+def test_an_entry_the_exposure_cap_keeps_does_not_stop_the_next_ranked_one(client, trader, sim_config):
+    from positions.services.queue import queue_ordered, queue_promote
+
+    # ETH's groups take 400 (its override), every other symbol's the default 200.
+    config_set(
+        user=trader,
+        data={
+            "max_open_groups": 1,
+            "max_total_exposure_usd": "500",
+            "overrides": {"ETH/USDT": {"capital_usd": "400"}},
+        },
+        partial=True,
+    )
+    post(client, trader, alert(trader.webhook_secret, strategy_info={"trade_id": "BTC"}))
+    for symbol in ("ETHUSDT", "SOLUSDT"):
+        body = alert(trader.webhook_secret, tv={"symbol": symbol}, strategy_info={"trade_id": symbol})
+        assert post(client, trader, body).json()["classification"] == "queued"
+    assert [e.symbol for e in queue_ordered(user=trader.pk, prices={})] == ["ETH/USDT", "SOL/USDT"]
+    config_set(user=trader, data={"max_open_groups": 3}, partial=True)
+    # Two free slots and 200 held: ETH, first in order, would take exposure to 600 and stays queued;
+    # SOL, next, fits (400) and opens.
+    refusals: dict[str, str] = {}
+    promoted = queue_promote(user_id=trader.pk, prices={}, refusals=refusals)
+    assert [PositionGroup.objects.get(pk=pk).symbol for pk in promoted] == ["SOL/USDT"]
+    waiting = QueuedSignal.objects.get()
+    reason = "exposure: exposure 200.00 + 400.00 would pass max_total_exposure_usd 500"
+    assert waiting.symbol == "ETH/USDT" and waiting.blocked_reason == reason
+    assert refusals == {str(waiting.pk): reason}
+    assert not PositionGroup.objects.filter(symbol="ETH/USDT").exists()
