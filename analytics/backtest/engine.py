@@ -480,6 +480,9 @@ class Backtest:
                 self.stamp += 1
                 self.cur_price[symbol] = price
                 self.cur_t[symbol] = t
+                low, high = self._levels(group)
+                if low < float(price) < high:
+                    continue  # the candle's skip test, point by point: nothing waits for this price
                 self._point(group, price, at_ms)
 
     # ------------------------------------------------------------------------------- one walk point
