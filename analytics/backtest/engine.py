@@ -64,7 +64,7 @@ from positions.rules.exits import (
     pyramids_at_take_profit,
     stop_loss_price,
 )
-from positions.rules.guards import GuardState
+from positions.rules.guards import GuardState, guard_settings, new_group_refusal
 from positions.rules.intake import (
     AddPyramid,
     Alert,
@@ -453,6 +453,10 @@ class Backtest:
             self.cur_t[symbol] = t
         for signal in self.signals_at.get(t, ()):
             self._signal(signal, t, close_ms)
+        if self.queue and pool_has_room(used=len(self.groups), max_open_groups=int(self.merged["max_open_groups"])):
+            # Only a guard keeps an entry queued while the pool has room: the live engine's periodic
+            # promotion tries it again, here at each candle the run stops at.
+            self._promote(close_ms)
         if self.groups:
             self._timers(close_ms)
             if self._risk_live():
@@ -909,15 +913,33 @@ class Backtest:
         if len(kept) != len(self.queue):
             self._count("queue_expired")
             self.queue = kept
+        blocked: set[int] = set()  # the entries a guard keeps queued this time (by id)
         while self.queue and pool_has_room(used=len(self.groups), max_open_groups=int(self.merged["max_open_groups"])):
-            prices = {q.symbol: self.cur_price[q.symbol] for q in self.queue if q.symbol in self.cur_price}
+            waiting = [q for q in self.queue if id(q) not in blocked]
+            if not waiting:
+                break
+            prices = {q.symbol: self.cur_price[q.symbol] for q in waiting if q.symbol in self.cur_price}
             continuing = {(s, self.timeframe) for s in self.groups}
-            ranked = queue_rank(self.queue, prices, self.merged["queue_priority_rules"], continuing)
+            ranked = queue_rank(waiting, prices, self.merged["queue_priority_rules"], continuing)
             entry = ranked[0]
-            self.queue.remove(entry)
             if entry.symbol in self.groups or entry.symbol not in self.cur_price:
+                self.queue.remove(entry)
                 continue
             merged, grid = effective_config(self.request.config, symbol=entry.symbol, timeframe=self.timeframe)
+            # The guards admit a promotion as they admit a new entry (`queue_promote`): one still refused
+            # stays queued, and the next ranked entry is tried.
+            refusal = new_group_refusal(
+                self._guard_state(entry.symbol, now),
+                guard_settings(merged),
+                symbol=entry.symbol,
+                capital=capital_for_pyramid(grid, 0),
+                now=now,
+            )
+            if refusal is not None:
+                blocked.add(id(entry))
+                self._count(f"queue_blocked: {refusal.guard}")
+                continue
+            self.queue.remove(entry)
             parsed = self._alert(entry.signal, entry.entry_price, now).parsed
             assert parsed is not None
             plan = open_group_plan(merged, grid, parsed, now)

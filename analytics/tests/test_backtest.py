@@ -312,6 +312,33 @@ def test_the_pool_queues_across_symbols(three_symbols):
     assert len({d.symbol for d in result.deals}) > 1
 
 
+def test_a_guard_keeps_a_queued_entry_waiting_as_live_promotion_does(three_symbols):
+    """Promotion asks the guards as the intake does (`queue_promote`): when the losing close that frees the
+    pool's one slot takes the day's realized loss to the limit, the entries waiting for that slot stay
+    queued; no group opens on a UTC day once its losses reached the limit."""
+    series, rules, signals = three_symbols
+    config = {"max_open_groups": 1, "daily_loss_limit_usd": "5", "stop_loss_percent": "2"}
+    result = run_backtest(
+        BacktestRequest(candles=series, timeframe="1h", signals=signals, config=config, market_rules=rules)
+    )
+    assert result.signal_outcomes.get("queue_blocked: daily_loss", 0) > 0, result.signal_outcomes
+    assert result.signal_outcomes.get("promoted", 0) > 0
+    day = 86_400_000
+    for deal in result.deals:
+        lost = -sum(
+            (
+                d.realized_pnl
+                for d in result.deals
+                if d is not deal
+                and d.closed_ms is not None
+                and d.closed_ms // day == deal.opened_ms // day
+                and d.closed_ms <= deal.opened_ms
+            ),
+            D(0),
+        )
+        assert lost < D(5), (deal, lost)
+
+
 def test_the_risk_engine_offsets_a_loser_with_winners(three_symbols):
     series, rules, signals = three_symbols
     config = {"max_open_groups": 3, "post_full_wait_minutes": 0, "loss_threshold_percent": "-1"}
