@@ -129,6 +129,10 @@ def run_jobs(
         process.daemon = False
     try:
         context = multiprocessing.get_context("forkserver")
+        # The fork server imports the backtester once and every pool process starts from it with it loaded,
+        # instead of each importing it at its first job (~0.6 s a search on 2 cores). It only applies when
+        # this process starts its fork server: the first search does; later ones reuse it.
+        context.set_forkserver_preload([__name__])
         workers_count = min(count, len(jobs))
         # Pickled here once: handed to each process as bytes, not pickled again for every one of them.
         shared = pickle.dumps(problem, protocol=pickle.HIGHEST_PROTOCOL)
