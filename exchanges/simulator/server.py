@@ -44,6 +44,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from exchanges.candles.rules import TIMEFRAME_MS
 from exchanges.fillmodel import walk_points
 
 from .engine import (
@@ -71,23 +72,8 @@ DEFAULT_RECV_WINDOW_MS = 5000
 MAX_RECV_WINDOW_MS = 60_000
 DEFAULT_HOLD_MS = 30_000
 
-INTERVALS_MS = {
-    "1s": 1_000,
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-    "3d": 259_200_000,
-    "1w": 604_800_000,
-}
+# Binance's kline intervals: the engine's timeframes and the few more Binance has.
+INTERVALS_MS = {"1s": 1_000, **TIMEFRAME_MS, "3d": 259_200_000, "1w": 604_800_000}
 
 
 @dataclass(frozen=True)
