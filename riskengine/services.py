@@ -10,8 +10,9 @@ A cycle for one user:
 3. for an offset, commits everything in one transaction before any exchange call: the loser turns
    `closing` (purpose `risk`), each winner gets its market-sell intent with a client order id; then
    the loser is closed by the exit path (`group_close_continue`), each winner's resting take-profits are
-   cut to what it will still hold (highest price first) and its sell is sent; the realized amounts are
-   read back from the fills.
+   cut to what it will still hold (highest price first), its sell is fitted under the group's row lock to
+   what the fills hold beyond the group's other sells still out, and sent; the realized amounts are read
+   back from the fills.
 
 One executor per user at a time (a PostgreSQL advisory lock, which the server releases if its holder
 dies). An action still `executing` after a crash is resumed by the next cycle: every step is idempotent
@@ -47,6 +48,7 @@ from positions import ledger
 from positions.choices import (
     FINAL_ORDER_STATUSES,
     RESTING_ORDER_STATUSES,
+    UNSETTLED_ORDER_STATUSES,
     ExitPurpose,
     GroupStatus,
     OrderStatus,
@@ -56,12 +58,12 @@ from positions.config import resolve_engine_config
 from positions.events import event, publish_events
 from positions.hooks import RISK_OFFSET, engine_event_emit
 from positions.models import EngineConfig, ExitOrder, PositionGroup
-from positions.rules.position import position_totals
+from positions.rules.position import base_quote, position_totals
 from positions.services import orders
 from positions.services.exits import group_close_continue, market_sell_intent
 from positions.services.flags import group_set_risk_flags
 from positions.services.queue import queue_remove
-from positions.services.state import group_transition
+from positions.services.state import group_event, group_transition
 
 from .models import RiskAction, RiskActionKind, RiskActionStatus
 from .rules import (
@@ -439,12 +441,10 @@ def risk_action_execute(*, action_id: Any) -> str:
         if order.status in FINAL_ORDER_STATUSES:
             continue
         adapter = adapter_for(order.exchange_config)
-        if not _take_profits_cut(group=order.group, selling=order.quantity, adapter=adapter) or not _sale_fit(
-            order_id=order.pk
-        ):
+        if not _take_profits_cut(group=order.group, sale=order, adapter=adapter):
             pending = True
             continue
-        outcome = orders.order_submit(order_id=order.pk, adapter=adapter)
+        outcome = _sale_send(order_id=order.pk, adapter=adapter)
         if outcome in (orders.RETRY, orders.UNKNOWN):
             pending = True
             continue
@@ -461,13 +461,28 @@ def risk_action_execute(*, action_id: Any) -> str:
     return _finish(action)
 
 
-def _take_profits_cut(*, group: PositionGroup, selling: Decimal, adapter: Any) -> bool:
+def _working_sells(group_id: Any, *, besides: Any) -> Decimal:
+    """What the group's unsettled sells other than `besides` still hold of its base: resting or unsent
+    take-profits, and market sells whose outcome we do not know yet (a pyramid TP, an earlier offset's
+    sale that may have filled unbooked). Each of them may take base the exchange would not give us twice."""
+    rows = (
+        ExitOrder.objects.filter(group_id=group_id, status__in=UNSETTLED_ORDER_STATUSES)
+        .exclude(pk=besides)
+        .values_list("quantity", "filled_quantity")
+    )
+    return sum((quantity - filled for quantity, filled in rows), ZERO)
+
+
+def _take_profits_cut(*, group: PositionGroup, sale: ExitOrder, adapter: Any) -> bool:
     """Cancel the winner's resting take-profits, highest price first, until what stays resting is no more
-    than it will hold after selling `selling` (docs/engine.md#risk-engine). The part of a cancelled TP that
-    still fits is placed again afterwards (`_take_profits_restore`). False while a cancel is not
-    confirmed (the sell waits: a TP resting on the exchange holds the base it would sell)."""
+    than it will hold after its sale (and any other market sell still out) (docs/engine.md#risk-engine). The
+    part of a cancelled TP that still fits is placed again afterwards (`_take_profits_restore`). False while
+    a cancel is not confirmed (the sell waits: a TP resting on the exchange holds the base it would sell)."""
     group.refresh_from_db()
-    keep = group.filled_quantity - selling
+    markets_out = ExitOrder.objects.filter(
+        group=group, order_type=OrderType.MARKET, status__in=UNSETTLED_ORDER_STATUSES
+    ).exclude(pk=sale.pk)
+    keep = group.filled_quantity - sale.quantity - sum((o.quantity - o.filled_quantity for o in markets_out), ZERO)
     # A TP whose placement outcome is unknown may rest on the exchange too: it counts, and is cancelled
     # (looked up first) like the others.
     resting = list(
@@ -492,36 +507,63 @@ def _take_profits_cut(*, group: PositionGroup, selling: Decimal, adapter: Any) -
     return True
 
 
+def _sale_send(*, order_id: Any, adapter: Any) -> str:
+    """Fit a winner's sale (`_sale_fit`) and send it, the sale's send lock held from the fit to the send so
+    that nobody else sends, cancels or resizes it in between. RETRY while another process holds it."""
+    with advisory_lock_try(orders.SEND_LOCK_NAMESPACE, order_id) as ours:
+        # The send lock is a session lock: `_sale_fit` and `order_submit` take it again (it is re-entrant).
+        if not ours or not _sale_fit(order_id=order_id):
+            return orders.RETRY
+        return orders.order_submit(order_id=order_id, adapter=adapter)
+
+
 def _sale_fit(*, order_id: Any) -> bool:
-    """Before a winner's sale is first sent, fit it to what the group holds beyond its TPs still resting:
-    the holding the plan read may be gone since (a TP that filled at once, its fill booked only when the
-    cut looked it up). A sale too big shrinks to what fits (rounded down to the step); one that nothing
-    valid fits is cancelled unsent and realizes nothing. False while another process is sending it."""
+    """Before a winner's sale is first sent, fit it to what the group holds and may sell
+    (docs/engine.md#risk-engine): under the group's exit lock — its row lock, under which the monitor books
+    fills (and places the TPs that follow them) and an exit decides to close — the holding is read again
+    from the fills (a TP may have sold since the plan, booked just before) and every other unsettled sell
+    of the group is set aside. A sale too big shrinks to what fits (rounded down to the step); one that
+    nothing valid fits, or whose group is no longer trading (its own close sells what it holds), is
+    cancelled unsent with the reason recorded, and realizes nothing. A take-profit placed after this sees
+    the sale among the group's working sells and leaves its room. False while another process is sending
+    it."""
     with advisory_lock_try(orders.SEND_LOCK_NAMESPACE, order_id) as ours:
         if not ours:
             return False
         with transaction.atomic():
-            sale = ExitOrder.objects.select_for_update().select_related("group__exchange_config").get(pk=order_id)
+            # The order's row, then its group's: the order in which `orders.order_apply_state` books fills.
+            sale = ExitOrder.objects.select_for_update(of=("self",)).get(pk=order_id)
             if sale.status != OrderStatus.PENDING or sale.submit_attempts:
                 return True  # sent before: it is looked up, never changed
-            group = sale.group
-            resting = ExitOrder.objects.filter(
-                group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, *UNSENT_OR_UNKNOWN]
-            ).values_list("quantity", "filled_quantity")
-            room = group.filled_quantity - sum((quantity - filled for quantity, filled in resting), ZERO)
+            group = (
+                PositionGroup.objects.select_for_update(of=("self",))
+                .select_related("exchange_config")
+                .get(pk=sale.group_id)
+            )
+            base, quote = base_quote(group.symbol)
+            held = position_totals(ledger.group_fills(group_id=group.pk), base=base, quote=quote).held
+            room = max(held - _working_sells(group.pk, besides=sale.pk), ZERO)
             rules = market_rule_get(exchange_name=group.exchange_config.exchange_name, symbol=group.symbol)
-            if rules is None or sale.quantity <= room:
+            why = f"the group holds {_s(held)}, {_s(room)} of it beyond its other working sells"
+            if group.status not in TRADING_STATUSES:
+                quantity, why = ZERO, f"the group is {group.status}: its own close sells what it holds"
+            elif sale.quantity <= room:
                 return True
-            quantity = round_qty_down(max(room, ZERO), rules)
+            elif rules is None:
+                quantity, why = ZERO, f"{why}, and no market rules to fit the sale to it"
+            else:
+                quantity = round_qty_down(room, rules)
             price = sale.reference_price
-            why = f"the group holds {_s(group.filled_quantity)}, {_s(max(room, ZERO))} of it beyond its resting TPs"
-            if quantity <= 0 or (price is not None and validate_order(price, quantity, rules)):
+            if quantity <= 0 or (rules is not None and price is not None and validate_order(price, quantity, rules)):
                 sale.status, sale.canceled_at = OrderStatus.CANCELED, timezone.now()
-                sale.last_error = f"nothing left to sell: {why}"
+                sale.last_error = f"nothing left to sell, not sent: {why}"
+                kind = "risk_sale_skipped"
             else:
                 sale.last_error = f"resized from {_s(sale.quantity)}: {why}"
                 sale.quantity = quantity
+                kind = "risk_sale_resized"
             sale.save(update_fields=["status", "canceled_at", "quantity", "last_error", "updated_at"])
+            group_event(group, kind, f"risk sale {sale.client_order_id}: {sale.last_error}", {"order": str(sale.pk)})
             log_warning(
                 "RISK", f"{group.symbol} risk sale {sale.client_order_id}: {sale.last_error}", user=group.user_id
             )
@@ -538,10 +580,7 @@ def _take_profits_restore(*, group_id: Any, adapter: Any) -> None:
         rules = market_rule_get(exchange_name=group.exchange_config.exchange_name, symbol=group.symbol)
         if rules is None:
             return
-        live = ExitOrder.objects.filter(
-            group=group, order_type=OrderType.LIMIT, status__in=[*RESTING_ORDER_STATUSES, *UNSENT_OR_UNKNOWN]
-        )
-        room = group.filled_quantity - sum((tp.quantity - tp.filled_quantity for tp in live), ZERO)
+        room = group.filled_quantity - _working_sells(group.pk, besides=None)
         cut = ExitOrder.objects.filter(
             group=group, status=OrderStatus.CANCELED, last_error="cancelled by the risk engine (resized)"
         ).order_by("price")
