@@ -173,11 +173,12 @@ def _walks_read(user: User) -> list[GroupWalk]:
         Fill.objects.filter(group__user=user)
         .annotate(at_us=_EPOCH_US)
         .order_by("group_id", "executed_at", "pk")
-        .values_list("group_id", "at_us", "side", "price", "quantity", "fee", "fee_asset")
+        .values_list("group_id", "at_us", "side", "price", "quantity", "fee", "fee_asset", "fee_quote_value")
     )
-    for group_id, at_us, side, price, quantity, fee, fee_asset in rows:
+    for group_id, at_us, side, price, quantity, fee, fee_asset, fee_value in rows:
         at = _EPOCH + timedelta(microseconds=at_us)
-        fills[group_id].append((at, FillData(side=side, price=price, quantity=quantity, fee=fee, fee_asset=fee_asset)))
+        fill = FillData(side, price, quantity, fee, fee_asset, fee_value)
+        fills[group_id].append((at, fill))
     return [_walk(groups[group_id], group_fills) for group_id, group_fills in fills.items() if group_id in groups]
 
 

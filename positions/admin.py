@@ -86,7 +86,7 @@ class ExitOrderInline(ReadOnlyInline):
 
 class FillInline(ReadOnlyInline):
     model = Fill
-    fields = ("executed_at", "side", "price", "quantity", "fee", "fee_asset", "trade_id")
+    fields = ("executed_at", "side", "price", "quantity", "fee", "fee_asset", "fee_quote_value", "trade_id")
     readonly_fields = fields
 
 
@@ -211,7 +211,17 @@ class ExitOrderAdmin(LedgerAdmin):
 
 @admin.register(Fill)
 class FillAdmin(LedgerAdmin):
-    list_display = ["executed_at", "group", "side", "price", "quantity", "fee", "fee_asset", "trade_id"]
+    list_display = [
+        "executed_at",
+        "group",
+        "side",
+        "price",
+        "quantity",
+        "fee",
+        "fee_asset",
+        "fee_quote_value",
+        "trade_id",
+    ]
     list_filter = ["side"]
     search_fields = ["trade_id", "group__symbol"]
 

@@ -44,7 +44,7 @@ TABLES: tuple[OrderTable, ...] = (DCAOrder, ExitOrder)
 MAY_BE_ON_EXCHANGE = Q(status__in=[OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN]) | Q(
     status=OrderStatus.PENDING, submit_attempts__gt=0
 )
-FILL_FIELDS = ("side", "price", "quantity", "fee", "fee_asset")
+FILL_FIELDS = ("side", "price", "quantity", "fee", "fee_asset", "fee_quote_value")
 
 
 # ------------------------------------------------------------------------------------------------ one order
@@ -267,7 +267,14 @@ def fill_owner(order: Order) -> dict[str, Order]:
 
 def as_fill_data(fill: Fill) -> FillData:
     """A fill row (e.g. one already prefetched) as the rules' plain data."""
-    return FillData(side=fill.side, price=fill.price, quantity=fill.quantity, fee=fill.fee, fee_asset=fill.fee_asset)
+    return FillData(
+        side=fill.side,
+        price=fill.price,
+        quantity=fill.quantity,
+        fee=fill.fee,
+        fee_asset=fill.fee_asset,
+        fee_quote_value=fill.fee_quote_value,
+    )
 
 
 def _fill_data(fills: QuerySet[Fill]) -> list[FillData]:
@@ -281,6 +288,11 @@ def group_fills(*, group_id: Any) -> list[FillData]:
 
 def order_fills(*, order: Order) -> list[FillData]:
     return _fill_data(Fill.objects.filter(**fill_owner(order)))
+
+
+def order_trade_ids(*, order: Order) -> set[str]:
+    """The exchange trade ids of the fills already booked for an order."""
+    return set(Fill.objects.filter(**fill_owner(order)).values_list("trade_id", flat=True))
 
 
 def order_recorded_quantity(*, order: Order) -> Decimal:

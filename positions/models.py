@@ -295,6 +295,11 @@ class Fill(models.Model):
     quantity = PriceField()
     fee = PriceField(default=ZERO)
     fee_asset = models.CharField(max_length=16, blank=True)
+    fee_quote_value = PriceField(
+        null=True,
+        blank=True,
+        help_text="A fee in a third asset (e.g. BNB) valued in the quote asset when booked; null: not valued.",
+    )
     executed_at = models.DateTimeField(default=timezone.now)
     recorded_at = models.DateTimeField(default=timezone.now)
 

@@ -14,10 +14,11 @@ class FillSerializer(serializers.ModelSerializer):
     price = DecimalStr()
     quantity = DecimalStr()
     fee = DecimalStr()
+    fee_quote_value = DecimalStr(allow_null=True)  # a third-asset (BNB) fee in quote; docs/engine.md
 
     class Meta:
         model = Fill
-        fields = ["trade_id", "side", "price", "quantity", "fee", "fee_asset", "executed_at"]
+        fields = ["trade_id", "side", "price", "quantity", "fee", "fee_asset", "fee_quote_value", "executed_at"]
 
 
 class OrderFields(serializers.ModelSerializer):

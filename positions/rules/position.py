@@ -9,7 +9,8 @@ Conventions:
 - a fee paid in the base asset reduces the base a buy delivers (Binance takes it from what it buys),
   so what is held and what may be sold is the *fee-net* quantity;
 - a fee paid in the quote asset is part of a buy's cost and reduces a sell's proceeds;
-- a fee in a third asset (e.g. BNB) is neither: it does not change the position.
+- a fee in a third asset (e.g. BNB) counts as a quote fee of `fee_quote_value`, its value in the quote
+  asset when the fill was booked (docs/engine.md#position-arithmetic); unvalued (None), it counts as 0.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class FillData:
     quantity: Decimal
     fee: Decimal = ZERO
     fee_asset: str = ""
+    fee_quote_value: Decimal | None = None  # a third-asset fee valued in quote when booked; None: unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class PositionTotals:
     avg_entry: Decimal | None  # cost / held; None when nothing is held
     proceeds: Decimal  # quote received from sells, net of fees
     realized_pnl: Decimal
-    fees_quote: Decimal  # every base or quote fee, valued in quote
+    fees_quote: Decimal  # every fee, valued in quote (a third-asset fee at its booked value)
 
 
 def base_quote(symbol: str) -> tuple[str, str]:
@@ -60,14 +62,37 @@ def fee_in_quote(fill: FillData, *, quote: str) -> Decimal:
     return fill.fee if fill.fee_asset == quote else ZERO
 
 
+def is_third_asset_fee(fee: Decimal, fee_asset: str, *, base: str, quote: str) -> bool:
+    """A fee charged in neither asset of the market (e.g. BNB on BTC/USDT): it needs a price to count."""
+    return bool(fee) and bool(fee_asset) and fee_asset not in (base, quote)
+
+
+def fee_in_third_asset(fill: FillData, *, base: str, quote: str) -> Decimal:
+    """The quote value of a third-asset fee, as booked with the fill (0 when it could not be valued)."""
+    if fill.fee_quote_value is None or not is_third_asset_fee(fill.fee, fill.fee_asset, base=base, quote=quote):
+        return ZERO
+    return fill.fee_quote_value
+
+
+def quote_fee(fill: FillData, *, base: str, quote: str) -> Decimal:
+    """Every fee of a fill paid in quote or valued in it (a base fee aside): a buy's cost, a sell's loss."""
+    paid = fee_in_quote(fill, quote=quote)
+    if fill.fee_quote_value is None:  # the usual case (and the backtester's): no third-asset fee valued
+        return paid
+    return paid + fee_in_third_asset(fill, base=base, quote=quote)
+
+
 def fee_net_quantity(fill: FillData, *, base: str) -> Decimal:
     """The base a buy fill adds to the position: its quantity less a fee taken in the base asset."""
     return fill.quantity - fee_in_base(fill, base=base)
 
 
 def net_proceeds(fill: FillData, *, base: str, quote: str) -> Decimal:
-    """The quote a sell fill brings in: price × quantity less its fee (a base fee valued at the price)."""
-    return fill.price * fill.quantity - fee_in_quote(fill, quote=quote) - fee_in_base(fill, base=base) * fill.price
+    """The quote a sell fill brings in: price × quantity less its fee (a base fee valued at the price, a
+    third-asset fee at its booked quote value)."""
+    return (
+        fill.price * fill.quantity - quote_fee(fill, base=base, quote=quote) - fee_in_base(fill, base=base) * fill.price
+    )
 
 
 def net_bought(fills: Iterable[FillData], *, base: str) -> Decimal:
@@ -118,12 +143,12 @@ def position_add(running: PositionRunning, fill: FillData, *, base: str, quote: 
         running.fees_quote,
     )
     base_fee = fee_in_base(fill, base=base)
-    quote_fee = fee_in_quote(fill, quote=quote)
-    fees_quote += quote_fee + base_fee * fill.price
+    quote_fees = quote_fee(fill, base=base, quote=quote)
+    fees_quote += quote_fees + base_fee * fill.price
     if fill.side == BUY:
         bought += fill.quantity
         held += fill.quantity - base_fee
-        cost += fill.price * fill.quantity + quote_fee
+        cost += fill.price * fill.quantity + quote_fees
     else:
         sold += fill.quantity
         avg = cost / held if held > 0 else ZERO
@@ -138,7 +163,7 @@ def position_add(running: PositionRunning, fill: FillData, *, base: str, quote: 
 def position_totals(fills: Iterable[FillData], *, base: str, quote: str) -> PositionTotals:
     """Average-cost accounting over fills in the order they executed.
 
-    A buy adds its fee-net quantity and its cost (quote fee included); a sell realizes
+    A buy adds its fee-net quantity and its cost (quote and valued third-asset fees included); a sell realizes
     (net proceeds − average entry × quantity) and takes its share of the cost with it.
     """
     running = NO_FILLS

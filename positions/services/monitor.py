@@ -141,11 +141,14 @@ class _CycleTrades:
     Booking a fill needs the order's own trades (fees, ids); asking for them order by order costs
     Binance weight 20 each — a pass in which 100 legs fill would spend 2,000. One request per symbol
     covers every order of the pass; an order whose trades are not in it yet is simply booked next pass.
+    Likewise a fee paid in BNB is valued at BNB's price (`positions.services.fees`): asked once per pass,
+    not once per order booked.
     """
 
     def __init__(self, adapter: Any) -> None:
         self._adapter = adapter
         self._trades: dict[str, tuple[Any, list[Any]]] = {}
+        self._tickers: dict[str, Any] = {}  # symbol -> Ticker, or the ExchangeError the request raised
 
     def prefetch(self, watched: list[ledger.Order]) -> None:
         since: dict[str, Any] = {}
@@ -160,6 +163,17 @@ class _CycleTrades:
         if cached is not None and since is not None and cached[0] <= since:
             return [t for t in cached[1] if t.timestamp is None or t.timestamp >= since]
         return self._adapter.fetch_my_trades(symbol, since=since)
+
+    def fetch_ticker(self, symbol: str) -> Any:
+        if symbol not in self._tickers:
+            try:
+                self._tickers[symbol] = self._adapter.fetch_ticker(symbol)
+            except ExchangeError as exc:
+                self._tickers[symbol] = exc
+        known = self._tickers[symbol]
+        if isinstance(known, ExchangeError):
+            raise known
+        return known
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._adapter, name)

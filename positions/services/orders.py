@@ -47,6 +47,7 @@ from ..events import publish_order
 from ..hooks import ORDER_FILLED, ORDER_PLACED, ORDER_REJECTED, engine_event_emit, order_event_data
 from ..ledger import Order
 from ..models import DCAOrder, Fill, PositionGroup
+from .fees import fee_quote_values
 from .positions import group_recompute
 from .takeprofit import on_fills
 
@@ -170,6 +171,8 @@ def _mark(order_id: Any, *, status: str | None = None, error: str = "") -> None:
 def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) -> Order:
     """Record what the exchange says about an order: ids, status, fills (once each), group totals."""
     state = _with_own_trades(order_id, state, adapter)
+    # A fee in a third asset (BNB) is valued now, outside the transaction (a ticker request); never raises.
+    fee_values = fee_quote_values(order_id=order_id, fills=state.fills, adapter=adapter)
     with transaction.atomic():
         order = ledger.order_get(order_id=order_id, lock=True, related=("group",))
         group = PositionGroup.objects.select_for_update().get(pk=order.group_id)
@@ -182,7 +185,7 @@ def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) 
         if placed:
             order.acknowledged_at = timezone.now()
             fields.add("acknowledged_at")
-        new_fills = _record_fills(order, group, state)
+        new_fills = _record_fills(order, group, state, fee_values)
         filled = max(order.filled_quantity, state.filled_quantity or Decimal("0"))
         if filled != order.filled_quantity:
             order.filled_quantity = filled
@@ -265,8 +268,11 @@ def _with_own_trades(order_id: Any, state: OrderState, adapter: Any) -> OrderSta
     )
 
 
-def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list[Fill]:
-    """Book each itemized fill once (`_with_own_trades` has made sure every fill is itemized)."""
+def _record_fills(
+    order: Order, group: PositionGroup, state: OrderState, fee_values: dict[str, Decimal | None]
+) -> list[Fill]:
+    """Book each itemized fill once (`_with_own_trades` has made sure every fill is itemized), a fee in a
+    third asset with the quote value `fee_quote_values` found for it (docs/engine.md#position-arithmetic)."""
     created: list[Fill] = []
     fills = list(state.fills)
     kwargs = ledger.fill_owner(order)
@@ -280,6 +286,7 @@ def _record_fills(order: Order, group: PositionGroup, state: OrderState) -> list
             quantity=fill.quantity,
             fee=fill.fee or Decimal("0"),
             fee_asset=fill.fee_asset or "",
+            fee_quote_value=fee_values.get(str(fill.trade_id)),
             # a placement answer's fills carry no time of their own: they happened when it was accepted
             executed_at=fill.timestamp or state.timestamp or timezone.now(),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from hypothesis import given
@@ -12,6 +13,7 @@ from positions.rules.position import (
     base_quote,
     fee_net_quantity,
     net_bought,
+    net_proceeds,
     position_totals,
 )
 
@@ -60,10 +62,38 @@ def test_a_quote_fee_is_part_of_the_cost_and_comes_off_the_proceeds() -> None:
     assert result.fees_quote == D("0.42")
 
 
-def test_a_third_asset_fee_changes_nothing_in_the_position() -> None:
+def test_a_third_asset_fee_not_valued_changes_nothing_in_the_position() -> None:
     plain = totals([buy("100", "2"), sell("120", "1")])
     with_bnb = totals([buy("100", "2", "0.01", "BNB"), sell("120", "1", "0.01", "BNB")])
     assert with_bnb == plain
+
+
+def bnb(fill: FillData, value: str) -> FillData:
+    return dataclasses.replace(fill, fee_quote_value=D(value))
+
+
+def test_a_valued_third_asset_fee_counts_as_a_quote_fee_of_its_value() -> None:
+    # 0.001 BNB at 600 = 0.6 USDT on the buy; 0.001 BNB at 650 = 0.65 USDT on the sell.
+    result = totals([bnb(buy("100", "2", "0.001", "BNB"), "0.6"), bnb(sell("120", "1", "0.001", "BNB"), "0.65")])
+    assert result.held == D("1")  # BNB takes no base
+    assert result.fees_quote == D("1.25")
+    assert result.proceeds == D("120") - D("0.65")
+    # the buy cost 200.6 for 2: the sold half carried 100.3 of it
+    assert result.realized_pnl == D("119.35") - D("100.3")
+    assert result.cost == D("100.3") and result.avg_entry == D("100.3")
+    assert net_proceeds(bnb(sell("120", "1", "0.001", "BNB"), "0.65"), base="BTC", quote="USDT") == D("119.35")
+
+
+def test_a_value_on_a_base_or_quote_fee_is_ignored() -> None:
+    """Only a third-asset fee takes its stored value: a base or quote fee is counted as it always was."""
+    fills = [buy("100", "2", "0.002", "BTC"), buy("90", "1", "0.09", "USDT"), sell("110", "1", "0.11", "USDT")]
+    assert totals([bnb(fill, "5") for fill in fills]) == totals(fills)
+
+
+def test_fill_data_keeps_its_positional_fields() -> None:
+    """The backtester builds FillData(side, price, quantity, fee, fee_asset): the value is last, default None."""
+    fill = FillData("buy", D("100"), D("1"), D("0.1"), "USDT")
+    assert fill.fee_asset == "USDT" and fill.fee_quote_value is None
 
 
 def test_a_partial_sell_realizes_against_the_average_and_keeps_it() -> None:
@@ -126,6 +156,17 @@ def test_selling_everything_realizes_proceeds_minus_what_was_paid(
     assert result.proceeds == exit_price * held - exit_fee
     assert abs(result.realized_pnl - (result.proceeds - paid)) < TOLERANCE * (1 + paid)
     assert abs(result.cost) < TOLERANCE * (1 + paid)
+
+
+@given(st.lists(buy_fills(), min_size=1, max_size=8), prices, st.sampled_from(["buy", "sell"]))
+def test_a_bnb_fee_valued_at_v_is_the_same_as_a_quote_fee_of_v(
+    fills: list[FillData], value: Decimal, side: str
+) -> None:
+    held = net_bought(fills, base="BTC")
+    last = FillData(side=side, price=D("100"), quantity=held if side == "sell" else D("1"))
+    in_bnb = dataclasses.replace(last, fee=D("0.001"), fee_asset="BNB", fee_quote_value=value)
+    in_quote = dataclasses.replace(last, fee=value, fee_asset="USDT")
+    assert totals([*fills, in_bnb]) == totals([*fills, in_quote])
 
 
 @given(st.lists(buy_fills(), min_size=1, max_size=6), st.integers(min_value=1, max_value=99), prices)
