@@ -129,9 +129,15 @@ def group_close_continue(*, group_id: Any) -> str:
 
 
 def _close_order(group: PositionGroup) -> ExitOrder | None:
+    """The close's market sell still in flight (committed, sent or partly filled), if any.
+
+    A filled one is never it: what it sold is already in the group's holding (its fills are booked with
+    its status, under the group's lock), so whatever is still held needs a new sell. An earlier market sell
+    of the group, such as a risk offset's partial sale of a winner (purpose `risk`), is filled and settled
+    and must not be taken for the close (docs/engine.md#closing-a-group)."""
     return (
         ExitOrder.objects.filter(group=group, purpose__in=CLOSE_PURPOSES, order_type=OrderType.MARKET)
-        .exclude(status__in=[OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.FAILED])
+        .exclude(status__in=[OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.FAILED, OrderStatus.FILLED])
         .order_by("-created_at")
         .first()
     )

@@ -234,3 +234,34 @@ def test_fill_monitoring_costs_per_symbol_not_per_order(client, simulator_accoun
     assert group.status == "active"
     assert set(group.dca_orders.values_list("status", flat=True)) == {"filled"}
     assert group.fills.count() == 5 and all(f.fee > 0 for f in group.fills.all())
+
+
+def test_a_close_after_a_partial_risk_sale_sells_what_is_left(client, simulator_account, celery_worker):
+    """A winner that sold part of its holding to offset a loser (a filled market sell of purpose `risk`) and
+    is closed later sells everything it still holds: the earlier sale is not mistaken for the close order."""
+    from django.db import transaction
+
+    from positions.services import orders
+    from positions.services.exits import market_sell_intent
+
+    account = simulator_account
+    group = _open(client, account)
+    held = group.filled_quantity
+    partial = (held / 2).quantize(Decimal("0.00001"), "ROUND_DOWN")
+    with transaction.atomic():
+        locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
+        sale = market_sell_intent(locked, quantity=partial, purpose="risk", reference_price=Decimal("65000"))
+    assert orders.order_submit(order_id=sale.pk) in (orders.PLACED, orders.SETTLED)
+    sale.refresh_from_db()
+    group.refresh_from_db()
+    assert sale.status == "filled" and group.filled_quantity == held - partial
+
+    assert group_close(group_id=group.pk, purpose="exit_signal")
+    group.refresh_from_db()
+    assert group.status == "closed"
+    close = ExitOrder.objects.get(group=group, order_type="market", purpose="exit_signal")
+    assert close.status == "filled" and close.quantity > 0
+    assert group.filled_quantity < Decimal("0.00001")  # no more than dust below the step is left
+    sold = sum(Decimal(o["executedQty"]) for o in account.orders() if o["side"] == "SELL")
+    bought = sum(Decimal(o["executedQty"]) for o in account.orders() if o["side"] == "BUY")
+    assert bought - sold < Decimal("0.00001") + held * Decimal("0.001")  # only the base fees stay unsold
