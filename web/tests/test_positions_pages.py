@@ -144,6 +144,20 @@ def test_group_page_for_its_owner_only(client, trader, trader_client, user_facto
 
 
 @pytest.mark.django_db
+def test_a_fee_in_a_third_asset_shows_its_quote_value(trader, trader_client):
+    from positions.models import Fill
+
+    _populate(trader, groups=12)
+    group = _open_group(trader)
+    fill = Fill.objects.filter(group=group).first()
+    Fill.objects.filter(pk=fill.pk).update(
+        fee=Decimal("0.00012345"), fee_asset="BNB", fee_quote_value=Decimal("0.0755")
+    )
+    body = trader_client.get(f"/positions/{group.pk}/").content.decode()
+    assert "0.00012345 BNB" in body and "≈ 0.0755" in body
+
+
+@pytest.mark.django_db
 def test_closed_group_shows_no_actions(trader, trader_client):
     _populate(trader, groups=12)
     closed = PositionGroup.objects.filter(user=trader, status="closed").first()
