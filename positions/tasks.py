@@ -55,3 +55,10 @@ def promote_queue(user_id: str) -> list[str]:
 def expire_queue() -> int:
     """Drop queued signals older than their user's `queue_max_age_minutes`."""
     return queue.queue_expire_all()
+
+
+@shared_task(name="positions.retry_market_rules", ignore_result=True)
+def retry_market_rules() -> dict[str, int]:
+    """Groups waiting for their market's rules: reload the rules, place the grid once they are there, fail
+    a group that waited past its `queue_max_age_minutes` (docs/engine.md#group-states)."""
+    return processing.market_rules_waiting_retry()

@@ -44,6 +44,12 @@ SCHEDULES: tuple[Schedule, ...] = (
     Schedule("check exits", "positions.check_exits", Every(15), "Take-profit, trailing and stop conditions"),
     Schedule("risk engine cycle", "riskengine.evaluate", Every(30), "Offset eligible losers with winners"),
     Schedule("expire queued signals", "positions.expire_queue", Every(60), "queue_max_age_minutes"),
+    Schedule(
+        "groups waiting for market rules",
+        "positions.retry_market_rules",
+        Every(60),
+        "Reload the rules and place the grid; fail past queue_max_age_minutes",
+    ),
     Schedule("reconcile orders", "positions.reconcile", Every(300), "DB and exchange back in agreement"),
     Schedule("validate exchange connections", "exchanges.validate_all", Every(300), "Authenticated ping"),
     Schedule("refresh market rules", "exchanges.refresh_market_rules", Every(3600), "Tick, step, minimums"),

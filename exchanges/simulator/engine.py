@@ -661,6 +661,37 @@ class Engine:
 
     # ----------------------------------------------------------------------- markets
 
+    def list_market(self, raw: dict[str, Any]) -> MarketRules:
+        """List a market now, or replace its rules: ``raw`` is one ``symbols[]`` entry of exchangeInfo.
+
+        A client sees it in the next exchangeInfo it loads, as it would a new listing on Binance.
+        """
+        rules = MarketRules.from_binance(raw)
+        with self._lock:
+            others = [item for item in self.exchange_info.get("symbols", []) if item.get("symbol") != rules.symbol]
+            self.exchange_info = {**self.exchange_info, "symbols": [*others, dict(raw)]}
+            self.markets[rules.symbol] = rules
+            return rules
+
+    def delist_market(self, symbol: str) -> list[Order]:
+        """Take a market off the exchange: its open orders are cancelled (their funds released) and its
+        price forgotten, as Binance does on a delisting; returns the cancelled orders (-1121 when unknown)."""
+        with self._lock:
+            rules = self.market(symbol)
+            cancelled = sorted(self._open_orders.pop(symbol, {}).values(), key=lambda order: order.order_id)
+            for order in cancelled:
+                account = self._accounts.get(order.api_key)
+                if account is not None:
+                    self._release_funds(account, rules, order)
+                order.status = STATUS_CANCELED
+                order.update_time = now_ms()
+            del self.markets[symbol]
+            symbols = [item for item in self.exchange_info.get("symbols", []) if item.get("symbol") != symbol]
+            self.exchange_info = {**self.exchange_info, "symbols": symbols}
+            self._prices.pop(symbol, None)
+            self._price_history.pop(symbol, None)
+            return cancelled
+
     def market(self, symbol: str) -> MarketRules:
         """The rules for ``symbol`` or Binance's -1121."""
         rules = self.markets.get(symbol)

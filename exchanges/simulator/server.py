@@ -7,7 +7,8 @@ rules, Binance error bodies and HTTP statuses, and request weights counted per c
 rolling minute (reported in ``X-MBX-USED-WEIGHT-1M``; above the limit, 6000, HTTP 429 / -1003).
 
 Unsigned control endpoints under ``/_sim/`` (loopback clients only) create accounts, move prices,
-inject faults and expose what happened (docs/processes.md#simulator).
+list or delist markets (``POST /_sim/markets`` with one exchangeInfo ``symbols[]`` entry,
+``DELETE /_sim/markets/{symbol}``), inject faults and expose what happened (docs/processes.md#simulator).
 
 Fault rules (``POST /_sim/faults``, one rule or ``{"rules": [...]}``) fire by count, as before
 (``{"match": "POST /api/v3/order", "action": "error_500", "count": 2}``), or by rate: add
@@ -182,6 +183,8 @@ class SimulatorApp:
         control: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
             ("POST", "/_sim/accounts", self._sim_accounts),
             ("POST", "/_sim/price", self._sim_price),
+            ("POST", "/_sim/markets", self._sim_market_list),
+            ("DELETE", "/_sim/markets/{symbol}", self._sim_market_delist),
             ("GET", "/_sim/faults", self._sim_faults_list),
             ("POST", "/_sim/faults", self._sim_faults_add),
             ("DELETE", "/_sim/faults", self._sim_faults_clear),
@@ -623,6 +626,24 @@ class SimulatorApp:
         return web.json_response(
             {"symbol": symbol, "price": format_decimal(price), "traded_order_ids": [o.order_id for o in traded]}
         )
+
+    async def _sim_market_list(self, request: web.Request) -> web.Response:
+        body = await self._json_body(request)
+        if not isinstance(body, dict):
+            return self._bad_request("Invalid market: the body must be one exchangeInfo symbols[] entry.")
+        try:
+            rules = self.engine.list_market(body)
+        except (KeyError, ValueError, ArithmeticError, AttributeError, TypeError) as error:
+            return self._bad_request(f"Invalid market: {error!s}")
+        return web.json_response({"symbol": rules.symbol, "status": rules.status})
+
+    async def _sim_market_delist(self, request: web.Request) -> web.Response:
+        symbol = request.match_info["symbol"]
+        try:
+            cancelled = self.engine.delist_market(symbol)
+        except SimulatorError as error:
+            return web.json_response({"error": "not_found", "detail": error.msg}, status=404)
+        return web.json_response({"symbol": symbol, "cancelled_order_ids": [order.order_id for order in cancelled]})
 
     async def _sim_faults_list(self, request: web.Request) -> web.Response:
         return web.json_response({"faults": [rule.to_json() for rule in self.engine.faults.rules()]})

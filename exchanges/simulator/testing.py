@@ -215,6 +215,14 @@ class SimulatorProcess:
             body["partial_fill_ratio"] = str(partial_fill_ratio)
         return self._request("POST", "/_sim/price", body)
 
+    def list_market(self, market: dict[str, Any]) -> Any:
+        """List a market (one exchangeInfo ``symbols[]`` entry) or replace its rules, from now on."""
+        return self._request("POST", "/_sim/markets", market)
+
+    def delist_market(self, symbol: str) -> Any:
+        """Take ``symbol`` off the exchange; its open orders are cancelled."""
+        return self._request("DELETE", f"/_sim/markets/{urllib.parse.quote(symbol)}")
+
     def add_fault(
         self,
         match: str,

@@ -221,6 +221,38 @@ def test_real_exchange_info_filters_and_closed_market() -> None:
     assert raised.value.code == -1121
 
 
+def _listing(symbol: str, base: str, like: str = "SOLUSDT") -> dict[str, Any]:
+    """An exchangeInfo ``symbols[]`` entry for a new market, with the filters of an existing one."""
+    raw = next(item for item in load_exchange_info(None)["symbols"] if item["symbol"] == like)
+    return {**json.loads(json.dumps(raw)), "symbol": symbol, "baseAsset": base}
+
+
+def test_a_market_listed_later_trades_and_a_delisting_cancels_its_orders() -> None:
+    engine = make_engine()
+    with pytest.raises(SimulatorError) as raised:
+        engine.set_price("NEWUSDT", D("2"))
+    assert raised.value.code == -1121
+
+    rules = engine.list_market(_listing("NEWUSDT", "NEW"))
+
+    assert (rules.symbol, rules.base_asset, rules.tick_size) == ("NEWUSDT", "NEW", D("0.01"))
+    assert "NEWUSDT" in [item["symbol"] for item in engine.exchange_info["symbols"]]
+    engine.set_price("NEWUSDT", D("2"))
+    order = limit_order(engine, "BUY", "10", "1.5", symbol="NEWUSDT")
+    assert balance(engine, "USDT") == (D("9985"), D("15"))
+    engine.list_market({**_listing("NEWUSDT", "NEW"), "status": "BREAK"})  # listed again: rules replaced
+    assert engine.markets["NEWUSDT"].status == "BREAK"
+    assert [item["symbol"] for item in engine.exchange_info["symbols"]].count("NEWUSDT") == 1
+
+    assert engine.delist_market("NEWUSDT") == [order]
+
+    assert order.status == "CANCELED"
+    assert balance(engine, "USDT") == (D("10000"), D("0"))
+    assert "NEWUSDT" not in [item["symbol"] for item in engine.exchange_info["symbols"]]
+    with pytest.raises(SimulatorError):
+        engine.price("NEWUSDT")
+
+
 def test_klines_synthesized_from_price_history() -> None:
     engine = Engine(load_exchange_info(None))
     minute = 60_000
@@ -472,6 +504,22 @@ def test_public_endpoints(fresh: SimulatorProcess) -> None:
     assert status == 200 and klines[-1][4] == "65000.00000000"
     status, _, body = http(fresh, "GET", "/sapi/v1/capital/config/getall")
     assert (status, body["code"]) == (404, -1020)
+
+
+def test_markets_listed_and_delisted_over_the_control_api(fresh: SimulatorProcess) -> None:
+    assert http(fresh, "GET", "/api/v3/exchangeInfo", {"symbol": "LATERUSDT"})[2]["code"] == -1121
+    assert fresh.list_market(_listing("LATERUSDT", "LATER")) == {"symbol": "LATERUSDT", "status": "TRADING"}
+    try:
+        status, _, body = http(fresh, "GET", "/api/v3/exchangeInfo", {"symbol": "LATERUSDT"})
+        assert status == 200 and body["symbols"][0]["baseAsset"] == "LATER"
+        assert "LATERUSDT" in [item["symbol"] for item in http(fresh, "GET", "/api/v3/exchangeInfo")[2]["symbols"]]
+        with pytest.raises(RuntimeError, match="HTTP 400"):
+            fresh.list_market({"symbol": "BROKEN"})  # no baseAsset
+    finally:
+        assert fresh.delist_market("LATERUSDT") == {"symbol": "LATERUSDT", "cancelled_order_ids": []}
+    assert http(fresh, "GET", "/api/v3/exchangeInfo", {"symbol": "LATERUSDT"})[2]["code"] == -1121
+    with pytest.raises(RuntimeError, match="HTTP 404"):
+        fresh.delist_market("LATERUSDT")
 
 
 def test_control_orders_shape_and_faults(fresh: SimulatorProcess) -> None:

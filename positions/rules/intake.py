@@ -93,6 +93,7 @@ class Alert:
     envelope_error: WebhookError | None = None  # size, media type: refused before anything else
     body_error: WebhookError | None = None  # JSON
     schema_error: WebhookError | None = None
+    # With an unlisted market's error, `symbol` is the one derived from the ticker (or empty).
     symbol_error: WebhookError | None = None
     # Built in this process by a strategy (`intake.strategy_signal_receive`), not received over HTTP:
     # the webhook's IP allowlist does not apply to it (docs/strategies.md#live).
@@ -240,7 +241,9 @@ def _admit(context: IntakeContext, alert: Alert) -> ParsedSignal:
             f"No enabled exchange config named {parsed.exchange!r}.",
             {"tv.exchange": [f"no enabled exchange config named {parsed.exchange!r}"]},
         )
-    if alert.symbol_error is not None:
+    # A market the exchange does not list refuses the alert, except an exit for the open group its symbol
+    # names: a group waiting for its market's rules is still closed by its exit (docs/engine.md#group-states).
+    if alert.symbol_error is not None and not (parsed.is_exit and alert.symbol and context.group is not None):
         raise alert.symbol_error
     return parsed
 

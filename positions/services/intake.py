@@ -113,6 +113,17 @@ def _excerpt(raw: bytes) -> str:
     return "".join("*" if ch.isalnum() else "?" if ch < " " and ch not in "\t\n\r" else ch for ch in text)
 
 
+class UnlistedSymbolError(WebhookError):
+    """A ticker the exchange's stored market rules do not list, with the symbol derived from it (empty when
+    its base and quote cannot be told apart). Refused, except an exit for the open group that symbol names:
+    a group waiting for its market's rules must still be closable (docs/engine.md#group-states)."""
+
+    def __init__(self, *args: Any, symbol: str, exchange_symbol: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.symbol = symbol
+        self.exchange_symbol = exchange_symbol
+
+
 def resolve_symbol(exchange_name: str, raw: str, *, cached_only: bool = False) -> tuple[str, str]:
     """(unified symbol, exchange symbol) from TradingView's ticker, using the cached market rules.
 
@@ -125,14 +136,16 @@ def resolve_symbol(exchange_name: str, raw: str, *, cached_only: bool = False) -
     match = market_symbol_resolve(exchange_name=exchange_name, raw=ticker, cached_only=cached_only)
     if match is not None:
         return match
+    unified = unified_symbol(ticker)
     if market_rules_count(exchange_name=exchange_name):
-        raise WebhookError(
+        raise UnlistedSymbolError(
             400,
             "unknown_symbol",
             f"{raw!r} is not a market on {exchange_name}.",
             {"tv.symbol": [f"unknown symbol {raw!r} on {exchange_name}"]},
+            symbol=unified or "",
+            exchange_symbol=compact if unified else "",
         )
-    unified = unified_symbol(ticker)
     if unified is not None:
         return unified, compact
     raise WebhookError(
@@ -384,6 +397,16 @@ def alert_read(*, user_id: str, raw: bytes, content_type: str, ip: str | None, c
             return dataclasses.replace(alert, body=exc.stored_body, body_error=exc)
         if parsed is None:
             return dataclasses.replace(alert, body=body, schema_error=exc)
+        if isinstance(exc, UnlistedSymbolError) and max(len(exc.symbol), len(exc.exchange_symbol)) <= SYMBOL_MAX_LENGTH:
+            # The derived symbol finds the alert's open group, which an exit may still close (`decide`).
+            return dataclasses.replace(
+                alert,
+                body=body,
+                parsed=parsed,
+                symbol=exc.symbol,
+                exchange_symbol=exc.exchange_symbol,
+                symbol_error=exc,
+            )
         return dataclasses.replace(alert, body=body, parsed=parsed, symbol_error=exc)
     return dataclasses.replace(alert, body=body, parsed=parsed, symbol=symbol, exchange_symbol=exchange_symbol)
 

@@ -9,15 +9,16 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.logs import log_error, log_info
+from accounts.logs import log_error, log_info, log_warning
 from exchanges.client_ids import client_order_id_for
 from exchanges.exceptions import ExchangeError, PermanentExchangeError
 from exchanges.services import adapter_for
 
 from ..choices import ExitPurpose, GroupStatus, OrderType, ProcessingStatus, SignalClassification
-from ..config import effective_config
+from ..config import effective_config, engine_setting
 from ..grid import GridError, compute_grid
 from ..models import DCAOrder, PositionGroup, Pyramid, WebhookSignal
+from ..rules.pool import queue_expired
 from . import orders
 from .exits import group_close
 from .state import group_event, group_transition
@@ -25,6 +26,12 @@ from .state import group_event, group_transition
 
 class RetryLaterError(Exception):
     """Something temporary (exchange down, rules not loaded): the task retries with backoff."""
+
+
+NO_MARKET_RULES = "no_market_rules"
+# The group event that marks a new group waiting for its market's rules (docs/engine.md#group-states);
+# `market_rules_waiting_retry` looks for it.
+WAITING_FOR_MARKET_RULES = "waiting_for_market_rules"
 
 
 def signal_process(*, signal_id: Any) -> str:
@@ -55,7 +62,7 @@ def pyramid_orders_create(*, pyramid: Pyramid) -> list[DCAOrder]:
     try:
         rules = adapter.market_rules(group.symbol)
     except PermanentExchangeError as exc:
-        raise GridError("no_market_rules", f"no market rules for {group.symbol}: {exc}") from exc
+        raise GridError(NO_MARKET_RULES, str(exc)) from exc
     except ExchangeError as exc:
         raise RetryLaterError(str(exc)) from exc
     _, grid = effective_config(group.config, symbol=group.symbol, timeframe=group.timeframe)
@@ -64,10 +71,12 @@ def pyramid_orders_create(*, pyramid: Pyramid) -> list[DCAOrder]:
     )
     legs = compute_grid(config=grid, pyramid_index=pyramid.index, entry_price=pyramid.entry_price, rules=rules)
     with transaction.atomic():
-        PositionGroup.objects.select_for_update().get(pk=group.pk)
+        locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
         existing = list(pyramid.orders.all())
         if existing:
             return existing
+        if locked.status in (GroupStatus.CLOSING, GroupStatus.CLOSED, GroupStatus.FAILED):
+            return []  # closed meanwhile (an exit while the group waited for its rules): nothing to order
         if not group.exchange_symbol:
             PositionGroup.objects.filter(pk=group.pk).update(exchange_symbol=rules.exchange_symbol)
         created = []
@@ -115,17 +124,22 @@ def pyramid_submit(*, pyramid_id: Any) -> str:
     try:
         legs = pyramid_orders_create(pyramid=pyramid)
     except GridError as exc:
+        if pyramid.index == 0 and exc.code == NO_MARKET_RULES:
+            return _wait_for_market_rules(group, exc.reason)
+        reason = f"no market rules for {group.symbol}: {exc.reason}" if exc.code == NO_MARKET_RULES else exc.reason
         if pyramid.index == 0:
-            _fail_group(group, exc.reason)
+            _fail_group(group, reason)
         else:
             log_error(
                 "TRADING",
-                f"Pyramid {pyramid.index} of {group.symbol} rejected: {exc.reason}",
+                f"Pyramid {pyramid.index} of {group.symbol} rejected: {reason}",
                 user=group.user,
                 details={"group_id": str(group.pk)},
             )
-            group_event(group, "pyramid_rejected", exc.reason)
-        return f"rejected: {exc.reason}"
+            group_event(group, "pyramid_rejected", reason)
+        return f"rejected: {reason}"
+    if not legs:
+        return "group closed before its orders were placed"
     adapter = adapter_for(group.exchange_config)
     outcomes: dict[str, str] = {}
     for leg in sorted(legs, key=lambda o: o.dca_level):
@@ -149,6 +163,90 @@ def pyramid_submit(*, pyramid_id: Any) -> str:
         details={"group_id": str(group.pk)},
     )
     return f"{len(placed)} orders placed"
+
+
+def _wait_for_market_rules(group: PositionGroup, message: str) -> str:
+    """Pyramid 0 has no market rules: the group stays `waiting` (keeping its pool slot) with the reason
+    recorded once (a `waiting_for_market_rules` event and a log line), or fails once it has waited longer
+    than its `queue_max_age_minutes` (docs/engine.md#group-states). Nothing is sent either way."""
+    now = timezone.now()
+    max_age = engine_setting(group.config, "queue_max_age_minutes")
+    expired = queue_expired(queued_at=group.created_at, now=now, max_age_minutes=max_age)
+    with transaction.atomic():
+        locked = PositionGroup.objects.select_for_update().get(pk=group.pk)
+        if locked.status != GroupStatus.WAITING:
+            return f"group is {locked.status}"  # an exit or a manual close got there first
+        if expired:
+            waited = int((now - locked.created_at).total_seconds() // 60)
+            reason = f"{NO_MARKET_RULES}: {message}; waited {waited} minutes (queue_max_age_minutes {max_age})"
+            log_error("TRADING", f"{group.symbol}: {reason}", user=group.user, details={"group_id": str(group.pk)})
+            group_transition(group_id=group.pk, to=GroupStatus.FAILED, reason=reason, locked=locked)
+            return f"failed: {reason}"
+        first = not locked.events.filter(kind=WAITING_FOR_MARKET_RULES).exists()
+        if first:
+            group_event(
+                locked,
+                WAITING_FOR_MARKET_RULES,
+                f"No market rules for {group.symbol} yet; the group waits for them: {message}",
+                {"error": message, "max_age_minutes": max_age},
+            )
+    if first:
+        log_warning(
+            "TRADING",
+            f"{group.symbol}: no market rules yet, the group waits for them: {message}",
+            user=group.user,
+            details={"group_id": str(group.pk)},
+        )
+    return "waiting for market rules"
+
+
+def market_rules_waiting_retry() -> dict[str, int]:
+    """Every group waiting for its market's rules, asked again (the `positions.retry_market_rules` sweep).
+
+    Per exchange config: the adapter reloads the exchange's markets (`refresh_market_rules`: the rules
+    store and this account's client both learn a new listing), then each group goes through the normal
+    `pyramid_submit` (intents first, deterministic client order ids); one still without rules keeps
+    waiting or, past its maximum age, fails there (docs/engine.md#group-states).
+    """
+    groups = (
+        PositionGroup.objects.filter(status=GroupStatus.WAITING, events__kind=WAITING_FOR_MARKET_RULES)
+        .select_related("exchange_config")
+        .distinct()
+    )
+    by_config: dict[Any, list[PositionGroup]] = {}
+    for group in groups:
+        by_config.setdefault(group.exchange_config_id, []).append(group)
+    counts = {"groups": 0, "placed": 0, "waiting": 0, "failed": 0, "refresh_failed": 0}
+    for waiting in by_config.values():
+        config = waiting[0].exchange_config
+        try:
+            adapter_for(config).refresh_market_rules()
+        except ExchangeError as exc:
+            # The groups are still asked below: fallback rules may apply, and the maximum age still counts.
+            counts["refresh_failed"] += 1
+            log_info(
+                "PRECISION",
+                f"market rules of {config.exchange_name} not reloaded for waiting groups: {exc}",
+                user=config.user_id,
+                details={"exchange_config_id": str(config.pk)},
+            )
+        for group in waiting:
+            counts["groups"] += 1
+            pyramid = Pyramid.objects.filter(group=group, index=0).first()
+            if pyramid is None:
+                continue
+            try:
+                pyramid_submit(pyramid_id=pyramid.pk)
+            except RetryLaterError:
+                pass  # temporary trouble or orders not all confirmed: the next sweep and their retries go on
+            status = PositionGroup.objects.filter(pk=group.pk).values_list("status", flat=True).first()
+            if status == GroupStatus.FAILED:
+                counts["failed"] += 1
+            elif group.dca_orders.exists():
+                counts["placed"] += 1
+            elif status == GroupStatus.WAITING:
+                counts["waiting"] += 1
+    return counts
 
 
 def _entry_rejected(pyramid: Pyramid, legs: list[DCAOrder]) -> str:
