@@ -158,6 +158,22 @@ def test_a_fee_in_a_third_asset_shows_its_quote_value(trader, trader_client):
 
 
 @pytest.mark.django_db
+def test_a_group_waiting_for_market_rules_says_so(trader, trader_client):
+    from positions.services.processing import WAITING_FOR_MARKET_RULES
+    from positions.services.state import group_event
+
+    _populate(trader, groups=12)
+    group = _open_group(trader)
+    group.dca_orders.all().delete()
+    PositionGroup.objects.filter(pk=group.pk).update(status="waiting")
+    group_event(group, WAITING_FOR_MARKET_RULES, "no market rules for BTC/USDT: not listed; waiting for them to load")
+    body = trader_client.get(f"/positions/{group.pk}/").content.decode()
+    assert "for its market's rules" in body
+    assert "no market rules for BTC/USDT: not listed" in body and "tried again every minute" in body
+    assert "the grid is laid once the market's rules load" in body
+
+
+@pytest.mark.django_db
 def test_closed_group_shows_no_actions(trader, trader_client):
     _populate(trader, groups=12)
     closed = PositionGroup.objects.filter(user=trader, status="closed").first()

@@ -33,6 +33,7 @@ from positions.models import DCAOrder, ExitOrder, PositionGroup
 from positions.selectors import group_pnl, last_prices, leg_and_pyramid_pnl
 from positions.services.exits import CloseRefusedError, group_close_request
 from positions.services.guards import GuardRefusedError, group_stop_averaging
+from positions.services.processing import WAITING_FOR_MARKET_RULES
 from riskengine.services import FlagRefusedError, risk_flag_set
 
 from ..acting import may_act, trader_action
@@ -124,6 +125,11 @@ def _context(request: AuthedRequest) -> dict[str, Any]:
         pyramids.append({"pyramid": pyramid, "legs": legs, "pnl": breakdown["pyramids"].get(str(pyramid.index), {})})
     exits = list(group.exit_orders.all())
     orders = sorted([*entry_orders, *exits], key=_order_key)
+    events = list(group.events.all())
+    # Why a group is still waiting: its market's rules have not loaded (docs/engine.md#group-states).
+    waiting_reason = next(
+        (e.message for e in events if e.kind == WAITING_FOR_MARKET_RULES and group.status == GroupStatus.WAITING), None
+    )
     context = {
         "group": group,
         "price": price,
@@ -131,7 +137,8 @@ def _context(request: AuthedRequest) -> dict[str, Any]:
         "pyramids": pyramids,
         "orders": [{"order": o, "kind": _order_kind(o)} for o in orders],
         "fills": list(group.fills.all()),
-        "events": list(group.events.all()),
+        "events": events,
+        "waiting_reason": waiting_reason,
         "unfilled_legs": sum(1 for o in entry_orders if not o.filled_quantity and o.status not in FINAL_ORDER_STATUSES),
         "can_act": group.status in ACTIVE and group.user_id == request.user.pk and may_act(request.user),
     }
