@@ -101,6 +101,9 @@ def celery_worker(transactional_db, celery_worker_app):
     # The project's broker and result store, whatever an earlier test pointed the app at (the reliability
     # test runs on its own Redis): a worker on a stale URL would fail every later test.
     celery_worker_app.close()
+    # close() forgets the producer pool only together with the app's own connection pool; `send_task` builds
+    # that producer pool from kombu's global pools, so one made for an earlier URL can outlive close().
+    celery_worker_app.amqp._producer_pool = None
     celery_worker_app.conf.update(broker_url=settings.CELERY_BROKER_URL, result_backend=settings.CELERY_RESULT_BACKEND)
     with start_worker(
         celery_worker_app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
