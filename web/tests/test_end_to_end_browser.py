@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from django.conf import settings as django_settings
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -72,7 +73,9 @@ def browser() -> Iterator[Any]:
 
 
 def _until(driver: Any, condition: Callable[[Any], Any], message: str, timeout: float = WAIT_S) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
+    # A live region re-rendered between finding an element and reading it leaves a stale reference: look again.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=ignored).until(condition, message)
 
 
 def _wait_for(predicate: Callable[[], Any], message: str, timeout: float = WAIT_S) -> Any:
