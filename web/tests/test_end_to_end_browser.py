@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from django.conf import settings as django_settings
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -264,7 +264,14 @@ def test_sign_up_to_a_closed_grid_trade_in_the_browser(stack, browser, simulator
     alert = _until(driver, expected_conditions.alert_is_present(), "the confirmation")
     assert "at market" in alert.text
     alert.accept()
-    _until(driver, lambda d: "Closed" in d.find_element(By.ID, "main").text, "the group closed", timeout=WAIT_S * 2)
+    try:
+        _until(driver, lambda d: "Closed" in d.find_element(By.ID, "main").text, "the group closed", timeout=WAIT_S * 2)
+    except TimeoutException:
+        shot("group-not-closed")
+        group = PositionGroup.objects.get(pk=group_id)
+        exits = list(group.exit_orders.values_list("purpose", "order_type", "status", "quantity", "last_error"))
+        events = list(group.events.order_by("at").values_list("kind", "message"))
+        raise AssertionError(f"not shown closed: status {group.status}, exits {exits}, events {events}") from None
     group = _wait_for(
         lambda: PositionGroup.objects.filter(pk=group_id, status="closed").exclude(realized_pnl=0).first(), "closed"
     )
