@@ -31,19 +31,22 @@ logger = logging.getLogger(__name__)
 STORED_PLACES = Decimal("1e-18")  # Fill.fee_quote_value's decimal places (positions.models.PriceField)
 
 
-def fee_quote_values(*, order_id: Any, fills: Sequence[OrderFill], adapter: Any = None) -> dict[str, Decimal | None]:
+def fee_quote_values(
+    *, order_id: Any, fills: Sequence[OrderFill], symbol: str = "", adapter: Any = None
+) -> dict[str, Decimal | None]:
     """trade id → the quote value of its third-asset fee (None: no price could be had), for the fills of
     `fills` that have such a fee and are not booked yet. Makes one ticker request per fee asset (usually
-    one: BNB); never raises for want of a price. Called outside any transaction (a network call)."""
+    one: BNB); never raises for want of a price. Called outside any transaction (a network call).
+
+    `symbol`, the market the exchange's answer names ("BTC/USDT"), lets the usual case (fees in the base or
+    quote asset) return without reading the order: every fill booking passes here."""
     if not any(fill.fee and fill.fee_asset for fill in fills):
         return {}  # the usual case: no fee, or the fee of a placement answer not itemized yet
+    if "/" in symbol and not _third(fills, *base_quote(symbol)):
+        return {}
     order = ledger.order_get(order_id=order_id, related=("exchange_config",))
     base, quote = base_quote(order.symbol)
-    third = [
-        fill
-        for fill in fills
-        if is_third_asset_fee(fill.fee or Decimal(0), fill.fee_asset or "", base=base, quote=quote)
-    ]
+    third = _third(fills, base, quote)
     if not third:
         return {}
     booked = ledger.order_trade_ids(order=order)
@@ -65,6 +68,11 @@ def fee_quote_values(*, order_id: Any, fills: Sequence[OrderFill], adapter: Any 
             details={"order_id": str(order.pk), "symbol": order.symbol, "trade_ids": unvalued},
         )
     return values
+
+
+def _third(fills: Sequence[OrderFill], base: str, quote: str) -> list[OrderFill]:
+    """The fills whose fee is in neither asset of the base/quote market."""
+    return [f for f in fills if is_third_asset_fee(f.fee or Decimal(0), f.fee_asset or "", base=base, quote=quote)]
 
 
 def _prices(order: Order, assets: list[str], quote: str, adapter: Any) -> tuple[dict[str, Decimal], list[str]]:

@@ -172,7 +172,7 @@ def order_apply_state(*, order_id: Any, state: OrderState, adapter: Any = None) 
     """Record what the exchange says about an order: ids, status, fills (once each), group totals."""
     state = _with_own_trades(order_id, state, adapter)
     # A fee in a third asset (BNB) is valued now, outside the transaction (a ticker request); never raises.
-    fee_values = fee_quote_values(order_id=order_id, fills=state.fills, adapter=adapter)
+    fee_values = fee_quote_values(order_id=order_id, fills=state.fills, symbol=state.symbol, adapter=adapter)
     with transaction.atomic():
         order = ledger.order_get(order_id=order_id, lock=True, related=("group",))
         group = PositionGroup.objects.select_for_update().get(pk=order.group_id)
