@@ -13,7 +13,9 @@
   var pending = {};       // region name -> timer
   var inflight = {};      // region name -> true while fetching; a second request waits for the first
   var again = {};
+  var failures = {};      // region name -> failed fetches in a row
   var DEBOUNCE_MS = 120;  // an update burst (fill + group + order) becomes one fetch per region
+  var RETRY_MS = 2000;    // a failed fetch is tried again (a few times), or the region would stay stale
 
   function setState(state, title) {
     if (!indicator) return;
@@ -39,14 +41,18 @@
         return r.ok ? r.text() : null;
       })
       .then(function (html) {
-        if (html === null) return;
+        if (html === null) throw new Error("region not fetched");
+        failures[name] = 0;
         var active = document.activeElement;
         if (active && el.contains(active) && /INPUT|SELECT|TEXTAREA/.test(active.tagName)) return; // don't clobber typing
         el.innerHTML = html;
         formatTimes(el);
         el.dispatchEvent(new CustomEvent("live:swapped", { bubbles: true, detail: name }));
       })
-      .catch(function () { /* the next event or resync retries */ })
+      .catch(function () {
+        failures[name] = (failures[name] || 0) + 1;
+        if (failures[name] <= 5) setTimeout(function () { refresh(name); }, RETRY_MS * failures[name]);
+      })
       .then(function () {
         inflight[name] = false;
         if (again[name]) { again[name] = false; schedule(name); }

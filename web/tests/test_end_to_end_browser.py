@@ -30,7 +30,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from accounts.models import User
 from exchanges.services import exchange_config_store
 from positions.models import DCAOrder, EngineConfig, PositionGroup
-from positions.services.monitor import check_exits, monitor_fills
+from positions.services.monitor import monitor_fills
 from tradingsite.tests.support import ROOT, web_processes
 from web.browser import chromium_driver, chromium_missing
 from web.demo import populate
@@ -264,18 +264,8 @@ def test_sign_up_to_a_closed_grid_trade_in_the_browser(stack, browser, simulator
     alert = _until(driver, expected_conditions.alert_is_present(), "the confirmation")
     assert "at market" in alert.text
     alert.accept()
-    nudged = [0.0]
-
-    def closed_shown(d: Any) -> bool:
-        # A take-profit still being placed when the close came cannot be cancelled yet: the close then waits
-        # for the beat's exit check (every 15 s), which this test runs itself, as it runs the fill monitor.
-        if time.monotonic() - nudged[0] > 2:
-            nudged[0] = time.monotonic()
-            check_exits()
-        return "Closed" in d.find_element(By.ID, "main").text
-
     try:
-        _until(driver, closed_shown, "the group closed", timeout=WAIT_S * 2)
+        _until(driver, lambda d: "Closed" in d.find_element(By.ID, "main").text, "the group closed", timeout=WAIT_S * 2)
     except TimeoutException:
         shot("group-not-closed")
         group = PositionGroup.objects.get(pk=group_id)
