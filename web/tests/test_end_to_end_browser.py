@@ -90,6 +90,14 @@ def _wait_for(predicate: Callable[[], Any], message: str, timeout: float = WAIT_
 
 def _mark(driver: Any) -> None:
     driver.execute_script(MARKER + " = 'not reloaded';")
+    # What the socket brought and which region swaps happened, for a failure to tell a lost event from a
+    # region that was not fetched (static/js/live.js dispatches both).
+    driver.execute_script(
+        "window.__e2e_seen = [];"
+        "document.addEventListener('live:event', e => window.__e2e_seen.push(e.detail.type + ':' +"
+        " ((e.detail.data || {}).status || '')));"
+        "document.addEventListener('live:swapped', e => window.__e2e_seen.push('swapped:' + e.detail));"
+    )
 
 
 def _not_reloaded(driver: Any) -> bool:
@@ -271,7 +279,10 @@ def test_sign_up_to_a_closed_grid_trade_in_the_browser(stack, browser, simulator
         group = PositionGroup.objects.get(pk=group_id)
         exits = list(group.exit_orders.values_list("purpose", "order_type", "status", "quantity", "last_error"))
         events = list(group.events.order_by("at").values_list("kind", "message"))
-        raise AssertionError(f"not shown closed: status {group.status}, exits {exits}, events {events}") from None
+        seen = driver.execute_script("return window.__e2e_seen || [];")
+        raise AssertionError(
+            f"not shown closed: status {group.status}, exits {exits}, events {events}; the page saw {seen}"
+        ) from None
     group = _wait_for(
         lambda: PositionGroup.objects.filter(pk=group_id, status="closed").exclude(realized_pnl=0).first(), "closed"
     )
